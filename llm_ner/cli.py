@@ -1,0 +1,161 @@
+"""The `llm-ner` command line: one subcommand per pipeline stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .data import DataError, load_examples
+from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
+
+INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
+
+
+def write_jsonl_atomic(records, path: str | Path) -> int:
+    """Write JSON lines to a temporary file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    prompt = load_prompt(args.prompt)
+    labels = prompt.schema.keys if prompt.schema else None
+    examples, report = load_examples(args.input, args.input_format, labels=labels, lenient=args.lenient)
+    if prompt.schema is None:
+        prompt = prompt.with_labels(s.label for ex in examples for s in ex.spans)
+    count = write_jsonl_atomic((to_conversation(ex, prompt, args.format) for ex in examples), args.output)
+    report.print()
+    print(
+        f"wrote {count} {args.format} conversations to {args.output} "
+        f"(prompt {prompt.name}) in {time.perf_counter() - started:.2f}s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .metrics import evaluate, format_evaluation
+
+    gold, gold_report = load_examples(args.gold, args.gold_format, lenient=args.lenient)
+    pred, pred_report = load_examples(args.pred, "cluener", lenient=args.lenient, allow_empty=True)
+    for report in (gold_report, pred_report):
+        if report.skipped or report.warnings:
+            report.print()
+    labels = sorted({s.label for ex in gold for s in ex.spans})
+    result = evaluate(gold, pred, labels)
+    result = {"gold": str(args.gold), "pred": str(args.pred), **result}
+    print(format_evaluation(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-ner",
+        description="Chinese NER with fine-tuned LLMs: convert data to chat instructions, "
+        "train, extract, evaluate and compare with BERT/BiLSTM-CRF baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    convert = sub.add_parser(
+        "convert",
+        help="turn CLUENER/BIO data into chat instructions (TRL prompt-completion JSON lines)",
+        description="Convert an NER file into JSON lines {id, prompt: [system, user], "
+        "completion: [assistant]} for TRL's SFTTrainer. Bad records stop the run with "
+        "FILE:LINE: reason unless --lenient.",
+    )
+    convert.add_argument(
+        "--input", required=True, help="CLUENER JSON lines or char-per-line BIO/BIOES/BMES file"
+    )
+    convert.add_argument("--output", required=True, help="output JSON lines file")
+    convert.add_argument(
+        "--prompt",
+        default=DEFAULT_PROMPT,
+        help="prompt YAML path or shipped name (default: %(default)s; see prompts/)",
+    )
+    convert.add_argument(
+        "--format",
+        default="mentions",
+        choices=ANSWER_FORMATS,
+        help="assistant answer: mentions = JSON list in reading order (exact spans); "
+        "grouped = {label: [strings]} (default: %(default)s)",
+    )
+    convert.add_argument(
+        "--input-format",
+        default="auto",
+        choices=INPUT_FORMATS,
+        help="input file format; auto picks cluener for JSON lines, else a tag "
+        "scheme detected from the tags (default: %(default)s)",
+    )
+    convert.add_argument(
+        "--lenient",
+        action="store_true",
+        help="skip bad records (printed with their lines) instead of stopping",
+    )
+    convert.set_defaults(func=cmd_convert)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score predictions against gold: span-level and CLUENER string-level tables",
+        description="Exact span-level precision/recall/F1 per class (micro, macro), the CLUENER "
+        "leaderboard's string-level scores and an error breakdown. Predictions are CLUENER "
+        "JSON lines matched to gold by id (records without id: by position).",
+    )
+    evaluate.add_argument("--gold", required=True, help="gold file (CLUENER or BIO)")
+    evaluate.add_argument("--pred", required=True, help="predictions (CLUENER JSON lines)")
+    evaluate.add_argument("--gold-format", default="auto", choices=INPUT_FORMATS)
+    evaluate.add_argument("--json", metavar="OUT", help="also write all scores as JSON")
+    evaluate.add_argument("--lenient", action="store_true", help="skip bad records instead of stopping")
+    evaluate.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Metrics: exact span-level P/R/F1 per class, error breakdown, CLUENER string-level scoring.
+
+Span level (the primary score): a prediction counts only if start, end and type all equal a gold
+span. Per class, micro and macro averages, in the layout of the published tables
+(class | precision | recall | f1-score | support). Identical to seqeval on the BIO rendering of
+the same spans when spans do not overlap (tested).
+
+CLUENER string level: per sentence and class, the set of entity strings, ignoring offsets, as
+the CLUENER leaderboard scores it (macro average over classes). Published CLUENER figures mix
+the two, so reports show both, named.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from .data import Example, Span
+
+ERROR_KINDS = (
+    "correct",
+    "wrong_type",
+    "wrong_boundary",
+    "wrong_type_and_boundary",
+    "spurious",
+    "missed",
+)
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Counts and scores of one class (or an average: counts summed, scores averaged)."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int  # gold items
+    predicted: int
+    correct: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1-score": self.f1,
+            "support": self.support,
+            "predicted": self.predicted,
+            "correct": self.correct,
+        }
+
+
+def _score(correct: int, predicted: int, support: int) -> ClassScore:
+    precision = correct / predicted if predicted else 0.0
+    recall = correct / support if support else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return ClassScore(precision, recall, f1, support, predicted, correct)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-class scores plus micro and macro averages."""
+
+    per_class: dict[str, ClassScore]
+    micro: ClassScore
+    macro: ClassScore
+
+    def as_dict(self) -> dict:
+        return {
+            "per_class": {label: s.as_dict() for label, s in self.per_class.items()},
+            "micro avg": self.micro.as_dict(),
+            "macro avg": self.macro.as_dict(),
+        }
+
+
+def scores_from_items(
+    gold: Iterable[tuple], pred: Iterable[tuple], labels: Sequence[str] | None = None
+) -> Scores:
+    """Score sets of hashable items whose last element is the class label.
+
+    Classes are ``labels`` plus any label seen in gold or predictions; a class with neither
+    gold nor predicted items is left out of the averages.
+    """
+    gold_set, pred_set = set(gold), set(pred)
+    support = Counter(item[-1] for item in gold_set)
+    predicted = Counter(item[-1] for item in pred_set)
+    correct = Counter(item[-1] for item in gold_set & pred_set)
+    classes = list(dict.fromkeys([*(labels or []), *sorted(support | predicted)]))
+    per_class = {
+        c: _score(correct[c], predicted[c], support[c]) for c in classes if support[c] or predicted[c]
+    }
+    micro = _score(sum(correct.values()), sum(predicted.values()), sum(support.values()))
+    n = len(per_class)
+    macro = ClassScore(
+        precision=sum(s.precision for s in per_class.values()) / n if n else 0.0,
+        recall=sum(s.recall for s in per_class.values()) / n if n else 0.0,
+        f1=sum(s.f1 for s in per_class.values()) / n if n else 0.0,
+        support=micro.support,
+        predicted=micro.predicted,
+        correct=micro.correct,
+    )
+    return Scores(per_class, micro, macro)
+
+
+def span_scores(
+    gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]], labels: Sequence[str] | None = None
+) -> Scores:
+    """Exact span-level scores; ``gold[i]`` and ``pred[i]`` are the spans of sentence i."""
+    _check_lengths(gold, pred)
+    return scores_from_items(
+        ((i, s.start, s.end, s.label) for i, spans in enumerate(gold) for s in spans),
+        ((i, s.start, s.end, s.label) for i, spans in enumerate(pred) for s in spans),
+        labels,
+    )
+
+
+def cluener_string_scores(
+    gold: Sequence[Example], pred: Sequence[Example], labels: Sequence[str] | None = None
+) -> Scores:
+    """CLUENER leaderboard-style scores: per sentence and class, sets of entity strings."""
+    _check_lengths(gold, pred)
+
+    def items(examples: Sequence[Example]) -> set[tuple[int, str, str]]:
+        return {(i, ex.mention(s), s.label) for i, ex in enumerate(examples) for s in ex.spans}
+
+    return scores_from_items(items(gold), items(pred), labels)
+
+
+def error_breakdown(
+    gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]]
+) -> dict[str, dict[str, int]]:
+    """Per class: what happened to each gold span, plus spurious predictions.
+
+    A gold span is ``correct``, ``wrong_type`` (same boundaries), ``wrong_boundary`` (same type,
+    overlapping), ``wrong_type_and_boundary`` (overlapping) or ``missed`` (no overlapping
+    prediction), taking the best overlapping prediction in that order; counted under its gold
+    class. A prediction overlapping no gold span is ``spurious``, counted under its predicted
+    class.
+    """
+    _check_lengths(gold, pred)
+    table: dict[str, Counter] = {}
+    for gold_spans, pred_spans in zip(gold, pred):
+        pred_spans = set(pred_spans)
+        for g in set(gold_spans):
+            overlapping = [p for p in pred_spans if p.overlaps(g)]
+            same_bounds = [p for p in overlapping if (p.start, p.end) == (g.start, g.end)]
+            if g in pred_spans:
+                kind = "correct"
+            elif same_bounds:
+                kind = "wrong_type"
+            elif any(p.label == g.label for p in overlapping):
+                kind = "wrong_boundary"
+            elif overlapping:
+                kind = "wrong_type_and_boundary"
+            else:
+                kind = "missed"
+            table.setdefault(g.label, Counter())[kind] += 1
+        for p in pred_spans:
+            if not any(p.overlaps(g) for g in gold_spans):
+                table.setdefault(p.label, Counter())["spurious"] += 1
+    return {label: {kind: counts[kind] for kind in ERROR_KINDS} for label, counts in sorted(table.items())}
+
+
+def _check_lengths(gold: Sequence, pred: Sequence) -> None:
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching prediction files to gold and the full evaluation
+
+
+def match_predictions(gold: Sequence[Example], pred: Sequence[Example]) -> tuple[list[Example], list[str]]:
+    """Predictions in gold order, by id; a gold sentence with no prediction gets no spans.
+
+    Raises ValueError for a predicted id not in gold or a text that differs from gold's.
+    Returns the aligned predictions and the ids of gold sentences that had no prediction.
+    """
+    by_id = {ex.id: ex for ex in gold}
+    if len(by_id) != len(gold):
+        raise ValueError("gold file has duplicate ids")
+    predicted: dict[str, Example] = {}
+    for ex in pred:
+        if ex.id not in by_id:
+            raise ValueError(f"prediction id {ex.id!r} is not in the gold file")
+        if ex.id in predicted:
+            raise ValueError(f"prediction id {ex.id!r} appears twice")
+        if ex.text and ex.text != by_id[ex.id].text:
+            raise ValueError(
+                f"prediction {ex.id!r}: text differs from gold "
+                f"({ex.text[:30]!r} vs {by_id[ex.id].text[:30]!r})"
+            )
+        predicted[ex.id] = ex
+    aligned, missing = [], []
+    for ex in gold:
+        if ex.id in predicted:
+            aligned.append(Example(ex.id, ex.text, predicted[ex.id].spans))
+        else:
+            missing.append(ex.id)
+            aligned.append(Example(ex.id, ex.text, []))
+    return aligned, missing
+
+
+def evaluate(gold: Sequence[Example], pred: Sequence[Example], labels: Sequence[str] | None = None) -> dict:
+    """All scores of a prediction set against gold, as a JSON-ready dict with stable keys."""
+    aligned, missing = match_predictions(gold, pred)
+    gold_spans = [ex.spans for ex in gold]
+    pred_spans = [ex.spans for ex in aligned]
+    return {
+        "sentences": len(gold),
+        "missing_predictions": len(missing),
+        "span": span_scores(gold_spans, pred_spans, labels).as_dict(),
+        "cluener_string": cluener_string_scores(gold, aligned, labels).as_dict(),
+        "errors": error_breakdown(gold_spans, pred_spans),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def format_scores_table(scores: dict, digits: int = 4) -> str:
+    """Markdown table in the seed layout from a ``Scores.as_dict()`` dict."""
+    rows = ["| class | precision | recall | f1-score | support |", "|---|---:|---:|---:|---:|"]
+
+    def row(name: str, s: dict) -> str:
+        return (
+            f"| {name} | {s['precision']:.{digits}f} | {s['recall']:.{digits}f} | "
+            f"{s['f1-score']:.{digits}f} | {s['support']} |"
+        )
+
+    rows += [row(label, s) for label, s in scores["per_class"].items()]
+    rows.append(row("micro avg", scores["micro avg"]))
+    rows.append(row("macro avg", scores["macro avg"]))
+    return "\n".join(rows)
+
+
+def format_error_table(errors: dict[str, dict[str, int]]) -> str:
+    """Markdown table of the error breakdown per class."""
+    header = "| class | " + " | ".join(k.replace("_", " ") for k in ERROR_KINDS) + " |"
+    rows = [header, "|---|" + "---:|" * len(ERROR_KINDS)]
+    for label, counts in errors.items():
+        rows.append(f"| {label} | " + " | ".join(str(counts[k]) for k in ERROR_KINDS) + " |")
+    totals = {k: sum(c[k] for c in errors.values()) for k in ERROR_KINDS}
+    rows.append("| total | " + " | ".join(str(totals[k]) for k in ERROR_KINDS) + " |")
+    return "\n".join(rows)
+
+
+def format_evaluation(result: dict) -> str:
+    """The text `llm-ner evaluate` prints."""
+    parts = [
+        f"Span-level exact match (start, end and type), {result['sentences']} sentences",
+        format_scores_table(result["span"]),
+        "",
+        "CLUENER string-level (entity strings per class per sentence, offsets ignored; "
+        "the leaderboard's scoring)",
+        format_scores_table(result["cluener_string"]),
+        "",
+        "Errors per class (gold spans by outcome; spurious predictions by predicted class)",
+        format_error_table(result["errors"]),
+    ]
+    if result["missing_predictions"]:
+        parts.append(
+            f"\nwarning: {result['missing_predictions']} gold sentences had no prediction "
+            "(scored as predicting nothing)"
+        )
+    return "\n".join(parts)
