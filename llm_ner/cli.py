@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .data import DataError, load_examples
+from .data import DataError, guess_format, load_examples
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
 INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
@@ -75,6 +75,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from .tiny import build_tiny_model, default_texts
+
+    if args.texts:
+        if guess_format(args.texts) == "cluener":
+            texts = [ex.text for ex in load_examples(args.texts, "cluener", lenient=True)[0]]
+        else:
+            texts = Path(args.texts).read_text(encoding="utf-8").splitlines()
+        texts += default_texts(limit=0)  # prompts and JSON vocabulary
+    else:
+        texts = default_texts()
+    shape = {
+        "hidden_size": args.hidden_size,
+        "num_layers": args.num_layers,
+        "num_heads": args.num_heads,
+        "num_kv_heads": args.num_kv_heads,
+    }
+    out = build_tiny_model(args.out, args.arch, texts, seed=args.seed, **shape)
+    print(f"saved a random-weight {args.arch} model to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import main as train_main
+
+    train_main(args.train_args)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .training import merge_adapter
+
+    out = merge_adapter(args.adapter, args.out, args.dtype)
+    print(f"merged {args.adapter} into {out}", file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -94,9 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         "completion: [assistant]} for TRL's SFTTrainer. Bad records stop the run with "
         "FILE:LINE: reason unless --lenient.",
     )
-    convert.add_argument(
-        "--input", required=True, help="CLUENER JSON lines or char-per-line BIO/BIOES/BMES file"
-    )
+    convert.add_argument("--input", required=True, help="CLUENER JSON lines or char-per-line BIO/BIOES/BMES file")
     convert.add_argument("--output", required=True, help="output JSON lines file")
     convert.add_argument(
         "--prompt",
@@ -137,11 +172,58 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", metavar="OUT", help="also write all scores as JSON")
     evaluate.add_argument("--lenient", action="store_true", help="skip bad records instead of stopping")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    train = sub.add_parser(
+        "train",
+        help="fine-tune with TRL (same arguments as train_sft.py; --config YAML plus overrides)",
+        description="Runs train_sft.py in this process: `llm-ner train --config configs/tiny-cpu.yaml "
+        "--max_steps 20`. For several GPUs use `accelerate launch train_sft.py ...`. "
+        "`llm-ner train --help` lists every option.",
+        add_help=False,
+    )
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    train.set_defaults(func=cmd_train)
+
+    tiny = sub.add_parser(
+        "tiny-model",
+        help="save a tiny random-weight Qwen2/Qwen3 model with a locally built tokenizer",
+        description="A model directory loadable with AutoModelForCausalLM/AutoTokenizer.from_pretrained: "
+        "random weights, a byte-level BPE tokenizer in which every character of the texts is one "
+        "token, Qwen's special tokens and the real Qwen chat template from the trl package.",
+    )
+    tiny.add_argument("--arch", choices=("qwen2", "qwen3"), default="qwen3")
+    tiny.add_argument("--out", required=True, help="output directory")
+    tiny.add_argument(
+        "--texts",
+        help="texts for the tokenizer: plain lines or a CLUENER file "
+        "(default: CLUENER train/dev from LLM_NER_DATA plus the shipped prompts)",
+    )
+    tiny.add_argument("--hidden-size", type=int, default=128)
+    tiny.add_argument("--num-layers", type=int, default=2)
+    tiny.add_argument("--num-heads", type=int, default=4)
+    tiny.add_argument("--num-kv-heads", type=int, default=2)
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=cmd_tiny_model)
+
+    merge = sub.add_parser(
+        "merge",
+        help="merge a LoRA adapter into its base model",
+        description="Loads the adapter's base model unquantized, merges the LoRA weights and saves a "
+        "plain model directory with the tokenizer (Qwen3 thinking off by default) and run metadata.",
+    )
+    merge.add_argument("--adapter", required=True, help="adapter directory (training output)")
+    merge.add_argument("--out", required=True, help="output directory")
+    merge.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    merge.set_defaults(func=cmd_merge)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # TrlParser owns every option after `train`, --help included
+        args = argparse.Namespace(func=cmd_train, train_args=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except DataError as exc:

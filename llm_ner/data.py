@@ -167,8 +167,7 @@ def _cluener_record(obj: object, labels: frozenset[str] | None) -> tuple[str | N
                 found = text[start : end_inclusive + 1]
                 if found != entity:
                     raise ValueError(
-                        f"{label} {entity!r}: text[{start}:{end_inclusive + 1}] is {found!r}, "
-                        "not the entity string"
+                        f"{label} {entity!r}: text[{start}:{end_inclusive + 1}] is {found!r}, not the entity string"
                     )
                 spans.add(Span(start, end_inclusive + 1, label))
     return record_id, text, sorted(spans)
@@ -223,9 +222,7 @@ def example_to_cluener(example: Example, with_id: bool = True) -> dict:
     """The CLUENER JSON object of an example (inclusive ends), spans grouped by type and text."""
     label: dict[str, dict[str, list[list[int]]]] = {}
     for span in example.spans:
-        label.setdefault(span.label, {}).setdefault(example.mention(span), []).append(
-            [span.start, span.end - 1]
-        )
+        label.setdefault(span.label, {}).setdefault(example.mention(span), []).append([span.start, span.end - 1])
     record: dict = {"id": example.id} if with_id else {}
     record["text"] = example.text
     record["label"] = label

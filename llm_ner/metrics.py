@@ -73,9 +73,7 @@ class Scores:
         }
 
 
-def scores_from_items(
-    gold: Iterable[tuple], pred: Iterable[tuple], labels: Sequence[str] | None = None
-) -> Scores:
+def scores_from_items(gold: Iterable[tuple], pred: Iterable[tuple], labels: Sequence[str] | None = None) -> Scores:
     """Score sets of hashable items whose last element is the class label.
 
     Classes are ``labels`` plus any label seen in gold or predictions; a class with neither
@@ -86,9 +84,7 @@ def scores_from_items(
     predicted = Counter(item[-1] for item in pred_set)
     correct = Counter(item[-1] for item in gold_set & pred_set)
     classes = list(dict.fromkeys([*(labels or []), *sorted(support | predicted)]))
-    per_class = {
-        c: _score(correct[c], predicted[c], support[c]) for c in classes if support[c] or predicted[c]
-    }
+    per_class = {c: _score(correct[c], predicted[c], support[c]) for c in classes if support[c] or predicted[c]}
     micro = _score(sum(correct.values()), sum(predicted.values()), sum(support.values()))
     n = len(per_class)
     macro = ClassScore(
@@ -126,9 +122,7 @@ def cluener_string_scores(
     return scores_from_items(items(gold), items(pred), labels)
 
 
-def error_breakdown(
-    gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]]
-) -> dict[str, dict[str, int]]:
+def error_breakdown(gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]]) -> dict[str, dict[str, int]]:
     """Per class: what happened to each gold span, plus spurious predictions.
 
     A gold span is ``correct``, ``wrong_type`` (same boundaries), ``wrong_boundary`` (same type,
@@ -187,8 +181,7 @@ def match_predictions(gold: Sequence[Example], pred: Sequence[Example]) -> tuple
             raise ValueError(f"prediction id {ex.id!r} appears twice")
         if ex.text and ex.text != by_id[ex.id].text:
             raise ValueError(
-                f"prediction {ex.id!r}: text differs from gold "
-                f"({ex.text[:30]!r} vs {by_id[ex.id].text[:30]!r})"
+                f"prediction {ex.id!r}: text differs from gold ({ex.text[:30]!r} vs {by_id[ex.id].text[:30]!r})"
             )
         predicted[ex.id] = ex
     aligned, missing = [], []
@@ -252,8 +245,7 @@ def format_evaluation(result: dict) -> str:
         f"Span-level exact match (start, end and type), {result['sentences']} sentences",
         format_scores_table(result["span"]),
         "",
-        "CLUENER string-level (entity strings per class per sentence, offsets ignored; "
-        "the leaderboard's scoring)",
+        "CLUENER string-level (entity strings per class per sentence, offsets ignored; the leaderboard's scoring)",
         format_scores_table(result["cluener_string"]),
         "",
         "Errors per class (gold spans by outcome; spurious predictions by predicted class)",

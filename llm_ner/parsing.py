@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, fields
 
 from .data import Span
+from .lenient_json import loads_lenient
 from .prompting import LabelSchema
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)(?:```|$)", re.DOTALL)
+
+# Keys models use for the entity string and its type inside a mention object.
+TEXT_KEYS = ("text", "entity", "mention", "span", "word", "name", "value", "实体", "实体名", "文本")
+LABEL_KEYS = ("label", "type", "category", "entity_type", "tag", "class", "类型", "标签", "类别", "实体类型")
+WRAPPER_KEYS = ("entities", "entity_list", "result", "results", "output", "answer", "实体", "结果")
 
 
 @dataclass
@@ -34,7 +41,8 @@ class ParseStats:
     duplicates: int = 0  # more repeats of a string than the text has occurrences
     unknown_label: int = 0  # labels outside the schema
     invalid_items: int = 0  # items of the wrong shape (not text/label pairs)
-    repaired: int = 0  # answers read only after cleaning (fences, think blocks, prose)
+    repaired: int = 0  # answers read only after repair (fences, think blocks, prose, quotes, truncation)
+    normalized: int = 0  # mentions found only after width/case/space normalization
 
     def __iadd__(self, other: ParseStats) -> ParseStats:
         for f in fields(self):
@@ -45,33 +53,50 @@ class ParseStats:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def strip_wrappers(answer: str) -> str:
+    """The answer without ``<think>`` blocks (an unterminated one holds no answer) and code fences."""
+    cleaned = _THINK.sub("", answer)
+    if "<think>" in cleaned:
+        cleaned = cleaned.split("<think>", 1)[0]
+    cleaned = cleaned.replace("</think>", "")
+    fence = _FENCE.search(cleaned)
+    if fence and fence.group(1).strip():
+        cleaned = fence.group(1)
+    return cleaned
+
+
 def _first_json_value(answer: str) -> tuple[object, bool]:
-    """The first JSON array or object in the answer and whether cleaning was needed."""
+    """The first JSON-like array or object in the answer and whether repair was needed."""
     stripped = answer.strip()
     try:
-        return json.loads(stripped), False
+        value = json.loads(stripped)
+        if isinstance(value, (list, dict)):
+            return value, False
     except ValueError:
         pass
-    cleaned = _THINK.sub("", stripped)
-    if "<think>" in cleaned:  # an unterminated think block holds no answer
-        cleaned = cleaned.split("<think>", 1)[0]
-    fence = _FENCE.search(cleaned)
-    if fence:
-        cleaned = fence.group(1)
-    decoder = json.JSONDecoder()
+    cleaned = strip_wrappers(stripped)
     for match in re.finditer(r"[\[{]", cleaned):
         try:
-            value, _ = decoder.raw_decode(cleaned, match.start())
+            value, _, _ = loads_lenient(cleaned, match.start())
         except ValueError:
             continue
         return value, True
     raise ValueError("no JSON array or object in the answer")
 
 
-def parse_answer(
-    answer: str, schema: LabelSchema | None = None
-) -> tuple[list[tuple[str, str]], str, ParseStats]:
-    """Read ``(entity text, label)`` pairs from an answer of either format.
+def _pick(item: dict, keys: tuple[str, ...]) -> object:
+    for key in keys:
+        if key in item:
+            return item[key]
+    folded = {str(k).strip().casefold(): v for k, v in item.items()}
+    for key in keys:
+        if key in folded:
+            return folded[key]
+    return None
+
+
+def parse_answer(answer: str, schema: LabelSchema | None = None) -> tuple[list[tuple[str, str]], str, ParseStats]:
+    """Read ``(entity text, label)`` pairs from an answer of either format; never raises.
 
     Returns the pairs, the format found (``mentions`` for a list, ``grouped`` for an object,
     ``none`` when unreadable) and the counters. Labels are mapped to schema keys (Chinese
@@ -80,7 +105,7 @@ def parse_answer(
     stats = ParseStats(answers=1)
     try:
         value, repaired = _first_json_value(answer if isinstance(answer, str) else "")
-    except ValueError:
+    except (ValueError, RecursionError):
         stats.parse_failures = 1
         return [], "none", stats
     stats.repaired = int(repaired)
@@ -88,7 +113,7 @@ def parse_answer(
     pairs: list[tuple[str, str]] = []
 
     def add(text: object, label: object) -> None:
-        if not isinstance(text, str) or not isinstance(label, str) or not text:
+        if not isinstance(text, str) or not isinstance(label, str) or not text.strip():
             stats.invalid_items += 1
             return
         stats.mentions += 1
@@ -100,11 +125,22 @@ def parse_answer(
             label = key
         pairs.append((text, label))
 
+    if isinstance(value, dict):
+        wrapped = _pick(value, WRAPPER_KEYS)
+        if isinstance(wrapped, list) and len(value) == 1:
+            value = wrapped
+            stats.repaired = 1
     if isinstance(value, list):
         found = "mentions"
         for item in value:
             if isinstance(item, dict):
-                add(item.get("text"), item.get("label"))
+                if _pick(item, TEXT_KEYS) is None and len(item) == 1:  # {"张三": "name"}
+                    ((text, label),) = item.items()
+                    add(text, label)
+                else:
+                    add(_pick(item, TEXT_KEYS), _pick(item, LABEL_KEYS))
+            elif isinstance(item, list) and len(item) == 2:  # ["张三", "name"]
+                add(item[0], item[1])
             else:
                 stats.invalid_items += 1
     elif isinstance(value, dict):
@@ -123,11 +159,41 @@ def parse_answer(
     return pairs, found, stats
 
 
-def _next_free(text: str, mention: str, label: str, origin: int, taken: set[Span]) -> int:
-    position = text.find(mention, origin)
-    while position >= 0 and Span(position, position + len(mention), label) in taken:
+# ---------------------------------------------------------------------------------------------
+# Alignment
+
+
+def _normalize_char(char: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKC", char).casefold() if not c.isspace())
+
+
+class _NormalizedText:
+    """The text with full-width forms, case and spaces folded, mapped back to original offsets."""
+
+    def __init__(self, text: str):
+        chars, origin = [], []
+        for i, char in enumerate(text):
+            for folded in _normalize_char(char):
+                chars.append(folded)
+                origin.append(i)
+        self.text = "".join(chars)
+        self.origin = origin
+
+    def occurrences(self, mention: str):
+        needle = "".join(_normalize_char(c) for c in mention)
+        if not needle:
+            return
+        position = self.text.find(needle)
+        while position >= 0:
+            yield self.origin[position], self.origin[position + len(needle) - 1] + 1
+            position = self.text.find(needle, position + 1)
+
+
+def _exact_occurrences(text: str, mention: str):
+    position = text.find(mention)
+    while position >= 0:
+        yield position, position + len(mention)
         position = text.find(mention, position + 1)
-    return position
 
 
 def align_mentions(text: str, mentions: list[tuple[str, str]], stats: ParseStats | None = None) -> list[Span]:
@@ -135,25 +201,34 @@ def align_mentions(text: str, mentions: list[tuple[str, str]], stats: ParseStats
 
     Each mention takes its next occurrence after the previous mention; failing that (nested
     or out-of-order mentions) the first occurrence not already taken with the same label.
+    Strings found only after folding full-width forms, case and spaces are counted as
+    ``normalized``.
     """
     stats = stats if stats is not None else ParseStats()
     spans: set[Span] = set()
     prev_start = prev_end = 0
+    normalized: _NormalizedText | None = None
     for mention, label in mentions:
-        position = -1
-        for origin in (prev_end, prev_start, 0):
-            position = _next_free(text, mention, label, origin, spans)
-            if position >= 0:
-                break
-        if position < 0:
-            if mention in text:
+        places = list(_exact_occurrences(text, mention))
+        folded = False
+        if not places:
+            normalized = normalized or _NormalizedText(text)
+            places = list(normalized.occurrences(mention))
+            folded = bool(places)
+        free = [(s, e) for s, e in places if Span(s, e, label) not in spans]
+        choice = next((p for p in free if p[0] >= prev_end), None)
+        choice = choice or next((p for p in free if p[0] >= prev_start), None)
+        choice = choice or (free[0] if free else None)
+        if choice is None:
+            if places:
                 stats.duplicates += 1
             else:
                 stats.hallucinated += 1
             continue
-        span = Span(position, position + len(mention), label)
+        span = Span(choice[0], choice[1], label)
         spans.add(span)
         stats.aligned += 1
+        stats.normalized += int(folded)
         prev_start, prev_end = span.start, span.end
     return sorted(spans)
 
@@ -163,19 +238,22 @@ def align_grouped(text: str, mentions: list[tuple[str, str]], stats: ParseStats 
     stats = stats if stats is not None else ParseStats()
     candidates: list[Span] = []
     seen: set[tuple[str, str]] = set()
+    normalized: _NormalizedText | None = None
     for mention, label in mentions:
         if (mention, label) in seen:
             stats.duplicates += 1
             continue
         seen.add((mention, label))
-        position = text.find(mention)
-        if position < 0:
+        places = list(_exact_occurrences(text, mention))
+        if not places:
+            normalized = normalized or _NormalizedText(text)
+            places = list(normalized.occurrences(mention))
+            stats.normalized += int(bool(places))
+        if not places:
             stats.hallucinated += 1
             continue
         stats.aligned += 1
-        while position >= 0:
-            candidates.append(Span(position, position + len(mention), label))
-            position = text.find(mention, position + 1)
+        candidates.extend(Span(s, e, label) for s, e in places)
     chosen: list[Span] = []
     for span in sorted(candidates, key=lambda s: (s.start - s.end, s.start)):
         if not any(span.overlaps(other) for other in chosen):
@@ -192,9 +270,7 @@ def align_spans(
     return align_mentions(text, mentions, stats)
 
 
-def answer_to_spans(
-    text: str, answer: str, schema: LabelSchema | None = None
-) -> tuple[list[Span], ParseStats]:
+def answer_to_spans(text: str, answer: str, schema: LabelSchema | None = None) -> tuple[list[Span], ParseStats]:
     """Parse an answer of either format and align it to ``text``; never raises."""
     mentions, found, stats = parse_answer(answer, schema)
     return align_spans(text, mentions, found, stats), stats

@@ -209,9 +209,7 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def format_answer(
-    example: Example, answer_format: str = "mentions", label_order: Sequence[str] | None = None
-) -> str:
+def format_answer(example: Example, answer_format: str = "mentions", label_order: Sequence[str] | None = None) -> str:
     """The assistant answer for an example.
 
     ``mentions``: ``[{"text":..,"label":..}, ...]`` in reading order, repeats kept.

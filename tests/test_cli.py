@@ -97,9 +97,7 @@ def test_evaluate_shifted_predictions(tmp_path, cluener_dir, capsys):
     shifted = []
     for ex in gold:
         spans = [s for s in ex.spans if s.label != "name"]
-        spans += [
-            Span(s.start + 1, s.end, s.label) for s in ex.spans if s.label == "name" and s.end - s.start > 1
-        ]
+        spans += [Span(s.start + 1, s.end, s.label) for s in ex.spans if s.label == "name" and s.end - s.start > 1]
         shifted.append(Example(ex.id, ex.text, spans))
     pred = tmp_path / "pred.json"
     write_cluener(shifted, pred)

@@ -123,9 +123,7 @@ def test_bom_and_crlf_are_accepted(tmp_path):
 
 
 def test_overlapping_spans_are_kept_and_reported(tmp_path):
-    line = record(
-        "《招商银行年报》", {"book": {"《招商银行年报》": [[0, 7]]}, "company": {"招商银行": [[1, 4]]}}
-    )
+    line = record("《招商银行年报》", {"book": {"《招商银行年报》": [[0, 7]]}, "company": {"招商银行": [[1, 4]]}})
     examples, report = read_cluener(write_lines(tmp_path / "a.json", [line]))
     assert len(examples[0].spans) == 2
     assert len(report.warnings) == 1 and "a.json:1: overlapping spans" in report.warnings[0]

@@ -30,9 +30,7 @@ def perturb(examples, labels, seed=0):
             elif roll < 0.8:
                 candidates.append(Span(s.start, min(len(ex.text), s.end + 1), s.label))
             elif roll < 0.85:
-                candidates.append(
-                    Span(s.start + 1 if s.end - s.start > 1 else s.start, s.end, rng.choice(labels))
-                )
+                candidates.append(Span(s.start + 1 if s.end - s.start > 1 else s.start, s.end, rng.choice(labels)))
             # else: missed
         if ex.text and rng.random() < 0.3:
             start = rng.randrange(len(ex.text))
@@ -51,9 +49,7 @@ def test_hand_computed_scores():
     scores = span_scores(gold, pred)
     a, b = scores.per_class["A"], scores.per_class["B"]
     assert (a.correct, a.predicted, a.support) == (1, 3, 2)
-    assert (
-        a.precision == pytest.approx(1 / 3) and a.recall == pytest.approx(0.5) and a.f1 == pytest.approx(0.4)
-    )
+    assert a.precision == pytest.approx(1 / 3) and a.recall == pytest.approx(0.5) and a.f1 == pytest.approx(0.4)
     assert (b.precision, b.recall, b.f1, b.support) == (0.0, 0.0, 0.0, 1)
     assert scores.micro.f1 == pytest.approx(2 * (1 / 3) * (1 / 3) / (2 / 3))
     assert scores.macro.f1 == pytest.approx(0.2)

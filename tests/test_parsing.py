@@ -59,9 +59,7 @@ def test_parse_both_formats_and_chinese_label_names():
 
 
 def test_parse_counts_unknown_labels_and_bad_items():
-    pairs, _, stats = parse_answer(
-        '[{"text":"张三","label":"person"}, 3, {"text": 5, "label": "name"}]', SCHEMA
-    )
+    pairs, _, stats = parse_answer('[{"text":"张三","label":"person"}, 3, {"text": 5, "label": "name"}]', SCHEMA)
     assert pairs == [] and stats.unknown_label == 1 and stats.invalid_items == 2
 
 
@@ -78,7 +76,7 @@ def test_parse_repairs_common_wrappers(answer):
     assert spans == [Span(0, 2, "name")] and stats.repaired == 1
 
 
-@pytest.mark.parametrize("answer", ["", "没有实体", "[", '{"a": ', "42", "null", '"text"', "<think>[1]"])
+@pytest.mark.parametrize("answer", ["", "没有实体", "42", "null", '"text"', "<think>[1]", "]]", "{:}"])
 def test_unreadable_answers_are_counted_not_raised(answer):
     spans, stats = answer_to_spans("张三说", answer, SCHEMA)
     assert spans == [] and stats.parse_failures == 1

@@ -90,9 +90,7 @@ def test_unknown_prompt_name_lists_shipped():
         resolve_prompt_path("nope")
 
 
-EXAMPLE = Example(
-    "3", "北京人在北京大学", [Span(0, 2, "address"), Span(4, 6, "address"), Span(4, 8, "organization")]
-)
+EXAMPLE = Example("3", "北京人在北京大学", [Span(0, 2, "address"), Span(4, 6, "address"), Span(4, 8, "organization")])
 
 
 def test_mentions_answer_in_reading_order_with_repeats():

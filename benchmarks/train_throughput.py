@@ -1,0 +1,276 @@
+"""Training throughput: our default setup versus the public tutorials' recipe, in one process.
+
+    python benchmarks/train_throughput.py                          # tiny random Qwen3, CPU
+    python benchmarks/train_throughput.py --shape Qwen2.5-0.5B-Instruct --steps 30   # real shape, GPU
+
+- naive: `transformers.Trainer` + `DataCollatorForSeq2Seq` (every batch padded to its longest
+  sample, random order), full-vocabulary logits at every position, as in the public Qwen NER
+  tutorials;
+- ours: `llm_ner.training`'s SFTTrainer setup (completion-only loss through TRL's fused LM head,
+  which projects only answer positions onto the vocabulary; length-grouped batches);
+- ours+padfree (with --padding-free): the same plus TRL's padding-free batching (one flattened
+  row per batch). Exact with SDPA (transformers builds a block-diagonal mask from position_ids),
+  but that mask is (tokens in batch)^2, so it pays only with varlen flash attention on GPU.
+
+Same model weights, data, batch size and number of steps; trained tokens per second counts the
+non-padding tokens of the batches. Peak memory is the GPU allocator's peak on CUDA, else the
+process's resident-memory peak above its level before the run. Random weights of a real shape
+give the real model's speed, not its quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PeakMemory:
+    """Peak GPU allocation, or peak RSS above the starting RSS sampled every 5 ms on CPU."""
+
+    def __init__(self):
+        self.cuda = torch.cuda.is_available()
+
+    @staticmethod
+    def _rss() -> int:
+        with open("/proc/self/statm") as handle:
+            import os
+
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        import contextlib
+        import ctypes
+        import gc
+
+        gc.collect()
+        # Hand freed heap back to the OS so the previous run's peak does not hide this one's.
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            self.base = self.peak = self._rss()
+            self.running = True
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self.running = False
+            self.thread.join()
+        self.used = self.peak - self.base
+
+
+def build_model_dir(args, workdir: Path) -> Path:
+    from llm_ner.tiny import build_config, build_tiny_model, default_texts
+
+    if args.model:
+        return Path(args.model)
+    out = build_tiny_model(
+        workdir / "model",
+        "qwen3",
+        default_texts(),
+        seed=args.seed,
+        hidden_size=args.hidden_size,
+        num_layers=args.num_layers,
+    )
+    if args.shape:
+        # The tokenizer stays ours; the weights take the real model's shape and vocabulary size.
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from llm_ner.tiny import qwen_chat_template
+
+        spec = dict(json.loads(Path(args.shapes_file).read_text())[args.shape])
+        arch = spec.pop("model_type")
+        tokenizer = AutoTokenizer.from_pretrained(out)
+        tokenizer.chat_template = qwen_chat_template(arch)
+        config = build_config(
+            arch,
+            spec.pop("vocab_size"),
+            hidden_size=spec.pop("hidden_size"),
+            num_layers=spec.pop("num_hidden_layers"),
+            num_heads=spec.pop("num_attention_heads"),
+            num_kv_heads=spec.pop("num_key_value_heads"),
+            intermediate_size=spec.pop("intermediate_size"),
+            **spec,
+        )
+        torch.manual_seed(args.seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=_dtype())
+        out = workdir / args.shape
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    return out
+
+
+def run_naive(model_dir, records, args, workdir):
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from llm_ner.generation import chat_prompt_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    newline = tokenizer("\n")["input_ids"]
+
+    def tokenize(record):
+        prompt = chat_prompt_ids(tokenizer, record["prompt"])
+        answer = tokenizer(record["completion"][0]["content"])["input_ids"] + [im_end] + newline
+        return {
+            "input_ids": prompt + answer,
+            "attention_mask": [1] * (len(prompt) + len(answer)),
+            "labels": [-100] * len(prompt) + answer,
+        }
+
+    dataset = Dataset.from_list([tokenize(r) for r in records])
+    counter = {"tokens": 0}
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
+
+    def counting_collator(features):
+        batch = collator(features)
+        counter["tokens"] += int(batch["attention_mask"].sum())
+        return batch
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(), attn_implementation="sdpa")
+    training_args = TrainingArguments(
+        output_dir=str(workdir / "naive"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        logging_steps=args.steps,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        bf16=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=counting_collator)
+    return _timed(trainer, counter)
+
+
+def run_ours(model_dir, records, args, workdir, padding_free: bool):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    from llm_ner.training import make_trainer_class
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    training_args = SFTConfig(
+        output_dir=str(workdir / "ours"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        logging_steps=args.steps,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        bf16=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        train_sampling_strategy="group_by_length",
+        padding_free=padding_free,
+        max_length=None,
+        model_init_kwargs={"dtype": _dtype(), "attn_implementation": "sdpa"},
+    )
+    trainer = make_trainer_class()(
+        model=str(model_dir), args=training_args, train_dataset=Dataset.from_list(records), processing_class=tokenizer
+    )
+    counter = {"trainer": trainer}
+    return _timed(trainer, counter)
+
+
+def _dtype():
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def _timed(trainer, counter):
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        result = trainer.train()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    tokens = counter["trainer"]._total_train_tokens if "trainer" in counter else counter["tokens"]
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "peak_memory_mib": memory.used / 2**20,
+        "train_loss": result.training_loss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="model directory (default: build a tiny random Qwen3)")
+    parser.add_argument(
+        "--shape", help="random weights of a real shape from qwen_shapes.json, e.g. Qwen2.5-0.5B-Instruct"
+    )
+    parser.add_argument("--shapes-file", default=str(ROOT.parent / "shared" / "qwen_shapes.json"))
+    parser.add_argument("--train-file", default=None, help="CLUENER file (default: $LLM_NER_DATA/train.json)")
+    parser.add_argument("--prompt", default="cluener_zh")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--num-layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--padding-free", action="store_true", help="also time TRL's padding-free batching")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    from llm_ner.data import data_dir
+    from llm_ner.prompting import load_prompt
+    from llm_ner.training import NERDataArguments, load_split
+
+    train_file = args.train_file or str(data_dir() / "train.json")
+    data_args = NERDataArguments(train_file=train_file, prompt=args.prompt)
+    # Enough sentences for every run to draw fresh batches: steps x batch size.
+    _, records, _ = load_split(train_file, data_args, load_prompt(args.prompt), limit=args.steps * args.batch_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        model_dir = build_model_dir(args, workdir)
+        results = {
+            "naive": run_naive(model_dir, records, args, workdir),
+            "ours": run_ours(model_dir, records, args, workdir, padding_free=False),
+        }
+        if args.padding_free:
+            results["ours+padfree"] = run_ours(model_dir, records, args, workdir, padding_free=True)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    print(
+        f"\nmodel: {args.shape or args.model or 'tiny random qwen3'}; device: {device}; "
+        f"{args.steps} steps x batch {args.batch_size}; prompt {args.prompt}"
+    )
+    print(f"{'setup':<14}{'tokens/s':>12}{'ratio':>8}{'peak MiB':>10}{'seconds':>9}{'loss':>8}")
+    base = results["naive"]["tokens_per_s"]
+    for name, r in results.items():
+        print(
+            f"{name:<14}{r['tokens_per_s']:>12.0f}{r['tokens_per_s'] / base:>8.2f}{r['peak_memory_mib']:>10.0f}"
+            f"{r['seconds']:>9.1f}{r['train_loss']:>8.3f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "device": device, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""Generation: load a (fine-tuned) Qwen model and answer many prompts in length-sorted batches.
+
+Shared by the training-time F1 evaluation and by batch extraction. Prompts are rendered with the
+model's chat template exactly as at training time (`add_generation_prompt=True`, Qwen3 thinking
+disabled), left-padded, decoded greedily and stopped at the end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+RUN_METADATA = "llm_ner.json"
+PROMPT_COPY = "prompt.yaml"
+
+# Keeps Qwen3's template from thinking when a caller does not say enable_thinking=False: the
+# saved template then renders exactly the tokens the model was trained on.
+THINKING_OFF_PREFIX = "{%- if enable_thinking is not defined %}{%- set enable_thinking = false %}{%- endif %}\n"
+
+
+def disable_thinking_by_default(tokenizer) -> None:
+    """Make a thinking-capable chat template default to ``enable_thinking=False``."""
+    template = tokenizer.chat_template
+    if isinstance(template, str) and "enable_thinking" in template and not template.startswith(THINKING_OFF_PREFIX):
+        tokenizer.chat_template = THINKING_OFF_PREFIX + template
+
+
+def chat_prompt_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
+    """Token ids the model sees before its answer (thinking disabled)."""
+    ids = tokenizer.apply_chat_template(
+        list(messages), add_generation_prompt=True, tokenize=True, enable_thinking=False
+    )
+    if isinstance(ids, dict) or hasattr(ids, "keys"):  # transformers 5 may return a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def stop_token_ids(tokenizer, model=None) -> list[int]:
+    """End-of-turn ids: ``<|im_end|>`` and ``<|endoftext|>`` plus the model's own eos ids."""
+    ids: list[int] = []
+    for token in ("<|im_end|>", "<|endoftext|>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0:
+            ids.append(token_id)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    ids.extend(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    return list(dict.fromkeys(ids))
+
+
+def default_max_new_tokens(text_length: int) -> int:
+    """An answer-length bound from the sentence length (in characters).
+
+    A mentions answer repeats entity strings (at most the text) plus about 16 tokens of JSON
+    per entity; 3 tokens per character plus a margin covers dense CLUENER sentences.
+    """
+    return min(1024, 24 + 3 * text_length)
+
+
+@torch.inference_mode()
+def generate_batch(
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    stop_ids: Sequence[int],
+    logits_processor=None,
+) -> list[list[int]]:
+    """Greedy answers (token ids, stop token excluded) for left-padded prompts."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        attention[row, width - len(prompt) :] = 1
+    output = model.generate(
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=list(stop_ids),
+        pad_token_id=pad_id,
+        use_cache=True,
+        logits_processor=[logits_processor] if logits_processor is not None else None,
+        # Sampling settings in a checkpoint's generation_config would only trigger warnings.
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    answers = []
+    stops = set(stop_ids)
+    for row in output[:, width:].tolist():
+        cut = next((i for i, token in enumerate(row) if token in stops), len(row))
+        answers.append(row[:cut])
+    return answers
+
+
+def generate_answers(
+    model,
+    tokenizer,
+    conversations: Sequence[Sequence[dict]],
+    texts: Sequence[str] | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    logits_processor_factory: Callable | None = None,
+) -> list[str]:
+    """Answers for chat prompts, in input order.
+
+    Prompts are sorted by length so each batch pads little. ``max_new_tokens`` defaults to
+    `default_max_new_tokens` of the longest text in the batch (``texts``) or 256.
+    ``progress(n)`` is called after each batch with the number of prompts done.
+    ``logits_processor_factory(texts, prompt_width)`` builds a per-batch logits processor
+    (constrained decoding); it needs ``texts``.
+    """
+    prompts = [chat_prompt_ids(tokenizer, messages) for messages in conversations]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    stops = stop_token_ids(tokenizer, model)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+    answers: list[str] = [""] * len(prompts)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            limit = max_new_tokens
+            if limit is None:
+                limit = max(default_max_new_tokens(len(texts[i])) for i in batch) if texts else 256
+            batch_prompts = [prompts[i] for i in batch]
+            processor = None
+            if logits_processor_factory is not None:
+                processor = logits_processor_factory([texts[i] for i in batch], max(len(p) for p in batch_prompts))
+            ids = generate_batch(model, batch_prompts, limit, pad_id, stops, processor)
+            for i, answer_ids in zip(batch, ids):
+                answers[i] = tokenizer.decode(answer_ids, skip_special_tokens=True)
+            if progress is not None:
+                progress(len(batch))
+    finally:
+        model.train(was_training)
+    return answers
+
+
+def read_run_metadata(path: str | Path) -> dict | None:
+    """The `llm_ner.json` written by training in ``path`` or its parent (for checkpoints)."""
+    path = Path(path)
+    for folder in (path, path.parent):
+        candidate = folder / RUN_METADATA
+        if candidate.is_file():
+            metadata = json.loads(candidate.read_text(encoding="utf-8"))
+            metadata["_dir"] = str(folder)
+            return metadata
+    return None
+
+
+def load_model(
+    model_name_or_path: str,
+    adapter: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    load_in_4bit: bool = False,
+):
+    """Load a model (hub id or local directory), optionally with a LoRA adapter on top.
+
+    An adapter directory alone is enough: its base model is read from ``adapter_config.json``.
+    bf16 and SDPA attention on GPU, float32 on CPU unless ``dtype`` says otherwise.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    kwargs: dict = {"dtype": torch_dtype, "attn_implementation": "sdpa"}
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype,
+        )
+    tokenizer_source = adapter or model_name_or_path
+    model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    if not load_in_4bit:
+        model.to(device)
+    tokenizer_dir = (
+        tokenizer_source if (Path(tokenizer_source) / "tokenizer_config.json").is_file() else model_name_or_path
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    disable_thinking_by_default(tokenizer)
+    model.eval()
+    return model, tokenizer

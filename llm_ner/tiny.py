@@ -1,0 +1,173 @@
+"""Tiny local Qwen2/Qwen3 models: random weights, a byte-level BPE tokenizer built from the given
+texts (every character seen becomes one token), Qwen's special tokens and the real Qwen chat
+template shipped in the `trl` package. The saved directory loads with
+``AutoModelForCausalLM/AutoTokenizer.from_pretrained(DIR)`` exactly like a hub model, so tests
+and the CPU demo exercise the real loading code without downloading anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Qwen3 writes these as ordinary (non-special) added tokens so they survive decoding.
+QWEN3_THINK_TOKENS = ["<think>", "</think>"]
+TEMPLATE_FILES = {"qwen2": "qwen2_5.jinja", "qwen3": "qwen3.jinja"}
+
+# Qwen2's pre-tokenizer pattern (letters runs, single digits, punctuation runs, whitespace).
+_PRETOKENIZE = re.compile(
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\w]?[^\W\d_]+|\d| ?[^\s\w]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
+def qwen_chat_template(arch: str) -> str:
+    """The real Qwen2.5 / Qwen3 chat template that ships inside the `trl` package."""
+    import trl
+
+    path = Path(trl.__file__).parent / "chat_templates" / TEMPLATE_FILES[arch]
+    return path.read_text(encoding="utf-8")
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    # GPT-2 / Qwen byte-level alphabet: every byte is a printable character.
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def build_vocab(texts: Iterable[str], max_words: int = 400) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level BPE vocab and merges: every character of ``texts`` becomes a single token, and
+    the ``max_words`` most frequent multi-character ASCII pre-tokens (JSON keys, label names) too.
+    """
+    byte_char = _bytes_to_unicode()
+    vocab: dict[str, int] = {byte_char[b]: i for i, b in enumerate(sorted(byte_char))}
+    merges: list[tuple[str, str]] = []
+
+    def add_chain(pieces: list[str]) -> None:
+        current = pieces[0]
+        for piece in pieces[1:]:
+            merged = current + piece
+            if merged not in vocab:
+                vocab[merged] = len(vocab)
+                merges.append((current, piece))
+            current = merged
+
+    char_counts: Counter[str] = Counter()
+    word_counts: Counter[str] = Counter()
+    for text in texts:
+        char_counts.update(text)
+        word_counts.update(w for w in _PRETOKENIZE.findall(text) if w.isascii() and len(w) > 1)
+    for char, _ in sorted(char_counts.items(), key=lambda item: (-item[1], item[0])):
+        encoded = [byte_char[b] for b in char.encode("utf-8")]
+        if len(encoded) > 1:
+            add_chain(encoded)
+    for word, _ in word_counts.most_common(max_words):
+        add_chain([byte_char[b] for b in word.encode("utf-8")])
+    return vocab, merges
+
+
+def build_tokenizer(texts: Iterable[str], arch: str = "qwen3"):
+    """A Qwen2Tokenizer over `build_vocab`, with Qwen's special tokens and chat template."""
+    from transformers import Qwen2Tokenizer
+
+    vocab, merges = build_vocab(texts)
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS})
+    if arch == "qwen3":
+        tokenizer.add_tokens(QWEN3_THINK_TOKENS, special_tokens=False)
+    tokenizer.chat_template = qwen_chat_template(arch)
+    tokenizer.model_max_length = 32768
+    return tokenizer
+
+
+def build_config(
+    arch: str,
+    vocab_size: int,
+    hidden_size: int = 128,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    **extra,
+):
+    """A Qwen2Config / Qwen3Config of the given (small) shape."""
+    from transformers import Qwen2Config, Qwen3Config
+
+    if arch not in TEMPLATE_FILES:
+        raise ValueError(f"unknown arch {arch!r} (qwen2 or qwen3)")
+    config_class = Qwen3Config if arch == "qwen3" else Qwen2Config
+    kwargs = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 3 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+    )
+    if arch == "qwen3":
+        kwargs["head_dim"] = hidden_size // num_heads
+    kwargs.update(extra)
+    return config_class(**kwargs)
+
+
+def build_tiny_model(
+    out_dir: str | Path, arch: str = "qwen3", texts: Iterable[str] = (), seed: int = 0, **shape
+) -> Path:
+    """Save a random-weight Qwen model and its tokenizer to ``out_dir``; returns the path."""
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    out_dir = Path(out_dir)
+    texts = list(texts)
+    tokenizer = build_tokenizer(texts, arch)
+    # Round the vocab up like real checkpoints do (152k rows for ~151.6k tokens).
+    vocab_size = (len(tokenizer) + 63) // 64 * 64
+    config = build_config(arch, vocab_size, **shape)
+    ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = ids[0], ids[1], ids[0]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig(eos_token_id=[ids[1], ids[0]], pad_token_id=ids[0])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+def default_texts(limit: int | None = None) -> list[str]:
+    """Texts for the tokenizer: CLUENER train/dev sentences plus every shipped prompt and the
+    JSON answer vocabulary, so prompts and answers tokenize without byte fallback."""
+    from .data import data_dir, read_cluener
+    from .prompting import PROMPT_DIRS
+
+    texts: list[str] = []
+    for name in ("train.json", "dev.json"):
+        path = data_dir() / name
+        if path.is_file():
+            examples, _ = read_cluener(path)
+            texts.extend(ex.text for ex in examples[:limit])
+    for folder in PROMPT_DIRS:
+        if folder.is_dir():
+            texts.extend(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.yaml")))
+    texts.append('[{"text":"","label":""}]{"":[""]}<think></think>\n')
+    return texts

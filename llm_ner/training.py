@@ -1,0 +1,450 @@
+"""Training: LoRA / QLoRA / full supervised fine-tuning of Qwen models with TRL's SFTTrainer.
+
+`train_sft.py` (and `llm-ner train`) parse three dataclasses with `trl.TrlParser` - our
+`NERDataArguments`, TRL's `SFTConfig` and `ModelConfig` - and call `train`. The data is
+converted on the fly from CLUENER/BIO files (or read from `llm-ner convert` output) into TRL's
+conversational prompt-completion records, so the loss covers the assistant answer and its
+end-of-turn token only. Every `eval_steps` the trainer also generates answers for a fixed dev
+subset, parses them and logs span F1 (``eval_f1``), per-class F1 and the parse-failure rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .data import Example, load_examples
+from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, generate_answers
+from .metrics import span_scores
+from .parsing import ParseStats, answer_to_spans
+from .prompting import PromptTemplate, load_prompt, to_conversation
+
+# Qwen3 must never think: every record carries this, and the saved template defaults to it.
+CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
+
+
+@dataclass
+class NERDataArguments:
+    """Data and evaluation arguments of `train_sft.py` (beside TRL's SFTConfig and ModelConfig)."""
+
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Training data: CLUENER JSON lines, a BIO/BIOES/BMES file, or `llm-ner convert` output."},
+    )
+    eval_file: str | None = field(
+        default=None, metadata={"help": "Dev data (same formats); CLUENER/BIO is needed for F1 during training."}
+    )
+    input_format: str = field(default="auto", metadata={"help": "auto, cluener, bio, bioes or bmes."})
+    prompt: str = field(default="cluener_zh", metadata={"help": "Prompt YAML path or shipped name."})
+    answer_format: str = field(default="mentions", metadata={"help": "mentions or grouped."})
+    lenient: bool = field(default=False, metadata={"help": "Skip bad records (reported) instead of stopping."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N dev records for the loss."}
+    )
+    f1_eval_samples: int = field(
+        default=200,
+        metadata={"help": "Dev sentences (a fixed seeded sample) decoded for F1 at each evaluation; 0 = off."},
+    )
+    f1_eval_batch_size: int = field(default=32, metadata={"help": "Generation batch size of the F1 evaluation."})
+    f1_max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Answer length bound of the F1 evaluation (default: from the sentence length)."}
+    )
+    tiny_model_arch: str | None = field(
+        default=None,
+        metadata={
+            "help": "qwen2 or qwen3: build a tiny random model at model_name_or_path if it does not exist (CPU demo)."
+        },
+    )
+    tiny_model_shape: str | None = field(
+        default=None, metadata={"help": 'JSON shape of the tiny model, e.g. {"hidden_size": 256, "num_layers": 4}.'}
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def _is_conversation_file(path: str) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    first = json.loads(line)
+                except ValueError:
+                    return False
+                return isinstance(first, dict) and "prompt" in first and "completion" in first
+    return False
+
+
+def load_split(
+    path: str, data_args: NERDataArguments, prompt: PromptTemplate, limit: int | None = None
+) -> tuple[list[Example] | None, list[dict], PromptTemplate]:
+    """Examples (None for `convert` output) and prompt-completion records of one file."""
+    if _is_conversation_file(path):
+        records = []
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    records.append({"prompt": record["prompt"], "completion": record["completion"]})
+        records = records[:limit]
+        for record in records:
+            record["chat_template_kwargs"] = CHAT_TEMPLATE_KWARGS
+        return None, records, prompt
+    labels = prompt.schema.keys if prompt.schema else None
+    examples, report = load_examples(path, data_args.input_format, labels=labels, lenient=data_args.lenient)
+    if report.skipped or report.warnings:
+        report.print()
+    examples = examples[:limit]
+    if prompt.schema is None:
+        prompt = prompt.with_labels(s.label for ex in examples for s in ex.spans)
+    records = []
+    for ex in examples:
+        record = to_conversation(ex, prompt, data_args.answer_format)
+        records.append(
+            {
+                "prompt": record["prompt"],
+                "completion": record["completion"],
+                "chat_template_kwargs": CHAT_TEMPLATE_KWARGS,
+            }
+        )
+    return examples, records, prompt
+
+
+def f1_subset(examples: list[Example], size: int, seed: int) -> list[Example]:
+    """A fixed, seeded sample of dev sentences for F1 during training (in file order)."""
+    if size <= 0 or not examples:
+        return []
+    if size >= len(examples):
+        return list(examples)
+    chosen = sorted(random.Random(seed).sample(range(len(examples)), size))
+    return [examples[i] for i in chosen]
+
+
+# ---------------------------------------------------------------------------------------------
+# F1 during training
+
+
+def f1_metrics(gold: list[Example], answers: list[str], prompt: PromptTemplate, prefix: str = "eval") -> dict:
+    """Span micro P/R/F1, per-class F1 and parse counters of generated answers."""
+    stats = ParseStats()
+    predicted = []
+    for ex, answer in zip(gold, answers):
+        spans, answer_stats = answer_to_spans(ex.text, answer, prompt.schema)
+        stats += answer_stats
+        predicted.append(spans)
+    scores = span_scores([ex.spans for ex in gold], predicted, prompt.schema.keys if prompt.schema else None)
+    metrics = {
+        f"{prefix}_f1": scores.micro.f1,
+        f"{prefix}_precision": scores.micro.precision,
+        f"{prefix}_recall": scores.micro.recall,
+        f"{prefix}_macro_f1": scores.macro.f1,
+        f"{prefix}_parse_failure_rate": stats.parse_failures / max(1, stats.answers),
+        f"{prefix}_hallucination_rate": stats.hallucinated / max(1, stats.mentions),
+    }
+    for label, score in scores.per_class.items():
+        metrics[f"{prefix}_f1_{label}"] = score.f1
+    return metrics
+
+
+def make_trainer_class():
+    """SFTTrainer that adds generated-answer F1 to every evaluation (imports TRL lazily)."""
+    import torch
+    from accelerate.utils import gather_object
+    from trl import SFTTrainer
+
+    class NERSFTTrainer(SFTTrainer):
+        def __init__(
+            self,
+            *args,
+            f1_examples=None,
+            ner_prompt=None,
+            answer_format="mentions",
+            f1_batch_size=32,
+            f1_max_new_tokens=None,
+            **kwargs,
+        ):
+            super().__init__(*args, **kwargs)
+            self.f1_examples = f1_examples or []
+            self.ner_prompt = ner_prompt
+            self.answer_format = answer_format
+            self.f1_batch_size = f1_batch_size
+            self.f1_max_new_tokens = f1_max_new_tokens
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """Cross-entropy over answer tokens only, projecting only those positions onto the vocabulary.
+
+            The same loss as full logits (tested), without the (batch, length, vocab) tensor of the
+            prompt positions, which are most of every sequence. TRL's fused head does this on Triton
+            devices only; this path is plain PyTorch and works everywhere.
+            """
+            labels = inputs.get("labels")
+            if return_outputs or labels is None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
+            targets = labels[:, 1:][keep[:, :-1]]
+            model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+            outputs = model(**model_inputs, use_cache=False, logits_to_keep=keep)
+            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
+            total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+            count = targets.numel() if num_items_in_batch is None else num_items_in_batch
+            loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            mode = "train" if self.model.training else "eval"
+            with torch.no_grad():
+                correct = self.accelerator.gather_for_metrics((logits.argmax(-1) == targets).sum()).sum()
+                valid = self.accelerator.gather_for_metrics(torch.tensor(targets.numel(), device=total.device)).sum()
+            self._metrics[mode]["mean_token_accuracy"].append((correct / valid.clamp(min=1)).item())
+            if mode == "train":
+                if "attention_mask" in inputs:
+                    tokens = inputs["attention_mask"].sum()
+                else:  # padding-free: one flattened row
+                    tokens = torch.tensor(inputs["input_ids"].numel(), device=total.device)
+                self._total_train_tokens += int(self.accelerator.gather_for_metrics(tokens).sum().item())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+        def evaluation_loop(
+            self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+        ):
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+            if self.f1_examples:
+                output.metrics.update(self.generated_f1(metric_key_prefix))
+            return output
+
+        def generated_f1(self, prefix: str = "eval") -> dict:
+            """Decode the F1 subset (sharded over processes) and score it."""
+            rank, world = self.accelerator.process_index, self.accelerator.num_processes
+            shard = self.f1_examples[rank::world]
+            model = self.accelerator.unwrap_model(self.model)
+            answers = (
+                generate_answers(
+                    model,
+                    self.processing_class,
+                    [self.ner_prompt.messages(ex.text, self.answer_format) for ex in shard],
+                    texts=[ex.text for ex in shard],
+                    batch_size=self.f1_batch_size,
+                    max_new_tokens=self.f1_max_new_tokens,
+                )
+                if shard
+                else []
+            )
+            pairs = gather_object(list(zip([ex.id for ex in shard], answers)))
+            by_id = dict(pairs)
+            return f1_metrics(self.f1_examples, [by_id[ex.id] for ex in self.f1_examples], self.ner_prompt, prefix)
+
+    return NERSFTTrainer
+
+
+# ---------------------------------------------------------------------------------------------
+# Run metadata
+
+
+def prompt_to_yaml(prompt: PromptTemplate) -> str:
+    """A self-contained prompt YAML (labels inline) that `load_prompt` reads back identically."""
+    document = {
+        "name": prompt.name,
+        "description": prompt.description,
+        "labels": [
+            {
+                k: v
+                for k, v in (
+                    ("key", t.key),
+                    ("name", t.name),
+                    ("definition", t.definition),
+                    ("aliases", list(t.aliases)),
+                )
+                if v
+            }
+            for t in prompt.schema.types
+        ]
+        if prompt.schema
+        else None,
+        "system": prompt.system,
+        "user": prompt.user,
+        "format_instructions": prompt.format_instructions,
+    }
+    document = {k: v for k, v in document.items() if v is not None}
+    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1000)
+
+
+def save_run_metadata(
+    output_dir: str, prompt: PromptTemplate, data_args: NERDataArguments, model_args, training_args
+) -> None:
+    """Write the prompt, answer format and resolved config beside the model."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PROMPT_COPY).write_text(prompt_to_yaml(prompt), encoding="utf-8")
+    metadata = {
+        "prompt": PROMPT_COPY,
+        "prompt_name": prompt.name,
+        "answer_format": data_args.answer_format,
+        "enable_thinking": False,
+        "base_model": model_args.model_name_or_path,
+        "peft": bool(model_args.use_peft),
+        "load_in_4bit": bool(model_args.load_in_4bit),
+    }
+    (out / RUN_METADATA).write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    config = {
+        "data": dataclasses.asdict(data_args),
+        "model": dataclasses.asdict(model_args),
+        "training": json.loads(training_args.to_json_string()),
+    }
+    (out / "train_config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=True), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def train(data_args: NERDataArguments, training_args, model_args, callbacks=None):
+    """Fine-tune, evaluate and save; returns the trainer (used by tests)."""
+    import torch
+    from accelerate import PartialState
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import get_peft_config, get_quantization_config
+
+    if not data_args.train_file:
+        raise ValueError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (hub id or local directory)")
+
+    if data_args.tiny_model_arch and not Path(model_args.model_name_or_path).exists():
+        with training_args.main_process_first(desc="building the tiny model"):
+            if not Path(model_args.model_name_or_path).exists():
+                from .tiny import build_tiny_model, default_texts
+
+                shape = json.loads(data_args.tiny_model_shape) if data_args.tiny_model_shape else {}
+                build_tiny_model(
+                    model_args.model_name_or_path,
+                    data_args.tiny_model_arch,
+                    default_texts(),
+                    seed=training_args.seed,
+                    **shape,
+                )
+
+    prompt = load_prompt(data_args.prompt)
+    train_examples, train_records, prompt = load_split(
+        data_args.train_file, data_args, prompt, data_args.max_train_samples
+    )
+    eval_examples, eval_records = None, None
+    if data_args.eval_file:
+        eval_examples, eval_records, _ = load_split(data_args.eval_file, data_args, prompt, data_args.max_eval_samples)
+    if eval_records is None and training_args.eval_strategy != "no":
+        raise ValueError("eval_strategy is set but no eval_file was given")
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    disable_thinking_by_default(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    quantization_config = get_quantization_config(model_args)
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation or "sdpa",
+        "dtype": model_args.dtype or ("auto" if torch.cuda.is_available() else "float32"),
+    }
+    if quantization_config is not None and torch.cuda.is_available():
+        # Quantized weights are placed at load time: one full copy per process.
+        model_init_kwargs["device_map"] = {"": PartialState().local_process_index}
+    model_init_kwargs.update(training_args.model_init_kwargs or {})
+    training_args.model_init_kwargs = model_init_kwargs
+
+    peft_config = get_peft_config(model_args)
+    if peft_config is not None and not model_args.lora_target_modules:
+        peft_config.target_modules = "all-linear"  # every linear projection, not only q/v
+
+    trainer_class = make_trainer_class()
+    trainer = trainer_class(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=Dataset.from_list(train_records),
+        eval_dataset=Dataset.from_list(eval_records) if eval_records else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        quantization_config=quantization_config,
+        callbacks=callbacks,
+        f1_examples=f1_subset(eval_examples or [], data_args.f1_eval_samples, training_args.seed),
+        ner_prompt=prompt,
+        answer_format=data_args.answer_format,
+        f1_batch_size=data_args.f1_eval_batch_size,
+        f1_max_new_tokens=data_args.f1_max_new_tokens,
+    )
+    if trainer.accelerator.is_main_process:
+        save_run_metadata(training_args.output_dir, prompt, data_args, model_args, training_args)
+
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if trainer.eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.save_metrics("eval", metrics)
+        if trainer.accelerator.is_main_process:
+            summary = {
+                k: round(v, 4)
+                for k, v in metrics.items()
+                if k in ("eval_loss", "eval_f1", "eval_precision", "eval_recall", "eval_parse_failure_rate")
+            }
+            print(f"final evaluation: {summary}", file=sys.stderr)
+    if trainer.accelerator.is_main_process:
+        print(f"model saved to {training_args.output_dir}", file=sys.stderr)
+    return trainer
+
+
+def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32") -> Path:
+    """Merge a LoRA adapter into its base weights and save a plain model directory.
+
+    The base is loaded unquantized (a QLoRA adapter merges into full-precision weights), the
+    tokenizer keeps its thinking-off template default, and the run metadata travels along.
+    """
+    import shutil
+
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=getattr(torch, dtype))
+    merged = model.merge_and_unload()
+    out = Path(out_dir)
+    merged.save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    disable_thinking_by_default(tokenizer)
+    tokenizer.save_pretrained(out)
+    metadata_path = Path(adapter_dir) / RUN_METADATA
+    if metadata_path.is_file():
+        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
+        metadata.update({"merged_from": str(adapter_dir), "peft": False, "load_in_4bit": False})
+        (out / RUN_METADATA).write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        for name in (PROMPT_COPY, "train_config.yaml"):
+            if (Path(adapter_dir) / name).is_file():
+                shutil.copy(Path(adapter_dir) / name, out / name)
+    return out
+
+
+def make_parser():
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    return TrlParser((NERDataArguments, SFTConfig, ModelConfig))
+
+
+def main(argv: list[str] | None = None, callbacks=None):
+    """Entry point of `train_sft.py` and `llm-ner train` (YAML --config plus CLI overrides)."""
+    parser = make_parser()
+    data_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    return train(data_args, training_args, model_args, callbacks=callbacks)

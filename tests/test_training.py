@@ -1,0 +1,404 @@
+"""Training on tiny local Qwen2/Qwen3 models: chat-template prefixes, label masks, LoRA, QLoRA,
+resume, merge and a 2-process launch. CPU only; the models have random weights, so these tests
+prove the plumbing, not quality."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from llm_ner.generation import chat_prompt_ids, generate_answers, load_model, stop_token_ids
+from llm_ner.prompting import load_prompt
+from llm_ner.tiny import build_tiny_model, default_texts, qwen_chat_template
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, cluener_dir):
+    texts = default_texts()
+    folder = tmp_path_factory.mktemp("tiny")
+    return {
+        arch: build_tiny_model(folder / arch, arch, texts, hidden_size=64, num_layers=2) for arch in ("qwen2", "qwen3")
+    }
+
+
+def train_args(model_dir, cluener_dir, out, *extra):
+    return [
+        "--model_name_or_path",
+        str(model_dir),
+        "--train_file",
+        str(cluener_dir / "dev.json"),
+        "--eval_file",
+        str(cluener_dir / "dev.json"),
+        "--prompt",
+        "cluener_zh_short",
+        "--output_dir",
+        str(out),
+        "--max_train_samples",
+        "32",
+        "--max_eval_samples",
+        "8",
+        "--f1_eval_samples",
+        "4",
+        "--f1_max_new_tokens",
+        "8",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "4",
+        "--max_steps",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--use_cpu",
+        "true",
+        "--dtype",
+        "float32",
+        "--seed",
+        "7",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_tiny_model_loads_like_a_hub_model(tiny_models, cluener_dev, arch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[arch])
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[arch])
+    assert model.config.model_type == arch
+    assert tokenizer.chat_template == qwen_chat_template(arch)
+    for token in ("<|im_start|>", "<|im_end|>", "<|endoftext|>"):
+        assert tokenizer.convert_tokens_to_ids(token) < model.config.vocab_size
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
+    text = "".join(ex.text for ex in cluener_dev[:50])
+    chinese = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+    assert all(len(tokenizer.tokenize(c)) == 1 for c in chinese)
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_extraction_prompt_is_the_prefix_and_only_the_answer_is_labelled(tiny_models, cluener_dir, tmp_path, arch):
+    """The tokens given at extraction equal the start of the training tokens; labels cover the
+    answer and the end-of-turn token only."""
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+
+    prompt = load_prompt("cluener_zh")
+    data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
+    examples, records, prompt = load_split(data_args.train_file, data_args, prompt, limit=24)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[arch])
+    from datasets import Dataset
+
+    trainer = make_trainer_class()(
+        model=str(tiny_models[arch]),
+        args=SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=None),
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer,
+    )
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    for i, ex in enumerate(examples):
+        row = trainer.train_dataset[i]
+        prompt_ids = chat_prompt_ids(tokenizer, prompt.messages(ex.text))
+        assert row["input_ids"][: len(prompt_ids)] == prompt_ids
+        labelled = [t for t in row["labels"] if t != -100]
+        assert row["labels"] == [-100] * len(prompt_ids) + row["input_ids"][len(prompt_ids) :]
+        answer = records[i]["completion"][0]["content"]
+        assert tokenizer.decode(labelled) == answer + "<|im_end|>\n"
+        assert im_end in labelled
+        text = tokenizer.decode(row["input_ids"])
+        assert "<think>" not in text if arch == "qwen2" else text.count("<think>\n\n</think>\n\n") == 1
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    n_prompt = len(chat_prompt_ids(tokenizer, prompt.messages(examples[0].text)))
+    assert (batch["labels"][0, :n_prompt] == -100).all()
+    assert (batch["labels"][0, n_prompt:][batch["attention_mask"][0, n_prompt:] == 1] != -100).all()
+
+
+def test_padding_free_batches_and_fused_head_hold_the_loss_equal(tiny_models, cluener_dir, tmp_path):
+    """Our speed-ups (TRL's fused LM head, padding-free batches) give the loss of the naive
+    padded full-logits recipe on the same batch."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+
+    data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
+    _, records, _ = load_split(data_args.train_file, data_args, load_prompt("cluener_zh_short"), limit=6)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3"])
+    losses = {}
+    for padding_free in (False, True):
+        trainer = make_trainer_class()(
+            model=str(tiny_models["qwen3"]),
+            args=SFTConfig(
+                output_dir=str(tmp_path),
+                report_to="none",
+                use_cpu=True,
+                padding_free=padding_free,
+                max_length=None,
+                model_init_kwargs={"attn_implementation": "sdpa"},
+            ),
+            train_dataset=Dataset.from_list(records),
+            processing_class=tokenizer,
+        )
+        features = [trainer.train_dataset[i] for i in range(len(records))]
+        batch = trainer.data_collator(features)
+        with torch.no_grad():
+            losses[padding_free] = float(trainer.compute_loss(trainer.model, batch))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1  # really one flat row
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3"], attn_implementation="sdpa").eval()
+    width = max(len(f["input_ids"]) for f in features)
+    ids = torch.full((len(features), width), tokenizer.pad_token_id)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for row, f in enumerate(features):
+        ids[row, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+        mask[row, : len(f["input_ids"])] = 1
+        labels[row, : len(f["labels"])] = torch.tensor(f["labels"])
+    with torch.no_grad():
+        naive = float(model(input_ids=ids, attention_mask=mask, labels=labels).loss)
+    assert losses[False] == pytest.approx(naive, rel=1e-5)
+    assert losses[True] == pytest.approx(naive, rel=1e-5)
+
+
+def test_qwen3_extraction_prompt_has_thinking_disabled(tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3"])
+    ids = chat_prompt_ids(tokenizer, [{"role": "user", "content": "你好"}])
+    assert tokenizer.decode(ids).endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_batched_generation_matches_one_at_a_time(tiny_models, cluener_dev):
+    model, tokenizer = load_model(str(tiny_models["qwen2"]))
+    torch.manual_seed(0)
+    with torch.no_grad():  # larger random weights: answers then depend strongly on the input
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    prompt = load_prompt("cluener_zh_short")
+    conversations = [prompt.messages(ex.text) for ex in cluener_dev[:6]]
+    batched = generate_answers(model, tokenizer, conversations, batch_size=6, max_new_tokens=12)
+    single = [generate_answers(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
+    assert batched == single
+    assert len(set(batched)) > 1  # the answers differ per sentence, so padding errors would show
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(tokenizer, model)
+
+
+def _training_log(out: Path) -> list[dict]:
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    return state["log_history"]
+
+
+def test_lora_training_writes_adapter_metadata_and_f1(tiny_models, cluener_dir, tmp_path):
+    from llm_ner.training import main
+
+    out = tmp_path / "lora"
+    trainer = main(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
+    assert trainer.state.global_step == 2
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    adapter_config = json.loads((out / "adapter_config.json").read_text())
+    assert {name.rsplit(".", 1)[-1] for name in adapter_config["target_modules"]} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+    metadata = json.loads((out / "llm_ner.json").read_text())
+    assert metadata["answer_format"] == "mentions" and metadata["enable_thinking"] is False
+    assert load_prompt(out / "prompt.yaml").messages("x") == load_prompt("cluener_zh_short").messages("x")
+    assert (out / "train_config.yaml").is_file() and (out / "tokenizer_config.json").is_file()
+    evals = [entry for entry in _training_log(out) if "eval_f1" in entry]
+    assert evals and 0.0 <= evals[0]["eval_f1"] <= 1.0 and "eval_parse_failure_rate" in evals[0]
+
+
+def test_qlora_4bit_training_on_cpu(tiny_models, cluener_dir, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is a runtime dependency")
+    from llm_ner.training import main
+
+    out = tmp_path / "qlora"
+    trainer = main(
+        train_args(
+            tiny_models["qwen3"],
+            cluener_dir,
+            out,
+            "--use_peft",
+            "true",
+            "--lora_r",
+            "4",
+            "--load_in_4bit",
+            "true",
+            "--bnb_4bit_quant_type",
+            "nf4",
+            "--use_bnb_nested_quant",
+            "true",
+            "--f1_eval_samples",
+            "0",
+        )
+    )
+    import bitsandbytes as bnb
+
+    base = trainer.model.get_base_model()
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in base.modules())
+    assert trainer.state.global_step == 2 and (out / "adapter_model.safetensors").is_file()
+
+
+def test_resume_from_checkpoint_reaches_the_same_final_step(tiny_models, cluener_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    from llm_ner.training import main
+
+    class StopAfterTwo(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                control.should_training_stop = True
+
+    out = tmp_path / "resume"
+    args = train_args(
+        tiny_models["qwen2"], cluener_dir, out, "--max_steps", "4", "--f1_eval_samples", "0", "--eval_strategy", "no"
+    )
+    first = main(args, callbacks=[StopAfterTwo()])
+    assert first.state.global_step == 2 and (out / "checkpoint-2").is_dir()
+    second = main([*args, "--resume_from_checkpoint", str(out / "checkpoint-2")])
+    assert second.state.global_step == 4
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+
+
+def test_merge_gives_the_same_outputs_and_keeps_thinking_off(tiny_models, cluener_dir, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llm_ner.cli import main as cli
+    from llm_ner.training import main
+
+    out = tmp_path / "adapter"
+    main(
+        train_args(
+            tiny_models["qwen3"],
+            cluener_dir,
+            out,
+            "--use_peft",
+            "true",
+            "--lora_r",
+            "4",
+            "--learning_rate",
+            "5e-2",
+            "--f1_eval_samples",
+            "0",
+            "--eval_strategy",
+            "no",
+        )
+    )
+    merged_dir = tmp_path / "merged"
+    assert cli(["merge", "--adapter", str(out), "--out", str(merged_dir)]) == 0
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        expected = AutoPeftModelForCausalLM.from_pretrained(out).eval()(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()(ids).logits
+        base = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3"]).eval()(ids).logits
+    assert torch.allclose(expected, merged, atol=1e-4)
+    assert not torch.allclose(base, merged, atol=1e-4)  # the adapter changed something
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    plain = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "你好"}], add_generation_prompt=True, tokenize=False
+    )
+    assert plain.endswith("<think>\n\n</think>\n\n")  # no enable_thinking flag needed
+    assert json.loads((merged_dir / "llm_ner.json").read_text())["peft"] is False
+    assert (merged_dir / "prompt.yaml").is_file()
+
+
+def test_two_process_cpu_launch(tiny_models, cluener_dir, tmp_path):
+    """`accelerate launch --num_processes 2 --cpu train_sft.py --config configs/tiny-cpu.yaml`."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--cpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "train_sft.py"),
+        "--config",
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--max_steps",
+        "4",
+        "--model_name_or_path",
+        str(tiny_models["qwen2"]),
+        "--train_file",
+        str(cluener_dir / "dev.json"),
+        "--eval_file",
+        str(cluener_dir / "dev.json"),
+        "--max_train_samples",
+        "64",
+        "--max_eval_samples",
+        "8",
+        "--f1_eval_samples",
+        "4",
+        "--f1_max_new_tokens",
+        "8",
+        "--eval_steps",
+        "4",
+        "--save_steps",
+        "4",
+        "--output_dir",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    assert any("eval_f1" in entry for entry in state["log_history"])
+    assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_training_config_parses(config, tmp_path):
+    from llm_ner.training import make_parser
+
+    data_args, training_args, model_args = make_parser().parse_args_and_config(
+        args=["--config", str(config), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    )
+    assert model_args.model_name_or_path and data_args.train_file and data_args.prompt
+    load_prompt(data_args.prompt)
+    if "qlora" in config.name:
+        assert model_args.load_in_4bit and model_args.use_peft and model_args.use_bnb_nested_quant
+        assert model_args.bnb_4bit_quant_type == "nf4"
+    elif "lora" in config.name:
+        assert model_args.use_peft and not model_args.load_in_4bit
+    header = config.read_text(encoding="utf-8").split("\n", 3)[:3]
+    assert config.name == "tiny-cpu.yaml" or any("GPU with >=" in line and "GB" in line for line in header)
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)
+def test_accelerate_configs_load(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_machines == 1 and loaded.mixed_precision == "bf16"
