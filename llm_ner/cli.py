@@ -104,6 +104,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extract(args: argparse.Namespace) -> int:
+    from .extraction import run_extraction
+
+    if args.constrained and args.format == "grouped":
+        raise ValueError("--constrained supports the mentions answer format only")
+    return run_extraction(args)
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from .training import merge_adapter
 
@@ -204,6 +212,48 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--num-kv-heads", type=int, default=2)
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
+
+    extract = sub.add_parser(
+        "extract",
+        help="extract entities from many sentences with a (fine-tuned) model, in batches",
+        description="Batched greedy generation, answers parsed into exact spans, CLUENER JSON lines out "
+        "(with the raw answer and parse counters per record). Resumable: a rerun skips finished ids. "
+        "Data-parallel: `accelerate launch --num_processes N scripts/extract.py ...`.",
+    )
+    extract.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
+    extract.add_argument("--adapter", help="LoRA adapter directory (a training output)")
+    extract.add_argument(
+        "--input",
+        required=True,
+        help='plain text (one sentence a line), JSON lines with "text" (and "id"), CLUENER or BIO files',
+    )
+    extract.add_argument("--output", required=True, help="CLUENER JSON lines for `llm-ner evaluate`")
+    extract.add_argument(
+        "--input-format", default="auto", choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
+    )
+    extract.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
+    extract.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
+    extract.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default: %(default)s)")
+    extract.add_argument("--max-new-tokens", type=int, help="answer length bound (default: from sentence length)")
+    extract.add_argument(
+        "--max-chars",
+        type=int,
+        default=256,
+        help="split longer sentences at punctuation, spans shifted back (default: %(default)s)",
+    )
+    extract.add_argument(
+        "--constrained",
+        action="store_true",
+        help="constrained decoding: answers always parse, entities are substrings, labels known",
+    )
+    extract.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), float32, bfloat16")
+    extract.add_argument("--device", help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
+    extract.add_argument("--load-in-4bit", action="store_true", help="load the base model in 4-bit (bitsandbytes)")
+    extract.add_argument("--limit", type=int, help="only the first N sentences")
+    extract.add_argument("--restart", action="store_true", help="discard earlier results instead of resuming")
+    extract.add_argument("--lenient", action="store_true", help="skip bad input records instead of stopping")
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(func=cmd_extract)
 
     merge = sub.add_parser(
         "merge",

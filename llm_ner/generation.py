@@ -62,6 +62,53 @@ def default_max_new_tokens(text_length: int) -> int:
     return min(1024, 24 + 3 * text_length)
 
 
+# A shared prompt prefix shorter than this is not worth a cache of its own.
+MIN_SHARED_PREFIX = 16
+
+
+@torch.inference_mode()
+def prefix_cache(model, prefix: Sequence[int]):
+    """The KV cache of a prompt prefix that every prompt of a run shares (the instructions)."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    ids = torch.tensor([list(prefix)], dtype=torch.long, device=device)
+    # Our own cache object, filled in place: a mixed-precision wrapper (accelerate) would
+    # convert the returned copy to float32 while generation writes the autocast dtype.
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids, past_key_values=cache, use_cache=True)
+    return cache
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens all prompts start with, leaving at least one token of each prompt uncached."""
+    if not prompts:
+        return 0
+    first = prompts[0]
+    length = min(len(p) for p in prompts) - 1
+    for prompt in prompts[1:]:
+        i = 0
+        while i < length and prompt[i] == first[i]:
+            i += 1
+        length = i
+    return max(0, length)
+
+
+def _batch_cache_from_prefix(model, cache, batch_size: int, length: int):
+    """A preallocated (static) cache of ``length`` positions holding the prefix in every row.
+
+    Growing a dynamic cache re-copies it at every step (most of CPU decoding time with a long
+    shared prefix); a static cache is written in place.
+    """
+    from transformers import StaticCache
+
+    static = StaticCache(config=model.config, max_cache_len=length)
+    for index, layer in enumerate(cache.layers):
+        keys, values = layer.keys, layer.values
+        static.update(keys.expand(batch_size, -1, -1, -1), values.expand(batch_size, -1, -1, -1), index)
+    return static
+
+
 @torch.inference_mode()
 def generate_batch(
     model,
@@ -70,19 +117,36 @@ def generate_batch(
     pad_id: int,
     stop_ids: Sequence[int],
     logits_processor=None,
+    min_new_tokens: int | None = None,
+    prefix: tuple[int, object] | None = None,
 ) -> list[list[int]]:
-    """Greedy answers (token ids, stop token excluded) for left-padded prompts."""
+    """Greedy answers (token ids, stop token excluded) for a batch of prompts.
+
+    Without ``prefix`` prompts are left-padded. With ``prefix=(length, cache)`` the first
+    ``length`` tokens of every prompt are taken from the cache and the padding goes between
+    that prefix and the rest (positions come from the attention mask, so they stay exact).
+    """
     device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-        attention[row, width - len(prompt) :] = 1
+    shared = prefix[0] if prefix else 0
+    tails = [list(p[shared:]) for p in prompts]
+    width = max(len(t) for t in tails)
+    input_ids = torch.full((len(prompts), shared + width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), shared + width), dtype=torch.long)
+    for row, tail in enumerate(tails):
+        input_ids[row, :shared] = torch.tensor(list(prompts[row][:shared]), dtype=torch.long)
+        attention[row, :shared] = 1
+        input_ids[row, shared + width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+        attention[row, shared + width - len(tail) :] = 1
+    extra = {}
+    if prefix:
+        extra["past_key_values"] = _batch_cache_from_prefix(
+            model, prefix[1], len(prompts), shared + width + max_new_tokens
+        )
     output = model.generate(
         input_ids=input_ids.to(device),
         attention_mask=attention.to(device),
         max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
         do_sample=False,
         num_beams=1,
         eos_token_id=list(stop_ids),
@@ -93,10 +157,11 @@ def generate_batch(
         temperature=None,
         top_p=None,
         top_k=None,
+        **extra,
     )
     answers = []
     stops = set(stop_ids)
-    for row in output[:, width:].tolist():
+    for row in output[:, shared + width :].tolist():
         cut = next((i for i, token in enumerate(row) if token in stops), len(row))
         answers.append(row[:cut])
     return answers
@@ -111,6 +176,8 @@ def generate_answers(
     max_new_tokens: int | None = None,
     progress: Callable[[int], None] | None = None,
     logits_processor_factory: Callable | None = None,
+    min_new_tokens: int | None = None,
+    reuse_prefix: bool = True,
 ) -> list[str]:
     """Answers for chat prompts, in input order.
 
@@ -118,7 +185,9 @@ def generate_answers(
     `default_max_new_tokens` of the longest text in the batch (``texts``) or 256.
     ``progress(n)`` is called after each batch with the number of prompts done.
     ``logits_processor_factory(texts, prompt_width)`` builds a per-batch logits processor
-    (constrained decoding); it needs ``texts``.
+    (constrained decoding); it needs ``texts``. ``min_new_tokens`` (benchmarks only) fixes the
+    answer length of random-weight models. The instruction prefix all prompts share is computed
+    once and its KV cache reused by every batch (``reuse_prefix``).
     """
     prompts = [chat_prompt_ids(tokenizer, messages) for messages in conversations]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -127,6 +196,10 @@ def generate_answers(
     answers: list[str] = [""] * len(prompts)
     was_training = model.training
     model.eval()
+    shared = shared_prefix_length(prompts)
+    prefix = (
+        (shared, prefix_cache(model, prompts[0][:shared])) if shared >= MIN_SHARED_PREFIX and reuse_prefix else None
+    )
     try:
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
@@ -137,7 +210,7 @@ def generate_answers(
             processor = None
             if logits_processor_factory is not None:
                 processor = logits_processor_factory([texts[i] for i in batch], max(len(p) for p in batch_prompts))
-            ids = generate_batch(model, batch_prompts, limit, pad_id, stops, processor)
+            ids = generate_batch(model, batch_prompts, limit, pad_id, stops, processor, min_new_tokens, prefix)
             for i, answer_ids in zip(batch, ids):
                 answers[i] = tokenizer.decode(answer_ids, skip_special_tokens=True)
             if progress is not None:

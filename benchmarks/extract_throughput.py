@@ -1,0 +1,170 @@
+"""Extraction throughput: the tutorials' one-at-a-time recipe versus our batched engine, in one process.
+
+    python benchmarks/extract_throughput.py                        # random tiny model, fixed answer length
+    python benchmarks/extract_throughput.py --model runs/tiny-cpu  # the CPU demo's trained model
+    python benchmarks/extract_throughput.py --hidden-size 1024 --num-layers 8 --batch-sizes 1,8,32,128,256  # GPU
+
+Without --model, a random-weight tiny Qwen3 of the given width is built and every answer is
+forced to --answer-tokens tokens (random weights never stop), so every setup generates the same
+number of tokens and the timing is that model shape's; constrained answers then end in filler
+after their closing bracket, which the parser skips.
+
+(a) one-at-a-time: per sentence `apply_chat_template` + `generate(max_new_tokens=512)`, as in the
+    public Qwen NER tutorials (parsing with our parser, not `eval`);
+(b) ours: length-sorted left-padded batches, an answer bound from the sentence length;
+(c) ours with --constrained decoding.
+Same model, the same CLUENER dev sentences (default 256), greedy decoding; sentences per second.
+With random weights the numbers are the real shape's speed, not its quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def one_at_a_time(model, tokenizer, conversations, max_new_tokens=512, min_new_tokens=None):
+    from llm_ner.generation import stop_token_ids
+
+    answers = []
+    stops = stop_token_ids(tokenizer, model)
+    device = next(model.parameters()).device
+    for messages in conversations:
+        text = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
+        )
+        inputs = tokenizer([text], return_tensors="pt").to(device)
+        output = model.generate(
+            **inputs,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=tokenizer.pad_token_id,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+        answers.append(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
+    return answers
+
+
+def timed(function):
+    _sync()
+    start = time.perf_counter()
+    result = function()
+    _sync()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="trained model directory (answers stop by themselves)")
+    parser.add_argument("--adapter")
+    parser.add_argument("--hidden-size", type=int, default=512, help="random model width (without --model)")
+    parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--answer-tokens", type=int, default=32, help="fixed answer length (without --model)")
+    parser.add_argument("--prompt", help="prompt (default: as trained; cluener_zh_short for the random model)")
+    parser.add_argument("--dev-file", help="CLUENER dev (default: $LLM_NER_DATA/dev.json)")
+    parser.add_argument("--sentences", type=int, default=256)
+    parser.add_argument("--batch-sizes", default="32", help="comma-separated batch sizes for (b) and (c)")
+    parser.add_argument("--skip-one-at-a-time", action="store_true")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    from llm_ner.constrained import MentionsConstraint
+    from llm_ner.data import data_dir, read_cluener
+    from llm_ner.extraction import resolve_settings
+    from llm_ner.generation import generate_answers, load_model
+    from llm_ner.parsing import ParseStats, answer_to_spans
+
+    fixed = None
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model or args.adapter:
+            settings = resolve_settings(args.model, args.adapter, args.prompt)
+        else:
+            from llm_ner.tiny import build_tiny_model, default_texts
+
+            path = build_tiny_model(
+                Path(tmp) / "model",
+                "qwen3",
+                default_texts(),
+                hidden_size=args.hidden_size,
+                num_layers=args.num_layers,
+                num_heads=8,
+                num_kv_heads=4,
+            )
+            settings = resolve_settings(str(path), prompt=args.prompt or "cluener_zh_short")
+            fixed = args.answer_tokens
+        model, tokenizer = load_model(settings.model, settings.adapter)
+    kwargs = {"max_new_tokens": fixed, "min_new_tokens": fixed} if fixed else {}
+    examples, _ = read_cluener(args.dev_file or data_dir() / "dev.json")
+    examples = examples[: args.sentences]
+    texts = [ex.text for ex in examples]
+    conversations = [settings.prompt.messages(t, settings.answer_format) for t in texts]
+    constraint = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
+
+    def failures(answers):
+        stats = ParseStats()
+        for text, answer in zip(texts, answers):
+            stats += answer_to_spans(text, answer, settings.prompt.schema)[1]
+        return stats
+
+    results = {}
+    generate_answers(model, tokenizer, conversations[:4], texts=texts[:4], batch_size=4)  # warm-up
+    if not args.skip_one_at_a_time:
+        answers, seconds = timed(lambda: one_at_a_time(model, tokenizer, conversations, fixed or 512, fixed))
+        results["(a) one-at-a-time"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
+    for size in [int(s) for s in args.batch_sizes.split(",")]:
+        answers, seconds = timed(
+            lambda size=size: generate_answers(model, tokenizer, conversations, texts=texts, batch_size=size, **kwargs)
+        )
+        results[f"(b) batched bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
+        answers, seconds = timed(
+            lambda size=size: generate_answers(
+                model,
+                tokenizer,
+                conversations,
+                texts=texts,
+                batch_size=size,
+                logits_processor_factory=constraint,
+                **kwargs,
+            )
+        )
+        results[f"(c) constrained bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    shape = (
+        args.model
+        or f"random tiny qwen3 (hidden {args.hidden_size}, {args.num_layers} layers), answers fixed at {fixed} tokens"
+    )
+    print(f"\nmodel: {shape}; prompt {settings.prompt.name}; device: {device}; {len(texts)} CLUENER dev sentences")
+    print(f"{'setup':<26}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'halluc.':>9}")
+    for name, r in results.items():
+        r["sentences_per_s"] = len(texts) / r["seconds"]
+        print(
+            f"{name:<26}{r['sentences_per_s']:>9.1f}{r['seconds']:>9.1f}{r['stats']['parse_failures']:>11}"
+            f"{r['stats']['hallucinated']:>9}"
+        )
+    base = results.get("(a) one-at-a-time")
+    for size in [int(s) for s in args.batch_sizes.split(",")]:
+        b, c = results[f"(b) batched bs={size}"], results[f"(c) constrained bs={size}"]
+        line = f"bs={size}: (c)/(b) time {c['seconds'] / b['seconds']:.2f}x"
+        if base:
+            line = f"bs={size}: (b)/(a) {b['sentences_per_s'] / base['sentences_per_s']:.1f}x; " + line
+        print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "device": device, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
