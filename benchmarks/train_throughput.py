@@ -121,6 +121,22 @@ def build_model_dir(args, workdir: Path) -> Path:
     return out
 
 
+def _same_settings(args) -> dict:
+    """Training settings both setups share: batch size, steps, learning rate, precision, seed."""
+    return dict(
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        logging_steps=args.steps,
+        save_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        bf16=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+
+
 def run_naive(model_dir, records, args, workdir):
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
@@ -152,16 +168,7 @@ def run_naive(model_dir, records, args, workdir):
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(), attn_implementation="sdpa")
     training_args = TrainingArguments(
         output_dir=str(workdir / "naive"),
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.steps,
-        learning_rate=1e-4,
-        logging_steps=args.steps,
-        save_strategy="no",
-        report_to="none",
-        seed=args.seed,
-        bf16=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
+        **_same_settings(args),
         remove_unused_columns=False,
     )
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=counting_collator)
@@ -178,16 +185,7 @@ def run_ours(model_dir, records, args, workdir, padding_free: bool):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     training_args = SFTConfig(
         output_dir=str(workdir / "ours"),
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.steps,
-        learning_rate=1e-4,
-        logging_steps=args.steps,
-        save_strategy="no",
-        report_to="none",
-        seed=args.seed,
-        bf16=torch.cuda.is_available(),
-        use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
+        **_same_settings(args),
         train_sampling_strategy="group_by_length",
         padding_free=padding_free,
         max_length=None,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .data import DataError, guess_format, load_examples
+from .data import guess_format, load_examples
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
 INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
@@ -110,6 +110,56 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.constrained and args.format == "grouped":
         raise ValueError("--constrained supports the mentions answer format only")
     return run_extraction(args)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .baselines import (
+        BaselineConfig,
+        load_baseline,
+        log_stderr,
+        predict_examples,
+        train_baseline,
+        write_predictions,
+    )
+
+    if args.baseline_command == "train":
+        train, report = load_examples(args.train, args.input_format, lenient=args.lenient)
+        dev, dev_report = load_examples(args.dev, args.input_format, lenient=args.lenient) if args.dev else ([], None)
+        for r in (report, dev_report):
+            if r is not None and (r.skipped or r.warnings):
+                r.print()
+        if args.max_train_samples:
+            train = train[: args.max_train_samples]
+        config = BaselineConfig(
+            arch=args.arch,
+            encoder=args.encoder,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.lr,
+            encoder_learning_rate=args.encoder_lr,
+            seed=args.seed,
+            hidden_size=args.hidden_size,
+            embedding_dim=args.embedding_dim,
+        )
+        result = train_baseline(train, dev, config, args.out, progress=not args.quiet, log=log_stderr)
+        print(f"best dev span micro-F1 {result['best']:.4f}; model in {args.out}", file=sys.stderr)
+        return 0
+    from .extraction import read_inputs
+
+    model, batcher = load_baseline(args.model)
+    examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
+    predicted = predict_examples(model, batcher, examples, args.batch_size, progress=not args.quiet)
+    count = write_predictions(predicted, args.output)
+    print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_report
+
+    out = run_report(args.gold, args.pred, args.out, args.published, args.resamples, args.seed)
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and {out / 'f1_per_class.png'}", file=sys.stderr)
+    return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -255,6 +305,67 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(func=cmd_extract)
 
+    baseline = sub.add_parser(
+        "baseline",
+        help="train / run the BiLSTM-CRF, BERT-CRF and BERT-BiLSTM-CRF baselines",
+        description="Character-level BIO taggers with a CRF, reading the same CLUENER/BIO files and "
+        "writing the same CLUENER predictions as the LLM path.",
+    )
+    baseline_sub = baseline.add_subparsers(dest="baseline_command", required=True, metavar="train|predict")
+    btrain = baseline_sub.add_parser("train", help="train a baseline; keeps the best epoch by dev span F1")
+    btrain.add_argument("--arch", required=True, choices=("bilstm-crf", "bert-crf", "bert-bilstm-crf"))
+    btrain.add_argument("--train", required=True, help="training file (CLUENER or BIO)")
+    btrain.add_argument("--dev", help="dev file for model selection")
+    btrain.add_argument("--out", required=True, help="output directory")
+    btrain.add_argument(
+        "--encoder",
+        default="bert-base-chinese",
+        help="BERT archs: AutoModel id or local directory, e.g. hfl/chinese-roberta-wwm-ext",
+    )
+    btrain.add_argument("--epochs", type=int, default=10)
+    btrain.add_argument("--batch-size", type=int, default=64)
+    btrain.add_argument("--lr", type=float, default=1e-3, help="BiLSTM-CRF / head learning rate")
+    btrain.add_argument("--encoder-lr", type=float, default=3e-5, help="BERT encoder learning rate")
+    btrain.add_argument("--hidden-size", type=int, default=256, help="BiLSTM width (both directions)")
+    btrain.add_argument("--embedding-dim", type=int, default=128, help="BiLSTM-CRF character embedding size")
+    btrain.add_argument("--max-train-samples", type=int)
+    btrain.add_argument("--seed", type=int, default=42)
+    btrain.add_argument("--input-format", default="auto", choices=INPUT_FORMATS)
+    btrain.add_argument("--lenient", action="store_true")
+    btrain.add_argument("--quiet", action="store_true")
+    bpredict = baseline_sub.add_parser("predict", help="write CLUENER predictions with a trained baseline")
+    bpredict.add_argument("--model", required=True, help="baseline directory")
+    bpredict.add_argument("--input", required=True, help="text, JSON lines, CLUENER or BIO file")
+    bpredict.add_argument("--output", required=True)
+    bpredict.add_argument("--batch-size", type=int, default=64)
+    bpredict.add_argument(
+        "--input-format", default="auto", choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
+    )
+    bpredict.add_argument("--lenient", action="store_true")
+    bpredict.add_argument("--quiet", action="store_true")
+    baseline.set_defaults(func=cmd_baseline)
+
+    report = sub.add_parser(
+        "report",
+        help="side-by-side report of several systems (markdown, JSON, PNG chart)",
+        description="Scores every prediction file against the same gold file with `llm-ner evaluate`'s metrics "
+        "and writes report.md, report.json and f1_per_class.png: per-system tables, the F1 summary with "
+        "published figures marked as such, error breakdowns and paired bootstrap intervals.",
+    )
+    report.add_argument("--gold", required=True)
+    report.add_argument(
+        "--pred",
+        required=True,
+        action="append",
+        metavar="NAME=FILE",
+        help="a system's CLUENER predictions (repeat for each system)",
+    )
+    report.add_argument("--published", help="published figures to add as rows, e.g. eval/published_cluener.json")
+    report.add_argument("--out", required=True, help="output directory")
+    report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    report.add_argument("--seed", type=int, default=0)
+    report.set_defaults(func=cmd_report)
+
     merge = sub.add_parser(
         "merge",
         help="merge a LoRA adapter into its base model",
@@ -276,13 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # output piped into `head`
         return 1
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # DataError is a ValueError; OSError: missing files or models
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

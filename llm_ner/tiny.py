@@ -171,3 +171,31 @@ def default_texts(limit: int | None = None) -> list[str]:
             texts.extend(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.yaml")))
     texts.append('[{"text":"","label":""}]{"":[""]}<think></think>\n')
     return texts
+
+
+def build_tiny_bert(
+    out_dir: str | Path, texts: Iterable[str] = (), hidden_size: int = 64, num_layers: int = 2, seed: int = 0
+) -> Path:
+    """A random-weight BERT with a character vocabulary from ``texts`` (for baseline tests)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chars = sorted(
+        {c for text in texts for c in text if not c.isspace()} | set("_0123456789abcdefghijklmnopqrstuvwxyz")
+    )
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
+    (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(out_dir / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(out_dir)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,291 @@
+"""Baselines: BiLSTM-CRF, BERT-CRF and BERT-BiLSTM-CRF trained and run on the same files, with the
+same metrics and the same CLUENER-format predictions as the LLM path.
+
+    llm-ner baseline train --arch bilstm-crf --train train.json --dev dev.json --out runs/bilstm
+    llm-ner baseline train --arch bert-crf --encoder bert-base-chinese --train ... --dev ... --out ...
+    llm-ner baseline predict --model runs/bilstm --input dev.json --output runs/bilstm/dev.pred.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..data import Example, Span, example_to_cluener, spans_to_tags, tags_to_spans
+from ..extraction import split_long
+from ..metrics import span_scores
+from .models import ARCHS, PAD, UNK, BertCRF, BiLSTMCRF, loss_and_paths
+
+CONFIG_FILE = "baseline.json"
+WEIGHTS_FILE = "model.pt"
+
+
+@dataclass
+class BaselineConfig:
+    """Hyper-parameters of a baseline run (saved beside the weights)."""
+
+    arch: str = "bilstm-crf"
+    encoder: str = "bert-base-chinese"  # any AutoModel id or local directory (BERT archs)
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3  # BiLSTM-CRF, and the heads (LSTM, CRF) of the BERT archs
+    encoder_learning_rate: float = 3e-5
+    embedding_dim: int = 128
+    hidden_size: int = 256
+    dropout: float = 0.3
+    max_chars: int = 256
+    seed: int = 42
+    labels: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    chars: tuple[str, ...] = ()
+
+
+def tag_set(labels: Sequence[str]) -> list[str]:
+    return ["O"] + [f"{prefix}-{label}" for label in labels for prefix in ("B", "I")]
+
+
+def for_tagging(examples: Sequence[Example], max_chars: int) -> tuple[list[Example], int]:
+    """Sentences cut to ``max_chars`` pieces with non-overlapping spans; returns the number of
+    spans dropped (nested spans, which BIO cannot write, and spans across a cut)."""
+    pieces, dropped = [], 0
+    for ex in examples:
+        kept: list[Span] = []
+        for span in ex.spans:
+            if any(span.overlaps(k) for k in kept):
+                dropped += 1
+            else:
+                kept.append(span)
+        for offset, piece in split_long(ex.text, max_chars):
+            inside = [
+                Span(s.start - offset, s.end - offset, s.label)
+                for s in kept
+                if s.start >= offset and s.end <= offset + len(piece)
+            ]
+            dropped += sum(1 for s in kept if s.start < offset + len(piece) and s.end > offset) - len(inside)
+            pieces.append(Example(f"{ex.id}@{offset}", piece, inside))
+    return pieces, dropped
+
+
+class Batcher:
+    """Turns examples into padded tensors for one architecture."""
+
+    def __init__(self, config: BaselineConfig, tokenizer=None):
+        self.config = config
+        self.tag_index = {tag: i for i, tag in enumerate(config.tags)}
+        self.char_index = {char: i for i, char in enumerate(config.chars)}
+        self.tokenizer = tokenizer
+
+    def __call__(self, examples: Sequence[Example], with_tags: bool = True) -> dict:
+        width = max(1, max(len(ex.text) for ex in examples))
+        mask = torch.zeros(len(examples), width, dtype=torch.bool)
+        for row, ex in enumerate(examples):
+            mask[row, : max(1, len(ex.text))] = True
+        batch = {"mask": mask}
+        if with_tags:
+            tags = torch.zeros(len(examples), width, dtype=torch.long)
+            for row, ex in enumerate(examples):
+                for i, tag in enumerate(spans_to_tags(len(ex.text), ex.spans)):
+                    tags[row, i] = self.tag_index[tag]
+            batch["tags"] = tags
+        if self.config.arch == "bilstm-crf":
+            ids = torch.zeros(len(examples), width, dtype=torch.long)
+            unk = self.char_index[UNK]
+            for row, ex in enumerate(examples):
+                ids[row, : len(ex.text)] = torch.tensor([self.char_index.get(c, unk) for c in ex.text] or [unk])
+            batch["char_ids"] = ids
+            return batch
+        # Each character is one word; whitespace becomes "_" so it still gets a token.
+        words = [[("_" if c.isspace() else c) for c in ex.text] or ["_"] for ex in examples]
+        encoded = self.tokenizer(
+            words,
+            is_split_into_words=True,
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_chars + 2,
+            return_tensors="pt",
+        )
+        index = torch.zeros(len(examples), width, dtype=torch.long)
+        for row in range(len(examples)):
+            seen: set[int] = set()
+            for position, word in enumerate(encoded.word_ids(row)):
+                if word is not None and word not in seen and word < width:
+                    seen.add(word)
+                    index[row, word] = position
+        batch.update(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], char_token_index=index)
+        return batch
+
+
+def build_model(config: BaselineConfig, encoder_dir: str | None = None):
+    """The network and its batcher; BERT encoders load from ``encoder_dir`` or ``config.encoder``."""
+    if config.arch not in ARCHS:
+        raise ValueError(f"unknown arch {config.arch!r} (choose from {', '.join(ARCHS)})")
+    if config.arch == "bilstm-crf":
+        model = BiLSTMCRF(
+            len(config.chars), len(config.tags), config.embedding_dim, config.hidden_size, dropout=config.dropout
+        )
+        return model, Batcher(config)
+    from transformers import AutoModel, AutoTokenizer
+
+    source = encoder_dir or config.encoder
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{source}: a fast tokenizer is needed to map characters to sub-tokens")
+    encoder = AutoModel.from_pretrained(source)
+    lstm = config.hidden_size if config.arch == "bert-bilstm-crf" else None
+    return BertCRF(encoder, len(config.tags), lstm_hidden=lstm, dropout=0.1), Batcher(config, tokenizer)
+
+
+def _batches(examples: Sequence[Example], size: int, rng: random.Random | None = None):
+    order = list(range(len(examples)))
+    if rng is not None:
+        rng.shuffle(order)
+    for start in range(0, len(order), size):
+        yield [examples[i] for i in order[start : start + size]]
+
+
+def predict_examples(
+    model, batcher: Batcher, examples: Sequence[Example], batch_size: int = 64, progress: bool = False
+) -> list[Example]:
+    """Spans for every example (long sentences split and shifted back)."""
+    from tqdm.auto import tqdm
+
+    tags = batcher.config.tags
+    pieces = [
+        (ex.id, offset, Example(ex.id, piece))
+        for ex in examples
+        for offset, piece in split_long(ex.text, batcher.config.max_chars)
+    ]
+    found: dict[str, list[Span]] = {ex.id: [] for ex in examples}
+    model.eval()
+    with torch.no_grad():
+        for start in tqdm(range(0, len(pieces), batch_size), disable=not progress, unit="batch", desc="predict"):
+            chunk = pieces[start : start + batch_size]
+            batch = batcher([piece for _, _, piece in chunk], with_tags=False)
+            _, paths = loss_and_paths(model, batch, decode=True)
+            for (example_id, offset, piece), path in zip(chunk, paths):
+                labels = [tags[i] for i in path[: len(piece.text)]]
+                # The CRF may still emit I- after O early in training: read it leniently.
+                repaired = [
+                    f"B-{t[2:]}"
+                    if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:] or labels[i - 1] == "O")
+                    else t
+                    for i, t in enumerate(labels)
+                ]
+                found[example_id] += [Span(s.start + offset, s.end + offset, s.label) for s in tags_to_spans(repaired)]
+    return [Example(ex.id, ex.text, found[ex.id]) for ex in examples]
+
+
+def train_baseline(
+    train: Sequence[Example],
+    dev: Sequence[Example],
+    config: BaselineConfig,
+    out_dir: str | Path,
+    progress: bool = True,
+    log=print,
+) -> dict:
+    """Train, keep the weights with the best dev span micro-F1, return the history."""
+    from tqdm.auto import tqdm
+
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    labels = sorted({s.label for ex in train for s in ex.spans})
+    chars = sorted({c for ex in train for c in ex.text})
+    config = dataclasses.replace(
+        config,
+        labels=tuple(labels),
+        tags=tuple(tag_set(labels)),
+        chars=(PAD, UNK, *chars) if config.arch == "bilstm-crf" else (),
+    )
+    pieces, dropped = for_tagging(train, config.max_chars)
+    if dropped:
+        log(f"note: {dropped} training spans cannot be BIO-tagged (nested or across a cut) and were left out")
+    model, batcher = build_model(config)
+    head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    groups = [{"params": head, "lr": config.learning_rate}]
+    if config.arch != "bilstm-crf":
+        groups.append({"params": list(model.encoder.parameters()), "lr": config.encoder_learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(config.seed)
+    history, best = [], -1.0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        started, total, steps = time.perf_counter(), 0.0, 0
+        bar = tqdm(
+            list(_batches(pieces, config.batch_size, rng)),
+            disable=not progress,
+            unit="batch",
+            desc=f"epoch {epoch}/{config.epochs}",
+        )
+        for examples in bar:
+            loss, _ = loss_and_paths(model, batcher(examples))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            total += float(loss)
+            steps += 1
+            bar.set_postfix(loss=f"{total / steps:.3f}")
+        seconds = time.perf_counter() - started
+        entry = {"epoch": epoch, "train_loss": total / max(1, steps), "epoch_seconds": seconds}
+        if dev:
+            predicted = predict_examples(model, batcher, dev, config.batch_size)
+            scores = span_scores([ex.spans for ex in dev], [ex.spans for ex in predicted], labels)
+            entry.update(dev_f1=scores.micro.f1, dev_precision=scores.micro.precision, dev_recall=scores.micro.recall)
+        history.append(entry)
+        log(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}))
+        score = entry.get("dev_f1", -entry["train_loss"])
+        if score > best:
+            best = score
+            save_baseline(model, config, out)
+    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    return {"history": history, "best": best}
+
+
+def save_baseline(model, config: BaselineConfig, out: Path) -> None:
+    (out / CONFIG_FILE).write_text(
+        json.dumps(dataclasses.asdict(config), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+    torch.save(state, out / WEIGHTS_FILE)
+    if config.arch != "bilstm-crf":  # the fine-tuned encoder and its tokenizer, loadable on their own
+        from transformers import AutoTokenizer
+
+        model.encoder.save_pretrained(out / "encoder")
+        AutoTokenizer.from_pretrained(config.encoder).save_pretrained(out / "encoder")
+
+
+def load_baseline(model_dir: str | Path):
+    """(model, batcher) of a trained baseline directory."""
+    model_dir = Path(model_dir)
+    if not (model_dir / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE} (not a baseline directory)")
+    raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    config = BaselineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    encoder_dir = str(model_dir / "encoder") if config.arch != "bilstm-crf" else None
+    model, batcher = build_model(config, encoder_dir)
+    state = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("encoder.")]:
+        raise ValueError(f"{model_dir}: weights do not fit the saved config")
+    return model, batcher
+
+
+def write_predictions(examples: Sequence[Example], path: str | Path) -> int:
+    with open(path, "w", encoding="utf-8") as out:
+        for ex in examples:
+            out.write(json.dumps(example_to_cluener(ex), ensure_ascii=False) + "\n")
+    return len(examples)
+
+
+def log_stderr(message: str) -> None:
+    print(message, file=sys.stderr)

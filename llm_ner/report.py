@@ -1,0 +1,223 @@
+"""The side-by-side report: every system scored by `llm_ner.metrics` on the same gold file.
+
+    llm-ner report --gold dev.json --pred qwen=runs/q/dev.pred.json --pred bilstm=runs/b/dev.pred.json \\
+        --published eval/published_cluener.json --out runs/report
+
+writes ``report.md`` (per-system tables, the summary of F1 per class with micro F1 last,
+published figures as extra rows marked "published, not re-run", error breakdowns, paired
+bootstrap confidence intervals of micro-F1 differences), ``report.json`` and ``f1_per_class.png``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data import Example, load_examples
+from .metrics import evaluate, format_error_table, format_scores_table, match_predictions
+
+PUBLISHED_MARK = "published, not re-run"
+
+
+def parse_pred_arguments(values: Sequence[str]) -> list[tuple[str, str]]:
+    """``NAME=FILE`` pairs, names unique."""
+    pairs = []
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--pred expects NAME=FILE, got {value!r}")
+        if name in {n for n, _ in pairs}:
+            raise ValueError(f"--pred name {name!r} given twice")
+        pairs.append((name, path))
+    return pairs
+
+
+def _per_sentence_counts(gold: Sequence[Example], pred: Sequence[Example]) -> np.ndarray:
+    """(sentences, 3): correct, predicted, gold spans of every sentence."""
+    counts = np.zeros((len(gold), 3), dtype=np.int64)
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        gold_set, pred_set = set(g.spans), set(p.spans)
+        counts[i] = (len(gold_set & pred_set), len(pred_set), len(gold_set))
+    return counts
+
+
+def _micro_f1(counts: np.ndarray) -> np.ndarray:
+    correct, predicted, gold = counts[..., 0], counts[..., 1], counts[..., 2]
+    denominator = predicted + gold
+    return np.where(denominator > 0, 2 * correct / np.maximum(denominator, 1), 0.0)
+
+
+def paired_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
+    """Micro-F1 of A minus B with a 95% interval from resampling sentences (paired)."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(counts_a), size=(resamples, len(counts_a)))
+    diffs = _micro_f1(counts_a[index].sum(1)) - _micro_f1(counts_b[index].sum(1))
+    observed = float(_micro_f1(counts_a.sum(0)) - _micro_f1(counts_b.sum(0)))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {
+        "difference": observed,
+        "ci95": [float(low), float(high)],
+        "resamples": resamples,
+        "p_b_better_or_equal": float((diffs <= 0).mean()),
+    }
+
+
+def build_report(
+    gold: Sequence[Example],
+    systems: dict[str, Sequence[Example]],
+    published: dict | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """All numbers of the report as a JSON-ready dict."""
+    labels = sorted({s.label for ex in gold for s in ex.spans})
+    result = {"sentences": len(gold), "labels": labels, "systems": {}, "bootstrap": [], "published": None}
+    counts = {}
+    for name, predictions in systems.items():
+        aligned, _ = match_predictions(gold, predictions)
+        result["systems"][name] = evaluate(gold, predictions, labels)
+        counts[name] = _per_sentence_counts(gold, aligned)
+    names = list(systems)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            result["bootstrap"].append({"a": a, "b": b, **paired_bootstrap(counts[a], counts[b], resamples, seed)})
+    if published:
+        result["published"] = published
+    return result
+
+
+def _summary_table(report: dict) -> str:
+    labels = report["labels"]
+    header = "| system | " + " | ".join(labels) + " | micro avg |"
+    rows = [header, "|---|" + "---:|" * (len(labels) + 1)]
+    for name, result in report["systems"].items():
+        per = result["span"]["per_class"]
+        cells = [f"{per[label]['f1-score']:.4f}" if label in per else "-" for label in labels]
+        rows.append(f"| {name} | " + " | ".join(cells) + f" | {result['span']['micro avg']['f1-score']:.4f} |")
+    published = report.get("published") or {}
+    for name, system in published.get("systems", {}).items():
+        summary = system["summary_f1"]
+        cells = [f"{summary[label]:.2f}" if label in summary else "-" for label in labels]
+        rows.append(f"| {name} ({PUBLISHED_MARK}) | " + " | ".join(cells) + f" | {summary['micro avg']:.2f} |")
+    return "\n".join(rows)
+
+
+def render_markdown(report: dict, chart: str | None = None) -> str:
+    """The text of report.md."""
+    parts = [
+        "# Side-by-side report",
+        "",
+        f"{report['sentences']} sentences. Scores are exact span matches (start, end and type) computed by "
+        "`llm-ner evaluate` for every system on the same gold file.",
+        "",
+        "## Summary: span-level F1 per class, micro F1 last",
+        "",
+        _summary_table(report),
+    ]
+    published = report.get("published")
+    if published:
+        parts += [
+            "",
+            f'Rows marked "{PUBLISHED_MARK}": {published.get("source", "")} '
+            f"{published.get('scoring', '')} {published.get('note', '')}".rstrip(),
+        ]
+    if chart:
+        parts += ["", f"![F1 per class]({chart})"]
+    if report["bootstrap"]:
+        parts += [
+            "",
+            "## Micro-F1 differences (paired bootstrap over sentences, 95% interval)",
+            "",
+            "| A | B | A - B | 95% interval | resamples |",
+            "|---|---|---:|---|---:|",
+        ]
+        for row in report["bootstrap"]:
+            low, high = row["ci95"]
+            parts.append(
+                f"| {row['a']} | {row['b']} | {row['difference']:+.4f} | [{low:+.4f}, {high:+.4f}] "
+                f"| {row['resamples']} |"
+            )
+    for name, result in report["systems"].items():
+        parts += [
+            "",
+            f"## {name}",
+            "",
+            "Span level:",
+            "",
+            format_scores_table(result["span"]),
+            "",
+            "CLUENER string level (the leaderboard's scoring):",
+            "",
+            format_scores_table(result["cluener_string"]),
+            "",
+            "Errors:",
+            "",
+            format_error_table(result["errors"]),
+        ]
+        if result["missing_predictions"]:
+            parts.append(f"\n{result['missing_predictions']} gold sentences had no prediction (scored as empty).")
+    return "\n".join(parts) + "\n"
+
+
+def plot_f1_per_class(report: dict, path: str | Path) -> None:
+    """A grouped bar chart of span F1 per class for every system (published ones hatched)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = report["labels"]
+    series = [
+        (name, [r["span"]["per_class"].get(label, {}).get("f1-score", 0.0) for label in labels], False)
+        for name, r in report["systems"].items()
+    ]
+    for name, system in ((report.get("published") or {}).get("systems") or {}).items():
+        series.append((f"{name} (published)", [system["summary_f1"].get(label, 0.0) for label in labels], True))
+    width = 0.8 / max(1, len(series))
+    figure, axis = plt.subplots(figsize=(max(8, len(labels) * 1.2), 4.5))
+    x = np.arange(len(labels))
+    for i, (name, values, published) in enumerate(series):
+        axis.bar(
+            x + i * width - 0.4 + width / 2,
+            values,
+            width,
+            label=name,
+            hatch="//" if published else None,
+            alpha=0.6 if published else 1.0,
+        )
+    axis.set_xticks(x, labels, rotation=30, ha="right")
+    axis.set_ylabel("span F1")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7, ncol=2)
+    axis.set_title("F1 per class")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_report(
+    gold_path: str,
+    preds: Sequence[str],
+    out_dir: str,
+    published_path: str | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """`llm-ner report`: score every prediction file and write report.md, report.json and the chart."""
+    gold, _ = load_examples(gold_path)
+    systems = {}
+    for name, path in parse_pred_arguments(preds):
+        systems[name], _ = load_examples(path, "cluener", allow_empty=True)
+    published = json.loads(Path(published_path).read_text(encoding="utf-8")) if published_path else None
+    report = build_report(gold, systems, published, resamples, seed)
+    report["gold"] = str(gold_path)
+    report["predictions"] = dict(parse_pred_arguments(preds))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_f1_per_class(report, out / "f1_per_class.png")
+    (out / "report.md").write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,98 @@
+import json
+import random
+
+import pytest
+
+from llm_ner.cli import main as cli
+from llm_ner.data import Example, write_cluener
+from llm_ner.report import paired_bootstrap, parse_pred_arguments
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def degraded(examples, keep, seed):
+    rng = random.Random(seed)
+    return [Example(ex.id, ex.text, [s for s in ex.spans if rng.random() < keep]) for ex in examples]
+
+
+def test_report_with_three_systems_matches_evaluate(cluener_dir, cluener_dev, tmp_path, capsys):
+    files = {}
+    for name, keep in (("perfect", 1.0), ("half", 0.5), ("most", 0.9)):
+        files[name] = tmp_path / f"{name}.json"
+        write_cluener(degraded(cluener_dev, keep, seed=len(name)), files[name])
+    out = tmp_path / "report"
+    preds = [arg for name, path in files.items() for arg in ("--pred", f"{name}={path}")]
+    assert (
+        cli(
+            [
+                "report",
+                "--gold",
+                str(cluener_dir / "dev.json"),
+                *preds,
+                "--published",
+                str(ROOT / "eval" / "published_cluener.json"),
+                "--out",
+                str(out),
+                "--resamples",
+                "300",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    for name, path in files.items():
+        assert (
+            cli(
+                [
+                    "evaluate",
+                    "--gold",
+                    str(cluener_dir / "dev.json"),
+                    "--pred",
+                    str(path),
+                    "--json",
+                    str(tmp_path / f"{name}.scores.json"),
+                ]
+            )
+            == 0
+        )
+        scores = json.loads((tmp_path / f"{name}.scores.json").read_text())
+        for key in ("span", "cluener_string", "errors"):
+            assert report["systems"][name][key] == scores[key]
+    assert report["systems"]["perfect"]["span"]["micro avg"]["f1-score"] == 1.0
+    markdown = (out / "report.md").read_text()
+    assert "| micro avg |" in markdown and "published, not re-run" in markdown
+    assert "| RoBERTa-wwm-ext+BiLSTM+CRF (published, not re-run) |" in markdown
+    assert (out / "f1_per_class.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pair = next(b for b in report["bootstrap"] if b["a"] == "perfect" and b["b"] == "half")
+    low, high = pair["ci95"]
+    assert 0 < low <= pair["difference"] <= high
+    assert len(report["bootstrap"]) == 3
+
+
+def test_bootstrap_interval_covers_zero_for_identical_systems():
+    import numpy as np
+
+    counts = np.array([[1, 2, 2], [0, 1, 1], [2, 2, 3]] * 20)
+    result = paired_bootstrap(counts, counts, resamples=200)
+    assert result["difference"] == 0.0 and result["ci95"] == [0.0, 0.0]
+
+
+def test_pred_arguments_are_checked():
+    assert parse_pred_arguments(["a=x.json", "b=y.json"]) == [("a", "x.json"), ("b", "y.json")]
+    with pytest.raises(ValueError, match="NAME=FILE"):
+        parse_pred_arguments(["x.json"])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_pred_arguments(["a=x", "a=y"])
+
+
+def test_published_figures_are_the_seed_tables():
+    published = json.loads((ROOT / "eval" / "published_cluener.json").read_text(encoding="utf-8"))
+    assert set(published["systems"]) == {
+        "BERT+CRF",
+        "BERT+BiLSTM+CRF",
+        "BERT-wwm-ext+BiLSTM+CRF",
+        "RoBERTa-wwm-ext+BiLSTM+CRF",
+    }
+    roberta = published["systems"]["RoBERTa-wwm-ext+BiLSTM+CRF"]
+    assert roberta["summary_f1"]["micro avg"] == 0.78 and roberta["per_class"]["name"]["f1-score"] == 0.87
+    assert sum(c["support"] for c in roberta["per_class"].values()) == 3072  # span-level support of CLUENER dev
