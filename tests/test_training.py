@@ -206,11 +206,12 @@ def _training_log(out: Path) -> list[dict]:
     return state["log_history"]
 
 
-def test_lora_training_writes_adapter_metadata_and_f1(tiny_models, cluener_dir, tmp_path):
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_lora_training_writes_adapter_metadata_and_f1(tiny_models, cluener_dir, tmp_path, arch):
     from llm_ner.training import main
 
     out = tmp_path / "lora"
-    trainer = main(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
+    trainer = main(train_args(tiny_models[arch], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
     assert trainer.state.global_step == 2
     assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
     adapter_config = json.loads((out / "adapter_config.json").read_text())
@@ -231,14 +232,15 @@ def test_lora_training_writes_adapter_metadata_and_f1(tiny_models, cluener_dir, 
     assert evals and 0.0 <= evals[0]["eval_f1"] <= 1.0 and "eval_parse_failure_rate" in evals[0]
 
 
-def test_qlora_4bit_training_on_cpu(tiny_models, cluener_dir, tmp_path):
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_qlora_4bit_training_on_cpu(tiny_models, cluener_dir, tmp_path, arch):
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is a runtime dependency")
     from llm_ner.training import main
 
     out = tmp_path / "qlora"
     trainer = main(
         train_args(
-            tiny_models["qwen3"],
+            tiny_models[arch],
             cluener_dir,
             out,
             "--use_peft",
