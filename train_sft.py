@@ -8,6 +8,9 @@ Arguments are three dataclasses parsed by `trl.TrlParser` (YAML `--config` plus 
 and TRL's `ModelConfig` (model, LoRA, 4-bit). `python train_sft.py --help` lists them all.
 """
 
+import sys
+
+from llm_ner.data import DataError
 from llm_ner.training import NERDataArguments, make_parser, train
 
 
@@ -17,4 +20,7 @@ def main(data_args: NERDataArguments, training_args, model_args):
 
 if __name__ == "__main__":
     data_args, training_args, model_args = make_parser().parse_args_and_config()
-    main(data_args, training_args, model_args)
+    try:
+        main(data_args, training_args, model_args)
+    except DataError as exc:  # a bad record: FILE:LINE: reason, not a traceback
+        sys.exit(f"error: {exc}")

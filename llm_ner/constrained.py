@@ -118,9 +118,9 @@ class _Automaton:
 
 
 def _byte_decoder() -> dict[str, int]:
-    from .tiny import _bytes_to_unicode
+    from .tiny import bytes_to_unicode
 
-    return {char: byte for byte, char in _bytes_to_unicode().items()}
+    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 class TokenTrie:

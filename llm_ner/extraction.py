@@ -275,7 +275,7 @@ def extract(
     mine = [ex for i, ex in enumerate(examples) if i % world == rank and ex.id not in done]
     totals = ParseStats()
     # Whole length-sorted batches keep padding low; records are written after every batch.
-    jobs = [(ex, offset, piece) for ex in mine for offset, piece in split_long(ex.text, max_chars)]
+    pieces_of = {ex.id: split_long(ex.text, max_chars) for ex in mine}
     by_length = sorted(range(len(mine)), key=lambda i: -len(mine[i].text))
     bar = tqdm(
         total=len(mine),
@@ -284,9 +284,6 @@ def extract(
         disable=not progress,
         dynamic_ncols=True,
     )
-    pieces_of = {}
-    for ex, offset, piece in jobs:
-        pieces_of.setdefault(ex.id, []).append((offset, piece))
     processor_factory = None
     if constrained:
         from .constrained import MentionsConstraint

@@ -33,7 +33,7 @@ def qwen_chat_template(arch: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     # GPT-2 / Qwen byte-level alphabet: every byte is a printable character.
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
     chars = printable[:]
@@ -50,7 +50,7 @@ def build_vocab(texts: Iterable[str], max_words: int = 400) -> tuple[dict[str, i
     """Byte-level BPE vocab and merges: every character of ``texts`` becomes a single token, and
     the ``max_words`` most frequent multi-character ASCII pre-tokens (JSON keys, label names) too.
     """
-    byte_char = _bytes_to_unicode()
+    byte_char = bytes_to_unicode()
     vocab: dict[str, int] = {byte_char[b]: i for i, b in enumerate(sorted(byte_char))}
     merges: list[tuple[str, str]] = []
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import Example, load_examples
+from .data import DataError, Example, load_examples
 from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
 from .parsing import ParseStats, answer_to_spans
@@ -90,10 +90,14 @@ def load_split(
     if _is_conversation_file(path):
         records = []
         with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip():
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
                     record = json.loads(line)
                     records.append({"prompt": record["prompt"], "completion": record["completion"]})
+                except (ValueError, KeyError, TypeError):
+                    raise DataError(path, number, "not a prompt-completion record (run `llm-ner convert`)") from None
         records = records[:limit]
         for record in records:
             record["chat_template_kwargs"] = CHAT_TEMPLATE_KWARGS

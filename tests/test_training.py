@@ -404,3 +404,13 @@ def test_accelerate_configs_load(config):
 
     loaded = load_config_from_file(str(config))
     assert loaded.num_machines == 1 and loaded.mixed_precision == "bf16"
+
+
+def test_bad_convert_output_names_the_line(tmp_path):
+    from llm_ner.data import DataError
+    from llm_ner.training import NERDataArguments, load_split
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"prompt": [], "completion": []}\n{"prompt": 1}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.jsonl:2: not a prompt-completion record"):
+        load_split(str(path), NERDataArguments(train_file=str(path)), load_prompt())
