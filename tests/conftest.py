@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,21 @@ def cluener_dev(cluener_dir):
 
     examples, _ = read_cluener(cluener_dir / "dev.json")
     return examples
+
+
+def two_cpu_process_launch() -> list[str]:
+    """`accelerate launch` with 2 CPU processes, without a saved accelerate config."""
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--cpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import two_cpu_process_launch
 
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, read_cluener, write_bio
@@ -222,18 +223,7 @@ def test_two_process_sharding_matches_one_process(tiny_qwen, dev_slice, tmp_path
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            "2",
-            "--cpu",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *two_cpu_process_launch(),
             str(ROOT / "scripts" / "extract.py"),
             "--model",
             str(tiny_qwen),

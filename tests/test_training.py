@@ -5,11 +5,11 @@ prove the plumbing, not quality."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import two_cpu_process_launch
 
 from llm_ner.generation import chat_prompt_ids, generate_answers, load_model, stop_token_ids
 from llm_ner.prompting import load_prompt
@@ -334,18 +334,7 @@ def test_two_process_cpu_launch(tiny_models, cluener_dir, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--cpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *two_cpu_process_launch(),
         str(ROOT / "train_sft.py"),
         "--config",
         str(ROOT / "configs" / "tiny-cpu.yaml"),
