@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .data import guess_format, load_examples
+from .data import guess_format, load_examples, write_cluener
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
 INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
@@ -119,7 +119,6 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         log_stderr,
         predict_examples,
         train_baseline,
-        write_predictions,
     )
 
     if args.baseline_command == "train":
@@ -149,7 +148,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     model, batcher = load_baseline(args.model)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     predicted = predict_examples(model, batcher, examples, args.batch_size, progress=not args.quiet)
-    count = write_predictions(predicted, args.output)
+    count = write_cluener(predicted, args.output)
     print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
     return 0
 

@@ -292,15 +292,14 @@ def extract(
     try:
         for start in range(0, len(by_length), batch_size):
             batch = [mine[i] for i in by_length[start : start + batch_size]]
-            flat = [(ex, piece) for ex in batch for piece in pieces_of[ex.id]]
-            conversations = [settings.prompt.messages(piece, settings.answer_format) for _, (_, piece) in flat]
-            texts = [piece for _, (_, piece) in flat]
+            texts = [piece for ex in batch for _, piece in pieces_of[ex.id]]
+            conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
             answers = generate_answers(
                 model,
                 tokenizer,
                 conversations,
                 texts=texts,
-                batch_size=len(flat),
+                batch_size=len(texts),
                 max_new_tokens=max_new_tokens,
                 logits_processor_factory=processor_factory,
             )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import Example, Span, example_to_cluener, spans_to_tags, tags_to_spans
+from ..data import Example, Span, spans_to_tags, tags_to_spans
 from ..extraction import split_long
 from ..metrics import span_scores
 from .models import ARCHS, PAD, UNK, BertCRF, BiLSTMCRF, loss_and_paths
@@ -175,7 +175,7 @@ def predict_examples(
                 # The CRF may still emit I- after O early in training: read it leniently.
                 repaired = [
                     f"B-{t[2:]}"
-                    if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:] or labels[i - 1] == "O")
+                    if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:])
                     else t
                     for i, t in enumerate(labels)
                 ]
@@ -278,13 +278,6 @@ def load_baseline(model_dir: str | Path):
     if unexpected or [k for k in missing if not k.startswith("encoder.")]:
         raise ValueError(f"{model_dir}: weights do not fit the saved config")
     return model, batcher
-
-
-def write_predictions(examples: Sequence[Example], path: str | Path) -> int:
-    with open(path, "w", encoding="utf-8") as out:
-        for ex in examples:
-            out.write(json.dumps(example_to_cluener(ex), ensure_ascii=False) + "\n")
-    return len(examples)
 
 
 def log_stderr(message: str) -> None:
