@@ -51,6 +51,11 @@ def dev_slice(tmp_path_factory, cluener_dev):
     return path
 
 
+def extract_args(model, source, output, *extra: str) -> list[str]:
+    """Arguments of `llm-ner extract` for a test run (no progress bar)."""
+    return ["--model", str(model), "--input", str(source), "--output", str(output), *extra, "--quiet"]
+
+
 def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -100,23 +105,7 @@ def test_long_sentence_spans_are_shifted_back():
 def test_extract_writes_cluener_in_input_order(tiny_qwen, dev_slice, tmp_path, cluener_dir):
     out = tmp_path / "pred.json"
     assert (
-        cli(
-            [
-                "extract",
-                "--model",
-                str(tiny_qwen),
-                "--input",
-                str(dev_slice),
-                "--output",
-                str(out),
-                "--batch-size",
-                "7",
-                "--max-new-tokens",
-                "12",
-                "--quiet",
-            ]
-        )
-        == 0
+        cli(["extract", *extract_args(tiny_qwen, dev_slice, out, "--batch-size", "7", "--max-new-tokens", "12")]) == 0
     )
     written = records(out)
     assert [r["id"] for r in written] == [f"d{i}" for i in range(48)]
@@ -130,24 +119,8 @@ def test_batched_extraction_equals_one_by_one(tiny_qwen, dev_slice, tmp_path):
     outs = []
     for batch in ("16", "1"):
         out = tmp_path / f"b{batch}.json"
-        cli(
-            [
-                "extract",
-                "--model",
-                str(tiny_qwen),
-                "--input",
-                str(dev_slice),
-                "--output",
-                str(out),
-                "--limit",
-                "10",
-                "--batch-size",
-                batch,
-                "--max-new-tokens",
-                "10",
-                "--quiet",
-            ]
-        )
+        args = extract_args(tiny_qwen, dev_slice, out, "--limit", "10", "--batch-size", batch, "--max-new-tokens", "10")
+        cli(["extract", *args])
         outs.append([(r["id"], r["raw"]) for r in records(out)])
     assert outs[0] == outs[1]
 
@@ -159,19 +132,9 @@ def test_resume_after_kill(tiny_qwen, cluener_dir, tmp_path):
         "-m",
         "llm_ner",
         "extract",
-        "--model",
-        str(tiny_qwen),
-        "--input",
-        str(cluener_dir / "dev.json"),
-        "--output",
-        str(out),
-        "--limit",
-        "400",
-        "--batch-size",
-        "4",
-        "--max-new-tokens",
-        "24",
-        "--quiet",
+        *extract_args(
+            tiny_qwen, cluener_dir / "dev.json", out, "--limit", "400", "--batch-size", "4", "--max-new-tokens", "24"
+        ),
     ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     part = tmp_path / "pred.json.parts" / "rank-0.jsonl"
@@ -205,37 +168,14 @@ def test_interrupt_keeps_finished_batches(tmp_path):
 
 def test_two_process_sharding_matches_one_process(tiny_qwen, dev_slice, tmp_path):
     single = tmp_path / "single.json"
-    cli(
-        [
-            "extract",
-            "--model",
-            str(tiny_qwen),
-            "--input",
-            str(dev_slice),
-            "--output",
-            str(single),
-            "--max-new-tokens",
-            "10",
-            "--quiet",
-        ]
-    )
+    cli(["extract", *extract_args(tiny_qwen, dev_slice, single, "--max-new-tokens", "10")])
     sharded = tmp_path / "sharded.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [
             *two_cpu_process_launch(),
             str(ROOT / "scripts" / "extract.py"),
-            "--model",
-            str(tiny_qwen),
-            "--input",
-            str(dev_slice),
-            "--output",
-            str(sharded),
-            "--max-new-tokens",
-            "10",
-            "--quiet",
-            "--device",
-            "cpu",
+            *extract_args(tiny_qwen, dev_slice, sharded, "--max-new-tokens", "10", "--device", "cpu"),
         ],
         capture_output=True,
         text=True,
@@ -312,24 +252,7 @@ def _chain(*processors):
 
 def test_constrained_flag_on_the_command_line(tiny_qwen, dev_slice, tmp_path):
     out = tmp_path / "constrained.json"
-    assert (
-        cli(
-            [
-                "extract",
-                "--model",
-                str(tiny_qwen),
-                "--input",
-                str(dev_slice),
-                "--output",
-                str(out),
-                "--constrained",
-                "--max-new-tokens",
-                "24",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert cli(["extract", *extract_args(tiny_qwen, dev_slice, out, "--constrained", "--max-new-tokens", "24")]) == 0
     written = records(out)
     assert len(written) == 48 and all(r["raw"].startswith("[") for r in written)
     assert all(r["parse"].get("parse_failures", 0) == 0 for r in written)
