@@ -237,7 +237,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    from llm_ner.data import data_dir
+    from llm_ner.data_sources import data_dir
     from llm_ner.prompting import load_prompt
     from llm_ner.training import NERDataArguments, load_split
 

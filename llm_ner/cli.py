@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .data import guess_format, load_examples, write_cluener
+from .data_sources import CLUENER_URL
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
 INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
@@ -75,14 +76,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data_sources import locate_cluener
+
+    located = locate_cluener(
+        download=not args.no_download, allow_sample=args.allow_sample, url=args.url, timeout=args.timeout
+    )
+    if located.check is not None:
+        print(f"CLUENER ({located.source}) {located.check.summary()}", file=sys.stderr)
+    print(located.folder)
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from .tiny import build_tiny_model, default_texts
 
     if args.texts:
-        if guess_format(args.texts) == "cluener":
-            texts = [ex.text for ex in load_examples(args.texts, "cluener", lenient=True)[0]]
-        else:
-            texts = Path(args.texts).read_text(encoding="utf-8").splitlines()
+        texts = []
+        for path in args.texts:
+            if guess_format(path) == "cluener":
+                texts += [ex.text for ex in load_examples(path, "cluener", lenient=True)[0]]
+            else:
+                texts += Path(path).read_text(encoding="utf-8").splitlines()
         texts += default_texts(limit=0)  # prompts and JSON vocabulary
     else:
         texts = default_texts()
@@ -156,7 +171,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
-    out = run_report(args.gold, args.pred, args.out, args.published, args.resamples, args.seed)
+    out = run_report(args.gold, args.pred, args.out, args.published, args.resamples, args.seed, args.note)
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and {out / 'f1_per_class.png'}", file=sys.stderr)
     return 0
 
@@ -241,6 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("train_args", nargs=argparse.REMAINDER)
     train.set_defaults(func=cmd_train)
 
+    data = sub.add_parser(
+        "data",
+        help="find or download CLUENER2020 and check it; prints the folder",
+        description="Looks for train.json and dev.json in $LLM_NER_DATA, then in data/cluener/; else downloads "
+        "the CLUE benchmark's CLUENER archive into data/cluener/. Every record is validated (FILE:LINE on the "
+        "first bad one) and the sha256 compared with the known release. Prints the folder on stdout, so "
+        "scripts can run DATA=$(llm-ner data cluener). Without network it says where to put the files.",
+    )
+    data.add_argument("dataset", choices=("cluener",))
+    data.add_argument("--no-download", action="store_true", help="only look, do not download")
+    data.add_argument(
+        "--allow-sample",
+        action="store_true",
+        help="if CLUENER is not available, print the small sample shipped with llm-ner (template sentences "
+        "written for the project, not CLUENER) instead of failing",
+    )
+    data.add_argument("--url", default=CLUENER_URL, help="archive to download (default: %(default)s)")
+    data.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    data.set_defaults(func=cmd_data)
+
     tiny = sub.add_parser(
         "tiny-model",
         help="save a tiny random-weight Qwen2/Qwen3 model with a locally built tokenizer",
@@ -252,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", required=True, help="output directory")
     tiny.add_argument(
         "--texts",
-        help="texts for the tokenizer: plain lines or a CLUENER file "
+        nargs="+",
+        help="texts for the tokenizer: files of plain lines or CLUENER files "
         "(default: CLUENER train/dev from LLM_NER_DATA plus the shipped prompts)",
     )
     tiny.add_argument("--hidden-size", type=int, default=128)
@@ -363,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="output directory")
     report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
     report.add_argument("--seed", type=int, default=0)
+    report.add_argument("--note", help="a paragraph for the top of report.md (how the systems were trained)")
     report.set_defaults(func=cmd_report)
 
     merge = sub.add_parser(

@@ -495,13 +495,3 @@ def load_examples(
             scheme = input_format
         return read_bio(path, scheme=scheme, labels=labels, lenient=lenient, allow_empty=allow_empty)
     raise ValueError(f"unknown input format {input_format!r} (auto, cluener, bio, bioes, bmes)")
-
-
-def data_dir() -> Path:
-    """Where the CLUENER files live: ``$LLM_NER_DATA`` or ``data/cluener`` in the checkout."""
-    import os
-
-    env = os.environ.get("LLM_NER_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "cluener"

@@ -110,9 +110,10 @@ def render_markdown(report: dict, chart: str | None = None) -> str:
     parts = [
         "# Side-by-side report",
         "",
-        f"{report['sentences']} sentences. Scores are exact span matches (start, end and type) computed by "
-        "`llm-ner evaluate` for every system on the same gold file.",
+        f"{report['sentences']} sentences of `{report.get('gold', 'the gold file')}`. Scores are exact span "
+        "matches (start, end and type) computed by `llm-ner evaluate` for every system on the same gold file.",
         "",
+        *([report["note"], ""] if report.get("note") else []),
         "## Summary: span-level F1 per class, micro F1 last",
         "",
         _summary_table(report),
@@ -205,6 +206,7 @@ def run_report(
     published_path: str | None = None,
     resamples: int = 1000,
     seed: int = 0,
+    note: str | None = None,
 ) -> Path:
     """`llm-ner report`: score every prediction file and write report.md, report.json and the chart."""
     gold, _ = load_examples(gold_path)
@@ -215,6 +217,7 @@ def run_report(
     report = build_report(gold, systems, published, resamples, seed)
     report["gold"] = str(gold_path)
     report["predictions"] = dict(parse_pred_arguments(preds))
+    report["note"] = note
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_f1_per_class(report, out / "f1_per_class.png")

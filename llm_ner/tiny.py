@@ -157,7 +157,8 @@ def build_tiny_model(
 def default_texts(limit: int | None = None) -> list[str]:
     """Texts for the tokenizer: CLUENER train/dev sentences plus every shipped prompt and the
     JSON answer vocabulary, so prompts and answers tokenize without byte fallback."""
-    from .data import data_dir, read_cluener
+    from .data import read_cluener
+    from .data_sources import data_dir
     from .prompting import PROMPT_DIRS
 
     texts: list[str] = []

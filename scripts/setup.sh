@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Create .venv and install the project: CPU torch 2.13.0 first (an unpinned torch pulls the CUDA
-# wheels; users with a GPU install their CUDA torch before running this), then llm-ner with its
-# test extras. Safe to rerun.
+# Create .venv and install the project: torch first (pinned to the CPU build torch==2.13.0; an
+# unpinned torch pulls gigabytes of CUDA wheels), then llm-ner with its test extras. Safe to rerun.
+#   GPU users: USE_SYSTEM_TORCH=1 bash scripts/setup.sh   reuses the CUDA torch of $PYTHON, or
+#              TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv ${USE_SYSTEM_TORCH:+--system-site-packages} .venv
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+  # shellcheck disable=SC2086  # TORCH_SPEC holds pip arguments
+  .venv/bin/python -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
-echo "installed: $(.venv/bin/llm-ner --version)"
+echo "installed: $(.venv/bin/llm-ner --version), torch $(.venv/bin/python -c 'import torch; print(torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU")')"

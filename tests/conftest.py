@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_ner.data import data_dir
+from llm_ner.data_sources import data_dir
 
 
 @pytest.fixture(scope="session")

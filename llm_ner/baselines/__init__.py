@@ -174,9 +174,7 @@ def predict_examples(
                 labels = [tags[i] for i in path[: len(piece.text)]]
                 # The CRF may still emit I- after O early in training: read it leniently.
                 repaired = [
-                    f"B-{t[2:]}"
-                    if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:])
-                    else t
+                    f"B-{t[2:]}" if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:]) else t
                     for i, t in enumerate(labels)
                 ]
                 found[example_id] += [Span(s.start + offset, s.end + offset, s.label) for s in tags_to_spans(repaired)]
