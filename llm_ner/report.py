@@ -22,6 +22,22 @@ from .metrics import evaluate, format_error_table, format_scores_table, match_pr
 PUBLISHED_MARK = "published, not re-run"
 
 
+def parse_counters(path: str | Path) -> dict[str, int] | None:
+    """The sum of the ``parse`` counters `llm-ner extract` writes per record (None if there are none)."""
+    totals: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                counts = json.loads(line).get("parse")
+            except (json.JSONDecodeError, AttributeError):
+                continue  # load_examples has validated the file; nothing to count here
+            if isinstance(counts, dict):
+                for key, value in counts.items():
+                    if isinstance(value, int):
+                        totals[key] = totals.get(key, 0) + value
+    return totals or None
+
+
 def parse_pred_arguments(values: Sequence[str]) -> list[tuple[str, str]]:
     """``NAME=FILE`` pairs, names unique."""
     pairs = []
@@ -141,6 +157,23 @@ def render_markdown(report: dict, chart: str | None = None) -> str:
                 f"| {row['a']} | {row['b']} | {row['difference']:+.4f} | [{low:+.4f}, {high:+.4f}] "
                 f"| {row['resamples']} |"
             )
+    parsing = {name: r["parsing"] for name, r in report["systems"].items() if r.get("parsing")}
+    if parsing:
+        keys = ("answers", "parse_failures", "hallucinated", "unknown_label", "duplicates", "repaired", "normalized")
+        parts += [
+            "",
+            "## Answer parsing (systems whose predictions carry the raw answers)",
+            "",
+            "Counted by `llm-ner extract` for every answer: unreadable answers (parse failures), entity strings "
+            "not in the sentence (hallucinated), types outside the schema, surplus repeats, answers read only "
+            "after repair, mentions found only after width/case/space folding. See the README's "
+            "troubleshooting when these are high.",
+            "",
+            "| system | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+            "|---|" + "---:|" * len(keys),
+        ]
+        for name, counts in parsing.items():
+            parts.append(f"| {name} | " + " | ".join(str(counts.get(k, 0)) for k in keys) + " |")
     for name, result in report["systems"].items():
         parts += [
             "",
@@ -211,13 +244,17 @@ def run_report(
     """`llm-ner report`: score every prediction file and write report.md, report.json and the chart."""
     gold, _ = load_examples(gold_path)
     systems = {}
+    parsing = {}
     for name, path in parse_pred_arguments(preds):
         systems[name], _ = load_examples(path, "cluener", allow_empty=True)
+        parsing[name] = parse_counters(path)
     published = json.loads(Path(published_path).read_text(encoding="utf-8")) if published_path else None
     report = build_report(gold, systems, published, resamples, seed)
     report["gold"] = str(gold_path)
     report["predictions"] = dict(parse_pred_arguments(preds))
     report["note"] = note
+    for name, counts in parsing.items():
+        report["systems"][name]["parsing"] = counts
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_f1_per_class(report, out / "f1_per_class.png")

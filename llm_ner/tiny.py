@@ -155,15 +155,17 @@ def build_tiny_model(
 
 
 def default_texts(limit: int | None = None) -> list[str]:
-    """Texts for the tokenizer: CLUENER train/dev sentences plus every shipped prompt and the
-    JSON answer vocabulary, so prompts and answers tokenize without byte fallback."""
+    """Texts for the tokenizer: CLUENER train/dev sentences (the shipped sample without CLUENER) plus
+    every shipped prompt and the JSON answer vocabulary, so prompts and answers tokenize without byte
+    fallback."""
     from .data import read_cluener
-    from .data_sources import data_dir
+    from .data_sources import data_dir, has_splits, sample_dir
     from .prompting import PROMPT_DIRS
 
+    folder = data_dir() if has_splits(data_dir()) else sample_dir()
     texts: list[str] = []
     for name in ("train.json", "dev.json"):
-        path = data_dir() / name
+        path = folder / name
         if path.is_file():
             examples, _ = read_cluener(path)
             texts.extend(ex.text for ex in examples[:limit])

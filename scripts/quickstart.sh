@@ -67,7 +67,7 @@ is_done tiny || { llm-ner tiny-model --arch qwen3 --out "$OUT/tiny-qwen3" --text
 step 4 "fine-tune it: train_sft.py --config configs/tiny-cpu.yaml"
 if ! is_done train; then
   resume=()
-  last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -t- -k2 -n | tail -n 1 || true)
+  last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
   [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
   python train_sft.py --config configs/tiny-cpu.yaml --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
     --model_name_or_path "$OUT/tiny-qwen3" --output_dir "$OUT/model" --num_train_epochs "$EPOCHS" "${resume[@]}"

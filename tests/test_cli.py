@@ -8,9 +8,22 @@ from llm_ner.cli import main
 from llm_ner.data import Example, Span, read_cluener, write_bio, write_cluener
 
 
-def test_convert_cluener_dev(tmp_path, cluener_dir, capsys):
+def test_convert_cluener_dev(tmp_path, cluener_dir, cluener_dev, capsys):
     out = tmp_path / "dev.jsonl"
     assert main(["convert", "--input", str(cluener_dir / "dev.json"), "--output", str(out)]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == len(cluener_dev)
+    for record, example in zip(records[:50], cluener_dev):
+        assert record["id"] == example.id and record["prompt"][1]["content"].endswith(example.text)
+        assert json.loads(record["completion"][0]["content"]) == [
+            {"text": example.mention(span), "label": span.label} for span in example.spans
+        ]  # mentions in reading order
+    assert f"wrote {len(cluener_dev)} mentions conversations" in capsys.readouterr().err
+
+
+def test_convert_real_cluener_dev_first_record(tmp_path, real_cluener_dir):
+    out = tmp_path / "dev.jsonl"
+    assert main(["convert", "--input", str(real_cluener_dir / "dev.json"), "--output", str(out)]) == 0
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 1343
     assert records[0]["id"] == "0" and records[0]["prompt"][1]["content"].endswith("选择客户，")
@@ -18,7 +31,6 @@ def test_convert_cluener_dev(tmp_path, cluener_dir, capsys):
         {"text": "彭小军", "label": "name"},
         {"text": "台湾", "label": "address"},
     ]
-    assert "wrote 1343 mentions conversations" in capsys.readouterr().err
 
 
 def test_convert_bio_with_generic_prompt_and_grouped(tmp_path):
@@ -70,7 +82,7 @@ def test_convert_rejects_labels_outside_the_prompt_schema(tmp_path, capsys):
     assert "x.json:1: unknown label 'PER'" in capsys.readouterr().err
 
 
-def test_evaluate_gold_against_itself_is_perfect(tmp_path, cluener_dir, capsys):
+def test_evaluate_gold_against_itself_is_perfect(tmp_path, cluener_dir, cluener_dev, capsys):
     dev = str(cluener_dir / "dev.json")
     assert main(["evaluate", "--gold", dev, "--pred", dev, "--json", str(tmp_path / "r.json")]) == 0
     result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
@@ -87,9 +99,10 @@ def test_evaluate_gold_against_itself_is_perfect(tmp_path, cluener_dir, capsys):
         rows = [*result[level]["per_class"].values(), result[level]["micro avg"], result[level]["macro avg"]]
         assert len(rows) == 12
         assert all(r["precision"] == r["recall"] == r["f1-score"] == 1.0 for r in rows)
-    assert result["span"]["micro avg"]["support"] == 3072
+    total = sum(len(ex.spans) for ex in cluener_dev)  # 3072 on CLUENER dev
+    assert result["span"]["micro avg"]["support"] == total
     printed = capsys.readouterr().out
-    assert "| micro avg | 1.0000 | 1.0000 | 1.0000 | 3072 |" in printed
+    assert f"| micro avg | 1.0000 | 1.0000 | 1.0000 | {total} |" in printed
 
 
 def test_evaluate_shifted_predictions(tmp_path, cluener_dir, capsys):
@@ -117,10 +130,11 @@ def test_evaluate_shifted_predictions(tmp_path, cluener_dir, capsys):
     )
     result = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     name = result["span"]["per_class"]["name"]
-    assert name["f1-score"] == 0.0 and name["support"] == 465
+    n_name = sum(1 for ex in gold for s in ex.spans if s.label == "name")  # 465 of 3072 on CLUENER dev
+    total = sum(len(ex.spans) for ex in gold)
+    assert name["f1-score"] == 0.0 and name["support"] == n_name
     assert result["span"]["per_class"]["address"]["f1-score"] == 1.0
-    n_name = 465
-    expected_recall = (3072 - n_name) / 3072
+    expected_recall = (total - n_name) / total
     assert result["span"]["micro avg"]["recall"] == pytest.approx(expected_recall)
     assert result["errors"]["name"]["wrong_boundary"] == sum(
         1 for ex in gold for s in ex.spans if s.label == "name" and s.end - s.start > 1

@@ -96,3 +96,24 @@ def test_published_figures_are_the_seed_tables():
     roberta = published["systems"]["RoBERTa-wwm-ext+BiLSTM+CRF"]
     assert roberta["summary_f1"]["micro avg"] == 0.78 and roberta["per_class"]["name"]["f1-score"] == 0.87
     assert sum(c["support"] for c in roberta["per_class"].values()) == 3072  # span-level support of CLUENER dev
+
+
+def test_report_sums_the_parse_counters_of_llm_predictions(tmp_path):
+    gold = tmp_path / "gold.json"
+    write_cluener([Example("0", "张三在北京", []), Example("1", "李四", [])], gold)
+    llm = tmp_path / "llm.json"
+    records = [
+        {"id": "0", "text": "张三在北京", "label": {}, "raw": "不知道", "parse": {"answers": 1, "parse_failures": 1}},
+        {"id": "1", "text": "李四", "label": {}, "raw": '[{"text":"王五","label":"name"}]',
+         "parse": {"answers": 1, "parse_failures": 0, "hallucinated": 1}},
+    ]  # fmt: skip
+    llm.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    out = tmp_path / "report"
+    assert cli(["report", "--gold", str(gold), "--pred", f"llm={llm}", "--pred", f"gold={gold}", "--out", str(out),
+                "--note", "A note."]) == 0  # fmt: skip
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["systems"]["llm"]["parsing"] == {"answers": 2, "parse_failures": 1, "hallucinated": 1}
+    assert report["systems"]["gold"]["parsing"] is None
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    assert "| llm | 2 | 1 | 1 | 0 | 0 | 0 | 0 |" in markdown and "| gold |" not in markdown.split("## Answer")[1][:900]
+    assert "A note." in markdown and f"`{gold}`" in markdown

@@ -191,9 +191,11 @@ def test_batched_generation_matches_one_at_a_time(tiny_models, cluener_dev):
     torch.manual_seed(0)
     with torch.no_grad():  # larger random weights: answers then depend strongly on the input
         for parameter in model.parameters():
-            parameter.normal_(0, 0.3)
+            parameter.normal_(0, 1.0)
     prompt = load_prompt("cluener_zh_short")
-    conversations = [prompt.messages(ex.text) for ex in cluener_dev[:6]]
+    texts = sorted({ex.text for ex in cluener_dev}, key=len)
+    texts = [texts[i * (len(texts) - 1) // 5] for i in range(6)]  # shortest to longest
+    conversations = [prompt.messages(text) for text in texts]
     batched = generate_answers(model, tokenizer, conversations, batch_size=6, max_new_tokens=12)
     single = [generate_answers(model, tokenizer, [c], batch_size=1, max_new_tokens=12)[0] for c in conversations]
     assert batched == single
@@ -384,7 +386,7 @@ def test_every_training_config_parses(config, tmp_path):
     elif "lora" in config.name:
         assert model_args.use_peft and not model_args.load_in_4bit
     header = config.read_text(encoding="utf-8").split("\n", 3)[:3]
-    assert config.name == "tiny-cpu.yaml" or any("GPU with >=" in line and "GB" in line for line in header)
+    assert config.name == "tiny-cpu.yaml" or any(line.startswith("# Peak GPU memory") for line in header)
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs" / "accelerate").glob("*.yaml")), ids=lambda p: p.name)

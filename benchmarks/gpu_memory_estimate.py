@@ -1,0 +1,200 @@
+"""Estimate GPU memory for the shipped GPU configs from the real Qwen shapes (no weights, no GPU).
+
+Parameter counts are exact: the model of each shape in ../shared/qwen_shapes.json is built on the
+meta device (no memory) and its modules are counted. Everything else is arithmetic, stated here:
+
+- weights: bf16 2 bytes per parameter; 4-bit NF4 with double quantization 0.516 bytes per
+  parameter of the decoder's linear layers (4 bits + an 8-bit absmax per 64 weights + an fp32
+  constant per 256 absmax), embeddings, norms and the LM head stay bf16;
+- LoRA on every linear projection: r x (in + out) parameters each, kept in fp32 by PEFT, with fp32
+  gradients and two AdamW moments: 16 bytes per trainable parameter;
+- activations with gradient checkpointing: each decoder layer's bf16 input for the whole batch,
+  plus the tensors one layer saves while it is recomputed during backward (x2 for its gradients):
+  2 x seq x batch x (21 h + 3 kv + 5 i) bytes, counting the norms' fp32 upcasts and the LoRA dropout
+  copies (h hidden, kv key/value width, i MLP width); SDPA keeps no attention matrix;
+- logits only at answer positions (our trainer's compute_loss): batch x answer x vocab x 10 bytes
+  (bf16 logits, their fp32 upcast, fp32 gradient);
+- extraction: bf16 (or 4-bit) weights plus the static KV cache, batch x (prompt + answer) x layers
+  x 2 x kv x 2 bytes;
+- 1 GiB for the CUDA context and allocator slack.
+
+Batch size, LoRA rank, max_length and gradient checkpointing are read from each config in configs/.
+Sequence lengths are upper bounds: the chat-formatted prompt and answer of the longest training
+sentence counted in characters (Qwen's tokenizer needs fewer tokens than characters for Chinese),
+capped at the config's max_length; the longest answer is assumed for every row of the batch.
+
+    python benchmarks/gpu_memory_estimate.py [--shapes ../shared/qwen_shapes.json] [--configs configs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+GIB = 1024**3
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+CONTEXT_BYTES = 1 * GIB
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class Setup:
+    name: str
+    shape: str
+    method: str  # "lora" (bf16 base) or "qlora" (4-bit base)
+    batch: int
+    lora_r: int
+    max_length: int
+    checkpointing: bool
+    prompt: str
+    gpus: int = 1
+    fsdp: bool = False
+
+
+def read_setups(config_dir: Path, shapes: dict) -> list[Setup]:
+    """One Setup per shipped GPU config whose model has a shape in qwen_shapes.json."""
+    import yaml
+
+    setups = []
+    for path in sorted(config_dir.glob("qwen*.yaml")):
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        shape = config["model_name_or_path"].split("/")[-1]
+        if shape not in shapes:
+            print(f"({path.name}: no shape for {shape} in qwen_shapes.json, skipped)")
+            continue
+        setup = Setup(
+            name=path.stem,
+            shape=shape,
+            method="qlora" if config.get("load_in_4bit") else "lora",
+            batch=config["per_device_train_batch_size"],
+            lora_r=config.get("lora_r", 16),
+            max_length=config.get("max_length", 1024),
+            checkpointing=bool(config.get("gradient_checkpointing")),
+            prompt=config.get("prompt", "cluener_zh"),
+        )
+        setups.append(setup)
+        if setup.method == "lora" and shape == "Qwen3-8B":
+            setups.append(replace(setup, name=f"{path.stem}, FSDP on 4 GPUs", gpus=4, fsdp=True))
+    return setups
+
+
+def count_parameters(shape: dict) -> dict[str, int]:
+    """Exact parameter counts of a Qwen shape, from a model built on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = {k: v for k, v in shape.items() if k != "model_type"}
+    config = AutoConfig.for_model(shape["model_type"], **fields)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    linear = lora_in_out = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in LORA_TARGETS:
+            linear += module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
+            lora_in_out += module.in_features + module.out_features
+    total = sum(p.numel() for p in model.parameters())
+    return {"total": total, "decoder_linear": linear, "other": total - linear, "lora_in_out": lora_in_out}
+
+
+def sequence_lengths(train_file: Path | None, prompt_name: str = "cluener_zh") -> tuple[int, int]:
+    """(prompt + answer, answer) characters of the longest sentence, chat template included."""
+    from llm_ner.data import read_cluener
+    from llm_ner.data_sources import data_dir, has_splits, sample_dir
+    from llm_ner.prompting import format_answer, load_prompt
+
+    folder = data_dir() if has_splits(data_dir()) else sample_dir()
+    examples, _ = read_cluener(train_file or folder / "train.json")
+    prompt = load_prompt(prompt_name)
+    template_overhead = 40  # <|im_start|>system ... <|im_end|> markers and the empty think block
+    longest = 0
+    answer_longest = 0
+    for ex in examples:
+        messages = prompt.messages(ex.text)
+        answer = len(format_answer(ex, "mentions"))
+        longest = max(longest, sum(len(m["content"]) for m in messages) + answer + template_overhead)
+        answer_longest = max(answer_longest, answer)
+    return longest, answer_longest
+
+
+def estimate(setup: Setup, shape: dict, counts: dict[str, int], seq: int, answer: int) -> dict[str, float]:
+    h = shape["hidden_size"]
+    i = shape["intermediate_size"]
+    layers = shape["num_hidden_layers"]
+    head_dim = shape.get("head_dim", h // shape["num_attention_heads"])
+    kv = shape["num_key_value_heads"] * head_dim
+    if setup.method == "qlora":
+        weights = counts["decoder_linear"] * NF4_BYTES + counts["other"] * 2
+    else:
+        weights = counts["total"] * 2
+    lora = setup.lora_r * counts["lora_in_out"] * 16
+    if setup.fsdp:
+        weights /= setup.gpus
+        lora /= setup.gpus
+    b = setup.batch
+    seq = min(seq, setup.max_length)
+    answer = min(answer, seq)
+    one_layer = 2 * seq * b * (21 * h + 3 * kv + 5 * i)
+    if setup.checkpointing:  # layer inputs kept, one layer recomputed at a time (x2: its gradients)
+        checkpoints, one_layer = layers * b * seq * h * 2, 2 * one_layer
+    else:
+        checkpoints, one_layer = 0, layers * one_layer
+    logits = b * answer * shape["vocab_size"] * 10
+    if setup.fsdp:  # one layer's full weights are gathered at a time
+        weights += 2 * counts["decoder_linear"] / layers
+    train = weights + lora + checkpoints + one_layer + logits + CONTEXT_BYTES
+    extract_batch = 64
+    kv_cache = extract_batch * seq * layers * 2 * kv * 2
+    extract_weights = (
+        counts["decoder_linear"] * NF4_BYTES + counts["other"] * 2 if setup.method == "qlora" else counts["total"] * 2
+    )
+    extract = extract_weights + kv_cache + CONTEXT_BYTES
+    return {
+        "params_b": counts["total"] / 1e9,
+        "lora_m": setup.lora_r * counts["lora_in_out"] / 1e6,
+        "weights": weights / GIB,
+        "lora_optimizer": lora / GIB,
+        "activations": (checkpoints + one_layer + logits) / GIB,
+        "train_total": train / GIB,
+        "extract_total": extract / GIB,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--shapes", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "qwen_shapes.json"
+    )
+    parser.add_argument("--train-file", type=Path, help="CLUENER train file for the sequence length")
+    parser.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[1] / "configs")
+    args = parser.parse_args()
+    if not args.shapes.is_file():
+        sys.exit(f"error: {args.shapes} not found (pass --shapes)")
+    shapes = json.loads(args.shapes.read_text(encoding="utf-8"))
+    setups = read_setups(args.configs, shapes)
+    lengths = {name: sequence_lengths(args.train_file, name) for name in {s.prompt for s in setups}}
+    for name, (seq, answer) in lengths.items():
+        print(f"prompt {name}: sequence length bound {seq} (answer {answer}), capped at each config's max_length")
+    print()
+    print(
+        "| config | shape | params | LoRA params | per-GPU batch | grad. ckpt | weights | LoRA + AdamW | activations "
+        "| training, per GPU | extraction (batch 64) |"
+    )
+    print("|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    counted: dict[str, dict] = {}
+    for setup in setups:
+        shape = shapes[setup.shape]
+        counts = counted.setdefault(setup.shape, count_parameters(shape))
+        e = estimate(setup, shape, counts, *lengths[setup.prompt])
+        print(
+            f"| {setup.name} | {setup.shape} | {e['params_b']:.2f} B | {e['lora_m']:.1f} M | {setup.batch} "
+            f"| {'yes' if setup.checkpointing else 'no'} "
+            f"| {e['weights']:.1f} GiB | {e['lora_optimizer']:.2f} GiB | {e['activations']:.1f} GiB "
+            f"| **{e['train_total']:.1f} GiB** | {e['extract_total']:.1f} GiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
