@@ -36,7 +36,7 @@ fi
 start=$(date +%s)
 step() { printf '\n== [%s/8] %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }
 done_step() { touch "$OUT/.done-$1"; }
-is_done() { [ -f "$OUT/.done-$1" ]; }
+is_done() { [ -f "$OUT/.done-$1" ] && echo "done in an earlier run, kept (--restart starts over)"; }
 
 step 1 "data"
 if [ -z "${LLM_NER_DATA:-}" ] && [ -f ../shared/data/cluener/dev.json ]; then
