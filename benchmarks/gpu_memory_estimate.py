@@ -24,6 +24,11 @@ sentence counted in characters (Qwen's tokenizer needs fewer tokens than charact
 capped at the config's max_length; the longest answer is assumed for every row of the batch.
 
     python benchmarks/gpu_memory_estimate.py [--shapes ../shared/qwen_shapes.json] [--configs configs]
+    python benchmarks/gpu_memory_estimate.py --check-on-cpu Qwen2.5-0.5B-Instruct --check-batch 8  # the check
+
+The check measures one float32 LoRA step of the shape on the CPU against the same arithmetic in
+float32 (benchmarks/README.md has the figures: the estimate errs high, 1.1x without and 1.7x with
+gradient checkpointing).
 """
 
 from __future__ import annotations
@@ -162,6 +167,71 @@ def estimate(setup: Setup, shape: dict, counts: dict[str, int], seq: int, answer
     }
 
 
+def activation_bytes(shape: dict, batch: int, seq: int, answer: int, checkpointing: bool, scale: float = 1.0) -> float:
+    """The activation and logits terms of :func:`estimate` (``scale`` 2 for float32 instead of bf16)."""
+    h, i, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    kv = shape["num_key_value_heads"] * shape.get("head_dim", h // shape["num_attention_heads"])
+    one_layer = 2 * seq * batch * (21 * h + 3 * kv + 5 * i) * scale
+    held = (layers * batch * seq * h * 2 * scale + 2 * one_layer) if checkpointing else layers * one_layer
+    return held + batch * answer * shape["vocab_size"] * (10 if scale == 1.0 else 12)
+
+
+def check_on_cpu(shape_name: str, shape: dict, batch: int, seq: int, answer: int, checkpointing: bool) -> None:
+    """Measure one float32 LoRA training step of a random-weight model of the real shape on the CPU
+    (peak resident memory above the loaded model) against the estimate's arithmetic in float32."""
+    import ctypes
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    # A fixed mmap threshold makes glibc return every freed block over 128 KiB to the system at once,
+    # so resident memory follows live tensors instead of what the allocator keeps for reuse.
+    ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    torch.manual_seed(0)
+    fields = {k: v for k, v in shape.items() if k != "model_type"}
+    config = AutoConfig.for_model(shape["model_type"], **fields, attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=list(LORA_TARGETS)))
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model.train()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+    ids = torch.randint(0, shape["vocab_size"], (batch, seq))
+    keep = torch.zeros(batch, seq, dtype=torch.bool)
+    keep[:, seq - answer - 1 : seq - 1] = True
+
+    def step() -> None:
+        logits = model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), ids[:, -answer:].reshape(-1)
+        )
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def rss(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} in /proc/self/status")
+
+    base = rss("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    step()  # the first step: nothing of an earlier one is cached; AdamW allocates its states here
+    measured = rss("VmHWM:") - base
+    lora_states = 12 * sum(p.numel() for p in trainable)  # gradients and two AdamW moments, fp32
+    estimated = activation_bytes(shape, batch, seq, answer, checkpointing, scale=2.0) + lora_states
+    print(
+        f"{shape_name}, float32 on CPU, batch {batch} x {seq} tokens, {answer} answer tokens, gradient "
+        f"checkpointing {'on' if checkpointing else 'off'}: peak above the trained-on model {measured / GIB:.2f} GiB, "
+        f"estimated activations + logits + LoRA gradients and AdamW states {estimated / GIB:.2f} GiB "
+        f"(ratio {estimated / max(measured, 1):.2f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -169,10 +239,29 @@ def main() -> None:
     )
     parser.add_argument("--train-file", type=Path, help="CLUENER train file for the sequence length")
     parser.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[1] / "configs")
+    parser.add_argument(
+        "--check-on-cpu",
+        metavar="SHAPE",
+        help="instead: measure one float32 LoRA step of SHAPE on this CPU against the activation arithmetic",
+    )
+    parser.add_argument("--check-batch", type=int, default=2)
+    parser.add_argument("--check-seq", type=int, default=512)
+    parser.add_argument("--check-answer", type=int, default=64)
+    parser.add_argument("--check-checkpointing", action="store_true")
     args = parser.parse_args()
     if not args.shapes.is_file():
         sys.exit(f"error: {args.shapes} not found (pass --shapes)")
     shapes = json.loads(args.shapes.read_text(encoding="utf-8"))
+    if args.check_on_cpu:
+        check_on_cpu(
+            args.check_on_cpu,
+            shapes[args.check_on_cpu],
+            args.check_batch,
+            args.check_seq,
+            args.check_answer,
+            args.check_checkpointing,
+        )
+        return
     setups = read_setups(args.configs, shapes)
     lengths = {name: sequence_lengths(args.train_file, name) for name in {s.prompt for s in setups}}
     for name, (seq, answer) in lengths.items():

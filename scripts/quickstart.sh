@@ -21,7 +21,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --restart) RESTART=1 ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
