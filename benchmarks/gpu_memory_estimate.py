@@ -107,11 +107,10 @@ def count_parameters(shape: dict) -> dict[str, int]:
 def sequence_lengths(train_file: Path | None, prompt_name: str = "cluener_zh") -> tuple[int, int]:
     """(prompt + answer, answer) characters of the longest sentence, chat template included."""
     from llm_ner.data import read_cluener
-    from llm_ner.data_sources import data_dir, has_splits, sample_dir
+    from llm_ner.data_sources import available_data_dir
     from llm_ner.prompting import format_answer, load_prompt
 
-    folder = data_dir() if has_splits(data_dir()) else sample_dir()
-    examples, _ = read_cluener(train_file or folder / "train.json")
+    examples, _ = read_cluener(train_file or available_data_dir() / "train.json")
     prompt = load_prompt(prompt_name)
     template_overhead = 40  # <|im_start|>system ... <|im_end|> markers and the empty think block
     longest = 0
@@ -124,56 +123,48 @@ def sequence_lengths(train_file: Path | None, prompt_name: str = "cluener_zh") -
     return longest, answer_longest
 
 
-def estimate(setup: Setup, shape: dict, counts: dict[str, int], seq: int, answer: int) -> dict[str, float]:
+def widths(shape: dict) -> tuple[int, int, int, int]:
+    """(hidden, MLP width, layers, key/value width) of a shape."""
     h = shape["hidden_size"]
-    i = shape["intermediate_size"]
-    layers = shape["num_hidden_layers"]
-    head_dim = shape.get("head_dim", h // shape["num_attention_heads"])
-    kv = shape["num_key_value_heads"] * head_dim
+    kv = shape["num_key_value_heads"] * shape.get("head_dim", h // shape["num_attention_heads"])
+    return h, shape["intermediate_size"], shape["num_hidden_layers"], kv
+
+
+def activation_bytes(shape: dict, batch: int, seq: int, answer: int, checkpointing: bool, scale: float = 1.0) -> float:
+    """Activations and answer logits of one training step (``scale`` 2 for float32 instead of bf16)."""
+    h, i, layers, kv = widths(shape)
+    one_layer = 2 * seq * batch * (21 * h + 3 * kv + 5 * i) * scale
+    # With checkpointing: each layer's input is kept, one layer is recomputed at a time (x2: its gradients).
+    held = (layers * batch * seq * h * 2 * scale + 2 * one_layer) if checkpointing else layers * one_layer
+    return held + batch * answer * shape["vocab_size"] * (10 if scale == 1.0 else 12)
+
+
+def estimate(setup: Setup, shape: dict, counts: dict[str, int], seq: int, answer: int) -> dict[str, float]:
+    _, _, layers, kv = widths(shape)
     if setup.method == "qlora":
-        weights = counts["decoder_linear"] * NF4_BYTES + counts["other"] * 2
+        base = counts["decoder_linear"] * NF4_BYTES + counts["other"] * 2
     else:
-        weights = counts["total"] * 2
+        base = counts["total"] * 2
+    weights = base
     lora = setup.lora_r * counts["lora_in_out"] * 16
-    if setup.fsdp:
-        weights /= setup.gpus
+    if setup.fsdp:  # sharded, plus one layer's full weights gathered at a time
+        weights = base / setup.gpus + 2 * counts["decoder_linear"] / layers
         lora /= setup.gpus
-    b = setup.batch
     seq = min(seq, setup.max_length)
     answer = min(answer, seq)
-    one_layer = 2 * seq * b * (21 * h + 3 * kv + 5 * i)
-    if setup.checkpointing:  # layer inputs kept, one layer recomputed at a time (x2: its gradients)
-        checkpoints, one_layer = layers * b * seq * h * 2, 2 * one_layer
-    else:
-        checkpoints, one_layer = 0, layers * one_layer
-    logits = b * answer * shape["vocab_size"] * 10
-    if setup.fsdp:  # one layer's full weights are gathered at a time
-        weights += 2 * counts["decoder_linear"] / layers
-    train = weights + lora + checkpoints + one_layer + logits + CONTEXT_BYTES
-    extract_batch = 64
-    kv_cache = extract_batch * seq * layers * 2 * kv * 2
-    extract_weights = (
-        counts["decoder_linear"] * NF4_BYTES + counts["other"] * 2 if setup.method == "qlora" else counts["total"] * 2
-    )
-    extract = extract_weights + kv_cache + CONTEXT_BYTES
+    activations = activation_bytes(shape, setup.batch, seq, answer, setup.checkpointing)
+    train = weights + lora + activations + CONTEXT_BYTES
+    kv_cache = 64 * seq * layers * 2 * kv * 2  # extraction batch 64, bf16 keys and values
+    extract = base + kv_cache + CONTEXT_BYTES
     return {
         "params_b": counts["total"] / 1e9,
         "lora_m": setup.lora_r * counts["lora_in_out"] / 1e6,
         "weights": weights / GIB,
         "lora_optimizer": lora / GIB,
-        "activations": (checkpoints + one_layer + logits) / GIB,
+        "activations": activations / GIB,
         "train_total": train / GIB,
         "extract_total": extract / GIB,
     }
-
-
-def activation_bytes(shape: dict, batch: int, seq: int, answer: int, checkpointing: bool, scale: float = 1.0) -> float:
-    """The activation and logits terms of :func:`estimate` (``scale`` 2 for float32 instead of bf16)."""
-    h, i, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
-    kv = shape["num_key_value_heads"] * shape.get("head_dim", h // shape["num_attention_heads"])
-    one_layer = 2 * seq * batch * (21 * h + 3 * kv + 5 * i) * scale
-    held = (layers * batch * seq * h * 2 * scale + 2 * one_layer) if checkpointing else layers * one_layer
-    return held + batch * answer * shape["vocab_size"] * (10 if scale == 1.0 else 12)
 
 
 def check_on_cpu(shape_name: str, shape: dict, batch: int, seq: int, answer: int, checkpointing: bool) -> None:

@@ -4,10 +4,10 @@ small sample shipped with the package (template sentences written for this proje
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import sys
-import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -24,9 +24,6 @@ CLUENER_SHA256 = {
     "train.json": "b7e9f0802e86943c8af76f8375ae5ed00f15703484092e81579f241db4d0664a",
     "dev.json": "90036b59832e007c45d11eafe5ed80549f58a18a29aaa7fe8b1229622c69ec38",
 }
-CLUENER_LABELS = (
-    "address", "book", "company", "game", "government", "movie", "name", "organization", "position", "scene"
-)  # fmt: skip
 SPLITS = ("train.json", "dev.json")
 
 
@@ -51,6 +48,12 @@ def sample_dir() -> Path:
 
 def has_splits(folder: Path) -> bool:
     return all((folder / name).is_file() for name in SPLITS)
+
+
+def available_data_dir() -> Path:
+    """:func:`data_dir` if it holds train.json and dev.json, else the shipped sample (no download)."""
+    folder = data_dir()
+    return folder if has_splits(folder) else sample_dir()
 
 
 def is_sample(folder: str | Path) -> bool:
@@ -90,19 +93,22 @@ def _sha256(path: Path) -> str:
 
 def check_cluener(folder: str | Path) -> CheckResult:
     """Validate train.json and dev.json record by record (raises DataError with FILE:LINE)."""
+    from .prompting import load_prompt
+
     folder = Path(folder)
+    labels = load_prompt("cluener_zh").schema.keys  # CLUENER's 10 types
     result = CheckResult(folder)
     for name in SPLITS:
-        examples, _ = read_cluener(folder / name, labels=CLUENER_LABELS)
+        examples, _ = read_cluener(folder / name, labels=labels)
         result.sizes[name] = len(examples)
         result.sha256_matches[name] = _sha256(folder / name) == CLUENER_SHA256[name]
     return result
 
 
 def download_cluener(dest: str | Path, url: str = CLUENER_URL, timeout: float = 30.0, progress: bool = True) -> Path:
-    """Fetch the CLUENER archive, unpack train.json and dev.json into ``dest`` and check them.
+    """Fetch the CLUENER archive and unpack train.json and dev.json into ``dest``.
 
-    Raises OSError (network or file system) or DataError (the files are not valid CLUENER).
+    Raises OSError or HTTPException (network, file system) or DataError (not a CLUENER archive).
     """
     from tqdm.auto import tqdm
 
@@ -177,7 +183,7 @@ def locate_cluener(
         try:
             download_cluener(dest, url, timeout)
             return Located(dest, "download", check_cluener(dest))
-        except (OSError, urllib.error.URLError) as exc:
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
             reason = getattr(exc, "reason", None) or exc
             log(f"download failed: {reason}")
     log(where_to_put(dest))

@@ -159,10 +159,10 @@ def default_texts(limit: int | None = None) -> list[str]:
     every shipped prompt and the JSON answer vocabulary, so prompts and answers tokenize without byte
     fallback."""
     from .data import read_cluener
-    from .data_sources import data_dir, has_splits, sample_dir
+    from .data_sources import available_data_dir
     from .prompting import PROMPT_DIRS
 
-    folder = data_dir() if has_splits(data_dir()) else sample_dir()
+    folder = available_data_dir()
     texts: list[str] = []
     for name in ("train.json", "dev.json"):
         path = folder / name

@@ -3,18 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from llm_ner.data_sources import data_dir, has_splits, sample_dir
-
-
-def _test_data_dir() -> Path:
-    """The real CLUENER files ($LLM_NER_DATA or data/cluener/) if present, else the shipped sample."""
-    folder = data_dir()
-    return folder if has_splits(folder) else sample_dir()
+from llm_ner.data_sources import available_data_dir, data_dir, is_sample
 
 
 def pytest_report_header(config):
-    folder = _test_data_dir()
-    if folder == sample_dir():
+    folder = available_data_dir()
+    if is_sample(folder):
         return (
             f"data: the shipped sample {folder} (no CLUENER in {data_dir()}; set LLM_NER_DATA); "
             "the tests of the real corpus are skipped"
@@ -25,13 +19,13 @@ def pytest_report_header(config):
 @pytest.fixture(scope="session")
 def cluener_dir() -> Path:
     """A folder with CLUENER-format train.json and dev.json: the real corpus, or the shipped sample."""
-    return _test_data_dir()
+    return available_data_dir()
 
 
 @pytest.fixture(scope="session")
 def real_cluener_dir(cluener_dir) -> Path:
     """The real CLUENER2020 files; tests of facts of that corpus skip (reason printed) without them."""
-    if cluener_dir == sample_dir():
+    if is_sample(cluener_dir):
         pytest.skip(f"needs the real CLUENER2020 train.json/dev.json in {data_dir()} (set LLM_NER_DATA)")
     return cluener_dir
 

@@ -10,6 +10,7 @@ from llm_ner import data_sources
 from llm_ner.cli import main
 from llm_ner.data import DataError
 from llm_ner.data_sources import CLUENER_SIZES, check_cluener, locate_cluener, sample_dir
+from llm_ner.prompting import load_prompt
 
 
 @pytest.fixture
@@ -121,7 +122,7 @@ def test_the_sample_is_valid_cluener_with_every_type(cluener_dir):
     from llm_ner.data import read_cluener
 
     train, _ = read_cluener(sample_dir() / "train.json")
-    assert {s.label for ex in train for s in ex.spans} == set(data_sources.CLUENER_LABELS)
+    assert {s.label for ex in train for s in ex.spans} == set(load_prompt("cluener_zh").schema.keys)
     assert sum(not ex.spans for ex in train) > 0  # sentences without entities too
 
 
