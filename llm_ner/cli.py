@@ -19,6 +19,44 @@ from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversat
 INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
 
 
+class UsageError(ValueError):
+    """A bad combination of arguments or settings: printed as one line, no traceback."""
+
+
+# argparse types: numbers are checked while the command line is parsed, before any model loads.
+
+
+def positive_int(value: str) -> int:
+    """An integer >= 1 (batch sizes, limits, counts)."""
+    number = _number(value, int)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    """An integer >= 0."""
+    number = _number(value, int)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    """A finite number > 0 (timeouts, learning rates)."""
+    number = _number(value, float)
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value!r}")
+    return number
+
+
+def _number(value: str, kind: type):
+    try:
+        return kind(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {value!r}") from None
+
+
 def write_jsonl_atomic(records, path: str | Path) -> int:
     """Write JSON lines to a temporary file beside ``path`` and rename it into place."""
     path = Path(path)
