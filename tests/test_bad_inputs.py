@@ -21,8 +21,10 @@ GOLD = [
 
 
 def write_lines(path: Path, lines) -> Path:
-    path.write_text("".join((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n"
-                            for line in lines), encoding="utf-8")
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n" for line in lines),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -50,13 +52,40 @@ def ctx(tmp_path_factory):
     c["published_list"] = write_lines(root / "pub_list.json", ["[1, 2]"])
     c["published_no_f1"] = write_lines(root / "pub_nof1.json", [{"systems": {"BERT": {"per_class": {}}}}])
     c["published_bad_json"] = write_lines(root / "pub_bad.json", ['{"systems": '])
-    c["model"] = build_tiny_model(root / "tiny", "qwen3", default_texts(limit=0) + [g["text"] for g in GOLD],
-                                  hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1)
+    c["model"] = build_tiny_model(
+        root / "tiny",
+        "qwen3",
+        default_texts(limit=0) + [g["text"] for g in GOLD],
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        num_kv_heads=1,
+    )
     c["done"] = root / "done.json"
     assert main(["extract", *_extract(c, c["gold"], c["done"])]) == 0
     c["baseline"] = root / "bilstm"
-    assert main(["baseline", "train", "--arch", "bilstm-crf", "--train", str(c["gold"]), "--out", str(c["baseline"]),
-                 "--epochs", "1", "--hidden-size", "8", "--embedding-dim", "8", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "baseline",
+                "train",
+                "--arch",
+                "bilstm-crf",
+                "--train",
+                str(c["gold"]),
+                "--out",
+                str(c["baseline"]),
+                "--epochs",
+                "1",
+                "--hidden-size",
+                "8",
+                "--embedding-dim",
+                "8",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     c["truncated_baseline"] = root / "bilstm_truncated"
     shutil.copytree(c["baseline"], c["truncated_baseline"])
     weights = c["truncated_baseline"] / "model.pt"
@@ -65,86 +94,225 @@ def ctx(tmp_path_factory):
 
 
 def _extract(c, source, output, *extra):
-    return ["--model", str(c["model"]), "--input", str(source), "--output", str(output), "--max-new-tokens", "4",
-            "--quiet", *extra]
+    return [
+        "--model",
+        str(c["model"]),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--max-new-tokens",
+        "4",
+        "--quiet",
+        *extra,
+    ]
 
 
 def extract(*extra, source="gold", output="out"):
-    return lambda c: ["extract", *_extract(c, c[source] if source in c else c["root"] / source,
-                                           c[output] if output in c else c["root"] / output, *extra)]
+    return lambda c: [
+        "extract",
+        *_extract(
+            c,
+            c[source] if source in c else c["root"] / source,
+            c[output] if output in c else c["root"] / output,
+            *extra,
+        ),
+    ]
 
 
 def report(*extra):
-    return lambda c: ["report", "--gold", str(c["gold"]), "--pred", f"x={c['done']}", "--out",
-                      str(c["root"] / "report"), *[str(c[e]) if e in c else e for e in extra]]
+    return lambda c: [
+        "report",
+        "--gold",
+        str(c["gold"]),
+        "--pred",
+        f"x={c['done']}",
+        "--out",
+        str(c["root"] / "report"),
+        *[str(c[e]) if e in c else e for e in extra],
+    ]
 
 
 # (case, arguments from the fixture's files, exit code, fragment of the error line)
 CASES = [
     # 1: resume only what this input and these settings made
     ("extract into a copy of gold", extract(output="gold_copy"), 1, "was not written by `llm-ner extract`"),
-    ("extract resume, other max-chars", extract("--max-chars", "100", output="done"), 1,
-     "max_chars: 256 then, 100 now"),
+    (
+        "extract resume, other max-chars",
+        extract("--max-chars", "100", output="done"),
+        1,
+        "max_chars: 256 then, 100 now",
+    ),
     ("extract resume, other prompt", extract("--prompt", "generic_zh", output="done"), 1, "prompt: "),
     ("extract resume, other input text", extract(source="other_text", output="done"), 1, "another text than the input"),
     ("extract resume, other constrained", extract("--constrained", output="done"), 1, "constrained: False then"),
     # 2: an output equal to an input
-    ("convert output == input", lambda c: ["convert", "--input", str(c["gold"]), "--output", str(c["gold"])], 2,
-     "would destroy the input"),
-    ("convert output == input, other spelling",
-     lambda c: ["convert", "--input", str(c["gold"]), "--output", str(c["root"] / "." / "gold.json")], 2,
-     "would destroy the input"),
-    ("evaluate --json == gold", lambda c: ["evaluate", "--gold", str(c["gold"]), "--pred", str(c["done"]),
-                                           "--json", str(c["gold"])], 2, "--json"),
-    ("baseline predict output == input", lambda c: ["baseline", "predict", "--model", str(c["baseline"]), "--input",
-                                                    str(c["gold"]), "--output", str(c["gold"])], 2, "--output"),
+    (
+        "convert output == input",
+        lambda c: ["convert", "--input", str(c["gold"]), "--output", str(c["gold"])],
+        2,
+        "would destroy the input",
+    ),
+    (
+        "convert output == input, other spelling",
+        lambda c: ["convert", "--input", str(c["gold"]), "--output", str(c["root"] / "." / "gold.json")],
+        2,
+        "would destroy the input",
+    ),
+    (
+        "evaluate --json == gold",
+        lambda c: ["evaluate", "--gold", str(c["gold"]), "--pred", str(c["done"]), "--json", str(c["gold"])],
+        2,
+        "--json",
+    ),
+    (
+        "baseline predict output == input",
+        lambda c: [
+            "baseline",
+            "predict",
+            "--model",
+            str(c["baseline"]),
+            "--input",
+            str(c["gold"]),
+            "--output",
+            str(c["gold"]),
+        ],
+        2,
+        "--output",
+    ),
     ("extract output == input", extract(output="gold"), 2, "would destroy the input"),
-    ("report out holds the gold file", lambda c: ["report", "--gold", str(c["root"] / "report.json"), "--pred",
-                                                  f"x={c['done']}", "--out", str(c["root"])], 2, "--out"),
+    (
+        "report out holds the gold file",
+        lambda c: [
+            "report",
+            "--gold",
+            str(c["root"] / "report.json"),
+            "--pred",
+            f"x={c['done']}",
+            "--out",
+            str(c["root"]),
+        ],
+        2,
+        "--out",
+    ),
     # 6: numbers checked by the parser, before any model loads
     ("extract --batch-size -1", extract("--batch-size", "-1"), 2, "--batch-size: must be a whole number >= 1"),
     ("extract --batch-size 0", extract("--batch-size", "0"), 2, "--batch-size: must be a whole number >= 1"),
     ("extract --limit -3", extract("--limit", "-3"), 2, "--limit: must be a whole number >= 1"),
     ("extract --limit 0", extract("--limit", "0"), 2, "--limit: must be a whole number >= 1"),
     ("extract --max-chars x", extract("--max-chars", "x"), 2, "not a whole number"),
-    ("baseline predict --batch-size 0", lambda c: ["baseline", "predict", "--model", str(c["baseline"]), "--input",
-                                                   str(c["gold"]), "--output", "o", "--batch-size", "0"], 2, ">= 1"),
-    ("baseline train --lr 0", lambda c: ["baseline", "train", "--arch", "bilstm-crf", "--train", str(c["gold"]),
-                                         "--out", "o", "--lr", "0"], 2, "must be a number > 0"),
+    (
+        "baseline predict --batch-size 0",
+        lambda c: [
+            "baseline",
+            "predict",
+            "--model",
+            str(c["baseline"]),
+            "--input",
+            str(c["gold"]),
+            "--output",
+            "o",
+            "--batch-size",
+            "0",
+        ],
+        2,
+        ">= 1",
+    ),
+    (
+        "baseline train --lr 0",
+        lambda c: ["baseline", "train", "--arch", "bilstm-crf", "--train", str(c["gold"]), "--out", "o", "--lr", "0"],
+        2,
+        "must be a number > 0",
+    ),
     # 7: detection of JSON and text
     ("extract: JSON lines, first line an array", extract(source="array_first"), 1, "expected a JSON object"),
-    ("baseline predict: first line an array", lambda c: ["baseline", "predict", "--model", str(c["baseline"]),
-                                                         "--input", str(c["array_first"]), "--output", "o"], 1,
-     "array.jsonl:1: expected a JSON object"),
-    ("convert: pretty-printed JSON", lambda c: ["convert", "--input", str(c["pretty_json"]), "--output", "o"], 1,
-     "not an array"),
+    (
+        "baseline predict: first line an array",
+        lambda c: [
+            "baseline",
+            "predict",
+            "--model",
+            str(c["baseline"]),
+            "--input",
+            str(c["array_first"]),
+            "--output",
+            "o",
+        ],
+        1,
+        "array.jsonl:1: expected a JSON object",
+    ),
+    (
+        "convert: pretty-printed JSON",
+        lambda c: ["convert", "--input", str(c["pretty_json"]), "--output", "o"],
+        1,
+        "not an array",
+    ),
     # 8: scoring problems said aloud (exit 0, warning checked in its own test)
     # 10: no tracebacks
     ("report --resamples 0", report("--resamples", "0"), 2, "--resamples: must be a whole number >= 1"),
     ("report --published a list", report("--published", "published_list"), 1, "pub_list.json: expected a JSON object"),
-    ("report --published without summary_f1", report("--published", "published_no_f1"), 1,
-     "pub_nof1.json: system 'BERT': no \"summary_f1\""),
+    (
+        "report --published without summary_f1",
+        report("--published", "published_no_f1"),
+        1,
+        "pub_nof1.json: system 'BERT': no \"summary_f1\"",
+    ),
     ("report --published bad JSON", report("--published", "published_bad_json"), 1, "pub_bad.json:2: invalid JSON"),
     ("extract --device bogus", extract("--device", "bogus"), 2, "--device: not a device: 'bogus'"),
     ("extract --dtype bogus", extract("--dtype", "bogus"), 2, "--dtype: invalid choice: 'bogus'"),
-    ("baseline predict, truncated model.pt", lambda c: ["baseline", "predict", "--model", str(c["truncated_baseline"]),
-                                                        "--input", str(c["gold"]), "--output",
-                                                        str(c["root"] / "p.json")], 1, "cannot load the weights"),
+    (
+        "baseline predict, truncated model.pt",
+        lambda c: [
+            "baseline",
+            "predict",
+            "--model",
+            str(c["truncated_baseline"]),
+            "--input",
+            str(c["gold"]),
+            "--output",
+            str(c["root"] / "p.json"),
+        ],
+        1,
+        "cannot load the weights",
+    ),
     ("extract, missing input", extract(source="missing.txt"), 1, "missing.txt"),
-    ("evaluate, missing pred", lambda c: ["evaluate", "--gold", str(c["gold"]), "--pred", str(c["root"] / "nope")], 1,
-     "nope: cannot read file"),
-    ("report, bad --pred", lambda c: ["report", "--gold", str(c["gold"]), "--pred", "x", "--out", "o"], 2,
-     "--pred expects NAME=FILE"),
+    (
+        "evaluate, missing pred",
+        lambda c: ["evaluate", "--gold", str(c["gold"]), "--pred", str(c["root"] / "nope")],
+        1,
+        "nope: cannot read file",
+    ),
+    (
+        "report, bad --pred",
+        lambda c: ["report", "--gold", str(c["gold"]), "--pred", "x", "--out", "o"],
+        2,
+        "--pred expects NAME=FILE",
+    ),
     # 11: clear messages
-    ("duplicate ids name the id and lines", lambda c: ["convert", "--input", str(c["dup_ids"]), "--output", "o"], 1,
-     "dup.json:3: duplicate id 'a' (first at line 1)"),
-    ("start after end", lambda c: ["convert", "--input", str(c["start_after_end"]), "--output", "o"], 1,
-     "start is after end"),
-    ("JSON read as BIO", lambda c: ["convert", "--input", str(c["array_first"]), "--input-format", "bio", "--output",
-                                    "o"], 1, "this is JSON, not a char-per-line tag file"),
-    ("evaluate --lenient, bad gold line", lambda c: ["evaluate", "--gold", str(c["bad_gold_line"]), "--pred",
-                                                     str(c["pred_by_position"]), "--lenient"], 1,
-     "skipped by --lenient"),
+    (
+        "duplicate ids name the id and lines",
+        lambda c: ["convert", "--input", str(c["dup_ids"]), "--output", "o"],
+        1,
+        "dup.json:3: duplicate id 'a' (first at line 1)",
+    ),
+    (
+        "start after end",
+        lambda c: ["convert", "--input", str(c["start_after_end"]), "--output", "o"],
+        1,
+        "start is after end",
+    ),
+    (
+        "JSON read as BIO",
+        lambda c: ["convert", "--input", str(c["array_first"]), "--input-format", "bio", "--output", "o"],
+        1,
+        "this is JSON, not a char-per-line tag file",
+    ),
+    (
+        "evaluate --lenient, bad gold line",
+        lambda c: ["evaluate", "--gold", str(c["bad_gold_line"]), "--pred", str(c["pred_by_position"]), "--lenient"],
+        1,
+        "skipped by --lenient",
+    ),
 ]
 
 
@@ -314,8 +482,22 @@ def test_label_sets_that_do_not_meet_are_warned(ctx, capsys):
 
 def test_report_says_missing_predictions_on_the_console(ctx, tmp_path, capsys):
     partial = write_lines(tmp_path / "partial.json", [{"id": "a", "text": GOLD[0]["text"], "label": {}}])
-    assert main(["report", "--gold", str(ctx["gold"]), "--pred", f"p={partial}", "--out", str(tmp_path / "r"),
-                 "--resamples", "10"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--gold",
+                str(ctx["gold"]),
+                "--pred",
+                f"p={partial}",
+                "--out",
+                str(tmp_path / "r"),
+                "--resamples",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert "warning: p: 2 of 3 gold sentences have no prediction" in capsys.readouterr().err
 
 
