@@ -175,9 +175,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """--quiet: no progress bars from transformers either (loading weights, writing shards)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from .extraction import run_extraction
 
+    if args.quiet:
+        quiet_libraries()
     if args.constrained and args.format == "grouped":
         raise UsageError("--constrained supports the mentions answer format only")
     check_output_path(args.output, {"--input": args.input})
@@ -193,6 +202,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         train_baseline,
     )
 
+    if args.quiet:
+        quiet_libraries()
     if args.baseline_command == "train":
         train, report = load_examples(args.train, args.input_format, lenient=args.lenient)
         dev, dev_report = load_examples(args.dev, args.input_format, lenient=args.lenient) if args.dev else ([], None)
