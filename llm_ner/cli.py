@@ -372,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         "extract",
         help="extract entities from many sentences with a (fine-tuned) model, in batches",
         description="Batched greedy generation, answers parsed into exact spans, CLUENER JSON lines out "
-        "(with the raw answer and parse counters per record). Resumable: a rerun skips finished ids. "
+        "(with the raw answer and parse counters per record). Resumable: a rerun skips finished ids, and refuses "
+        "(names the difference) earlier results made with other settings or from another input; --restart discards "
+        "them. "
         "Data-parallel: `accelerate launch --num_processes N scripts/extract.py ...`.",
     )
     extract.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
