@@ -11,7 +11,7 @@ and TRL's `ModelConfig` (model, LoRA, 4-bit). `python train_sft.py --help` lists
 import sys
 
 from llm_ner.data import DataError
-from llm_ner.training import NERDataArguments, make_parser, train
+from llm_ner.training import NERDataArguments, parse_arguments, train
 
 
 def main(data_args: NERDataArguments, training_args, model_args):
@@ -19,7 +19,7 @@ def main(data_args: NERDataArguments, training_args, model_args):
 
 
 if __name__ == "__main__":
-    data_args, training_args, model_args = make_parser().parse_args_and_config()
+    data_args, training_args, model_args = parse_arguments()
     try:
         main(data_args, training_args, model_args)
     except DataError as exc:  # a bad record: FILE:LINE: reason, not a traceback

@@ -447,14 +447,18 @@ def make_parser():
     return TrlParser((NERDataArguments, SFTConfig, ModelConfig))
 
 
-def main(argv: list[str] | None = None, callbacks=None):
-    """Entry point of `train_sft.py` and `llm-ner train` (YAML --config plus CLI overrides)."""
+def parse_arguments(argv: list[str] | None = None):
+    """(data, training, model) arguments: a YAML ``--config`` plus command-line overrides."""
     import warnings
 
-    parser = make_parser()
     with warnings.catch_warnings():
         # TRL's SFTConfig defaults gradient_checkpointing (and our configs use that name, which older
         # transformers need); transformers 5.2x renamed it activation_checkpointing and warns on every run.
         warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
-        data_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+        return make_parser().parse_args_and_config(args=argv)
+
+
+def main(argv: list[str] | None = None, callbacks=None):
+    """Entry point of `train_sft.py` and `llm-ner train` (YAML --config plus CLI overrides)."""
+    data_args, training_args, model_args = parse_arguments(argv)
     return train(data_args, training_args, model_args, callbacks=callbacks)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import DataError, Example, Span, spans_to_tags, tags_to_spans
+from ..data import DataError, Example, Span, atomic_path, spans_to_tags, tags_to_spans, write_text_atomic
 from ..extraction import split_long
 from ..metrics import span_scores
 from .models import ARCHS, PAD, UNK, BertCRF, BiLSTMCRF, loss_and_paths
@@ -246,16 +246,16 @@ def train_baseline(
         if score > best:
             best = score
             save_baseline(model, config, out)
-    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(json.dumps(history, indent=2) + "\n", out / "history.json")
     return {"history": history, "best": best}
 
 
 def save_baseline(model, config: BaselineConfig, out: Path) -> None:
-    (out / CONFIG_FILE).write_text(
-        json.dumps(dataclasses.asdict(config), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    # Temporary files renamed into place: a kill while saving never leaves a truncated model.pt.
+    write_text_atomic(json.dumps(dataclasses.asdict(config), ensure_ascii=False, indent=2) + "\n", out / CONFIG_FILE)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    torch.save(state, out / WEIGHTS_FILE)
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
     if config.arch != "bilstm-crf":  # the fine-tuned encoder and its tokenizer, loadable on their own
         from transformers import AutoTokenizer
 
