@@ -149,6 +149,9 @@ def resolve_settings(
             raise DataError(config_path, None, "no base_model_name_or_path; pass --model too") from None
     if not model:
         raise UsageError("--model is required (hub id or local directory)")
+    looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1  # hub ids are org/name
+    if looks_like_path and not Path(model).expanduser().is_dir():
+        raise UsageError(f"--model {model}: no such directory (a hub id looks like org/name)")
     notes = []
     if prompt:
         try:
@@ -493,7 +496,7 @@ def run_extraction(args) -> int:
         max_chars=args.max_chars,
         load_in_4bit=bool(args.load_in_4bit),
     )
-    store = ResumableOutput(args.output)
+    store = ResumableOutput(args.output, state.process_index)
     if not args.restart:
         store.check(fingerprint, texts)  # every process, so a refusal stops them all
     if state.is_main_process:

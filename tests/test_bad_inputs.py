@@ -277,6 +277,12 @@ CASES = [
     ),
     ("extract, missing input", extract(source="missing.txt"), 1, "missing.txt"),
     (
+        "extract, missing model directory",
+        lambda c: ["extract", "--model", str(c["root"] / "no-model"), "--input", str(c["gold"]), "--output", "o"],
+        2,
+        "no-model: no such directory",
+    ),
+    (
         "evaluate, missing pred",
         lambda c: ["evaluate", "--gold", str(c["gold"]), "--pred", str(c["root"] / "nope")],
         1,
