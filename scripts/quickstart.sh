@@ -67,6 +67,9 @@ if [ -n "$MODEL" ]; then
     [ -n "$CONFIG" ] || { echo "no config in configs/ matches $MODEL; pass --config configs/FILE.yaml" >&2; exit 2; }
   fi
   [ -f "$CONFIG" ] || { echo "--config $CONFIG: no such file" >&2; exit 2; }
+  case "$MODEL" in /*|.*|~*|*/*/*)  # a path, not an org/name hub id
+    [ -d "$MODEL" ] || { echo "--model $MODEL: no such directory (a hub id looks like org/name)" >&2; exit 2; } ;;
+  esac
   MODEL_NAME=$(basename "$MODEL")
   OUT=${OUT:-runs/quickstart-$MODEL_NAME}
   [ -z "$TRAIN_LIMIT$DEV_LIMIT" ] && [ "$QUICK" = 0 ] && EPOCHS=""  # the config's epochs

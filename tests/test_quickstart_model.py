@@ -78,12 +78,19 @@ def test_quickstart_with_a_model_directory(qwen25_dir, tmp_path):
     assert "| Qwen2.5-0.5B-Instruct-lora |" in report and str(qwen25_dir) in report  # the report names the model
 
 
-def test_quickstart_refuses_an_unknown_model_without_config(tmp_path):
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("acme/mystery-7b", "no config in configs/ matches acme/mystery-7b"),
+        ("/nowhere/Qwen2.5-0.5B-Instruct", "--model /nowhere/Qwen2.5-0.5B-Instruct: no such directory"),
+    ],
+)
+def test_quickstart_refuses_a_model_it_cannot_run(tmp_path, model, message):
     done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "quickstart.sh"), "--model", "acme/mystery-7b", "--out", str(tmp_path)],
+        ["bash", str(ROOT / "scripts" / "quickstart.sh"), "--model", model, "--out", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2 and "no config in configs/ matches acme/mystery-7b" in done.stderr
+    assert done.returncode == 2 and message in done.stderr, done.stderr
