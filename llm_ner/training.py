@@ -320,6 +320,11 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     from transformers import AutoTokenizer
     from trl import get_peft_config, get_quantization_config
 
+    import warnings
+
+    # peft and TRL read model.is_gradient_checkpointing, which transformers 5.2x renamed and warns about on
+    # every LoRA run; nothing a user can change.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if not data_args.train_file:
         raise ValueError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
     if not model_args.model_name_or_path:
