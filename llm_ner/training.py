@@ -314,13 +314,13 @@ def save_run_metadata(
 
 def train(data_args: NERDataArguments, training_args, model_args, callbacks=None):
     """Fine-tune, evaluate and save; returns the trainer (used by tests)."""
+    import warnings
+
     import torch
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import get_peft_config, get_quantization_config
-
-    import warnings
 
     # peft and TRL read model.is_gradient_checkpointing, which transformers 5.2x renamed and warns about on
     # every LoRA run; nothing a user can change.
