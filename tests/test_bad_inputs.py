@@ -486,6 +486,17 @@ def test_label_sets_that_do_not_meet_are_warned(ctx, capsys):
     assert "warning: no predicted entity type is a gold type" in capsys.readouterr().out
 
 
+def test_label_warnings_only_for_another_label_set():
+    from llm_ner.metrics import label_warnings
+
+    gold = [Example("0", "张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC")])]
+    assert "no predicted entity type" in label_warnings(gold, [Example("0", "张三在北京", [Span(0, 2, "name")])])[0]
+    half = [Example("0", "张三在北京", [Span(0, 2, "PER"), Span(3, 5, "address")])]
+    assert "1 of 2 predicted spans" in label_warnings(gold, half)[0]
+    few = [Example("0", "张三在北京", [Span(0, 2, "PER"), Span(3, 5, "LOC"), Span(2, 3, "x")])]
+    assert label_warnings(gold, few) == []  # one stray type on a small slice is not worth a warning
+
+
 def test_report_says_missing_predictions_on_the_console(ctx, tmp_path, capsys):
     partial = write_lines(tmp_path / "partial.json", [{"id": "a", "text": GOLD[0]["text"], "label": {}}])
     assert (
