@@ -10,8 +10,8 @@ and TRL's `ModelConfig` (model, LoRA, 4-bit). `python train_sft.py --help` lists
 
 import sys
 
-from llm_ner.data import DataError
-from llm_ner.training import NERDataArguments, make_parser, train
+from llm_ner.cli import user_facing_error
+from llm_ner.training import NERDataArguments, parse_arguments, train
 
 
 def main(data_args: NERDataArguments, training_args, model_args):
@@ -19,8 +19,12 @@ def main(data_args: NERDataArguments, training_args, model_args):
 
 
 if __name__ == "__main__":
-    data_args, training_args, model_args = make_parser().parse_args_and_config()
+    data_args, training_args, model_args = parse_arguments()
     try:
         main(data_args, training_args, model_args)
-    except DataError as exc:  # a bad record: FILE:LINE: reason, not a traceback
-        sys.exit(f"error: {exc}")
+    except Exception as exc:  # expected failures (bad data, missing model, ...) in one line; bugs keep the traceback
+        expected = user_facing_error(exc)
+        if expected is None:
+            raise
+        print(f"error: {expected[1]}", file=sys.stderr)
+        sys.exit(expected[0])

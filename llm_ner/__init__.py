@@ -5,6 +5,8 @@ The pipeline, one module per stage: `data` -> `prompting` -> `parsing` -> `metri
 
 __version__ = "0.1.0"
 
+import logging
+
 from .data import (
     DataError,
     Example,
@@ -19,6 +21,22 @@ from .data import (
 from .metrics import error_breakdown, evaluate, span_scores
 from .parsing import align_spans, answer_to_spans, parse_answer
 from .prompting import LabelSchema, PromptTemplate, format_answer, load_prompt, to_conversation
+
+
+class _DropNotice(logging.Filter):
+    """Drops one log message by its start: notices a user cannot act on."""
+
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.start)
+
+
+# peft imports bitsandbytes, whose CPU backend logs that an optional 4-bit CPU kernel package is missing on
+# every import, 4-bit or not. llm-ner only quantizes on CUDA (--load-in-4bit on CPU is refused).
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropNotice("Failed to load CPU gemm_4bit_forward"))
 
 __all__ = [
     "DataError",

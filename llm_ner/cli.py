@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .data import guess_format, load_examples, write_cluener
+from .data import DataError, atomic_path, guess_format, load_examples, write_cluener, write_text_atomic
 from .data_sources import CLUENER_URL
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
@@ -57,21 +57,37 @@ def _number(value: str, kind: type):
         raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {value!r}") from None
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu)(:\d+)?$")
+
+
+def device_name(value: str) -> str:
+    """A torch device: cpu, cuda, cuda:N (also mps, xpu, npu)."""
+    if not _DEVICE.match(value):
+        raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, mps)")
+    return value
+
+
+def check_output_path(output: str | Path, inputs: dict[str, str | Path | None], option: str = "--output") -> None:
+    """Refuse (`UsageError`) an output that is one of the inputs: writing it would destroy the input."""
+    out = Path(output)
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        same = out.resolve() == Path(path).resolve()
+        if not same and out.exists() and Path(path).exists():
+            same = os.path.samefile(out, path)
+        if same:
+            raise UsageError(f"{option} {output} is the {name} file; writing it would destroy the input")
+
+
 def write_jsonl_atomic(records, path: str | Path) -> int:
     """Write JSON lines to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
@@ -80,6 +96,7 @@ def write_jsonl_atomic(records, path: str | Path) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    check_output_path(args.output, {"--input": args.input})
     prompt = load_prompt(args.prompt)
     labels = prompt.schema.keys if prompt.schema else None
     examples, report = load_examples(args.input, args.input_format, labels=labels, lenient=args.lenient)
@@ -98,18 +115,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import evaluate, format_evaluation
 
+    if args.json:
+        check_output_path(args.json, {"--gold": args.gold, "--pred": args.pred}, "--json")
     gold, gold_report = load_examples(args.gold, args.gold_format, lenient=args.lenient)
     pred, pred_report = load_examples(args.pred, "cluener", lenient=args.lenient, allow_empty=True)
     for report in (gold_report, pred_report):
         if report.skipped or report.warnings:
             report.print()
     labels = sorted({s.label for ex in gold for s in ex.spans})
-    result = evaluate(gold, pred, labels)
+    result = evaluate(gold, pred, labels, pred_path=args.pred, skipped_gold=gold_report.skipped)
     result = {"gold": str(args.gold), "pred": str(args.pred), **result}
     print(format_evaluation(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(json.dumps(result, ensure_ascii=False, indent=2) + "\n", args.json)
         print(f"\nwrote {args.json}", file=sys.stderr)
     return 0
 
@@ -157,11 +175,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """--quiet: no progress bars from transformers either (loading weights, writing shards)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from .extraction import run_extraction
 
+    if args.quiet:
+        quiet_libraries()
     if args.constrained and args.format == "grouped":
-        raise ValueError("--constrained supports the mentions answer format only")
+        raise UsageError("--constrained supports the mentions answer format only")
+    check_output_path(args.output, {"--input": args.input})
     return run_extraction(args)
 
 
@@ -174,6 +202,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         train_baseline,
     )
 
+    if args.quiet:
+        quiet_libraries()
     if args.baseline_command == "train":
         train, report = load_examples(args.train, args.input_format, lenient=args.lenient)
         dev, dev_report = load_examples(args.dev, args.input_format, lenient=args.lenient) if args.dev else ([], None)
@@ -194,10 +224,12 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             embedding_dim=args.embedding_dim,
         )
         result = train_baseline(train, dev, config, args.out, progress=not args.quiet, log=log_stderr)
-        print(f"best dev span micro-F1 {result['best']:.4f}; model in {args.out}", file=sys.stderr)
+        kept = f"best dev span micro-F1 {result['best']:.4f}" if dev else f"lowest train loss {-result['best']:.4f}"
+        print(f"{kept}; model in {args.out}", file=sys.stderr)
         return 0
     from .extraction import read_inputs
 
+    check_output_path(args.output, {"--input": args.input})
     model, batcher = load_baseline(args.model)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     predicted = predict_examples(model, batcher, examples, args.batch_size, progress=not args.quiet)
@@ -311,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
         "written for the project, not CLUENER) instead of failing",
     )
     data.add_argument("--url", default=CLUENER_URL, help="archive to download (default: %(default)s)")
-    data.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
+    data.add_argument("--timeout", type=positive_float, default=30.0, help="network timeout in seconds")
     data.set_defaults(func=cmd_data)
 
     tiny = sub.add_parser(
@@ -329,18 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts for the tokenizer: files of plain lines or CLUENER files "
         "(default: CLUENER train/dev from LLM_NER_DATA plus the shipped prompts)",
     )
-    tiny.add_argument("--hidden-size", type=int, default=128)
-    tiny.add_argument("--num-layers", type=int, default=2)
-    tiny.add_argument("--num-heads", type=int, default=4)
-    tiny.add_argument("--num-kv-heads", type=int, default=2)
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden-size", type=positive_int, default=128)
+    tiny.add_argument("--num-layers", type=positive_int, default=2)
+    tiny.add_argument("--num-heads", type=positive_int, default=4)
+    tiny.add_argument("--num-kv-heads", type=positive_int, default=2)
+    tiny.add_argument("--seed", type=non_negative_int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
 
     extract = sub.add_parser(
         "extract",
         help="extract entities from many sentences with a (fine-tuned) model, in batches",
         description="Batched greedy generation, answers parsed into exact spans, CLUENER JSON lines out "
-        "(with the raw answer and parse counters per record). Resumable: a rerun skips finished ids. "
+        "(with the raw answer and parse counters per record). Resumable: a rerun skips finished ids, and refuses "
+        "(names the difference) earlier results made with other settings or from another input; --restart discards "
+        "them. "
         "Data-parallel: `accelerate launch --num_processes N scripts/extract.py ...`.",
     )
     extract.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
@@ -356,11 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
     extract.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
-    extract.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default: %(default)s)")
-    extract.add_argument("--max-new-tokens", type=int, help="answer length bound (default: from sentence length)")
+    extract.add_argument(
+        "--batch-size", type=positive_int, default=32, help="sentences (or pieces) per batch (default: %(default)s)"
+    )
+    extract.add_argument(
+        "--max-new-tokens", type=positive_int, help="answer length bound (default: from sentence length)"
+    )
     extract.add_argument(
         "--max-chars",
-        type=int,
+        type=positive_int,
         default=256,
         help="split longer sentences at punctuation, spans shifted back (default: %(default)s)",
     )
@@ -369,10 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="constrained decoding: answers always parse, entities are substrings, labels known",
     )
-    extract.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), float32, bfloat16")
-    extract.add_argument("--device", help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
+    extract.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 on GPU, float32 on CPU")
+    extract.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
     extract.add_argument("--load-in-4bit", action="store_true", help="load the base model in 4-bit (bitsandbytes)")
-    extract.add_argument("--limit", type=int, help="only the first N sentences")
+    extract.add_argument("--limit", type=positive_int, help="only the first N sentences")
     extract.add_argument("--restart", action="store_true", help="discard earlier results instead of resuming")
     extract.add_argument("--lenient", action="store_true", help="skip bad input records instead of stopping")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -395,14 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="bert-base-chinese",
         help="BERT archs: AutoModel id or local directory, e.g. hfl/chinese-roberta-wwm-ext",
     )
-    btrain.add_argument("--epochs", type=int, default=10)
-    btrain.add_argument("--batch-size", type=int, default=64)
-    btrain.add_argument("--lr", type=float, default=1e-3, help="BiLSTM-CRF / head learning rate")
-    btrain.add_argument("--encoder-lr", type=float, default=3e-5, help="BERT encoder learning rate")
-    btrain.add_argument("--hidden-size", type=int, default=256, help="BiLSTM width (both directions)")
-    btrain.add_argument("--embedding-dim", type=int, default=128, help="BiLSTM-CRF character embedding size")
-    btrain.add_argument("--max-train-samples", type=int)
-    btrain.add_argument("--seed", type=int, default=42)
+    btrain.add_argument("--epochs", type=positive_int, default=10)
+    btrain.add_argument("--batch-size", type=positive_int, default=64)
+    btrain.add_argument("--lr", type=positive_float, default=1e-3, help="BiLSTM-CRF / head learning rate")
+    btrain.add_argument("--encoder-lr", type=positive_float, default=3e-5, help="BERT encoder learning rate")
+    btrain.add_argument("--hidden-size", type=positive_int, default=256, help="BiLSTM width (both directions)")
+    btrain.add_argument("--embedding-dim", type=positive_int, default=128, help="BiLSTM-CRF character embedding size")
+    btrain.add_argument("--max-train-samples", type=positive_int)
+    btrain.add_argument("--seed", type=non_negative_int, default=42)
     btrain.add_argument("--input-format", default="auto", choices=INPUT_FORMATS)
     btrain.add_argument("--lenient", action="store_true")
     btrain.add_argument("--quiet", action="store_true")
@@ -410,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     bpredict.add_argument("--model", required=True, help="baseline directory")
     bpredict.add_argument("--input", required=True, help="text, JSON lines, CLUENER or BIO file")
     bpredict.add_argument("--output", required=True)
-    bpredict.add_argument("--batch-size", type=int, default=64)
+    bpredict.add_argument("--batch-size", type=positive_int, default=64)
     bpredict.add_argument(
         "--input-format", default="auto", choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
     )
@@ -435,8 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--published", help="published figures to add as rows, e.g. eval/published_cluener.json")
     report.add_argument("--out", required=True, help="output directory")
-    report.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
-    report.add_argument("--seed", type=int, default=0)
+    report.add_argument(
+        "--resamples", type=positive_int, default=1000, help="bootstrap resamples (default: %(default)s)"
+    )
+    report.add_argument("--seed", type=non_negative_int, default=0)
     report.add_argument("--note", help="a paragraph for the top of report.md (how the systems were trained)")
     report.set_defaults(func=cmd_report)
 
@@ -453,6 +493,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# ValueErrors that earlier modules raise for bad user settings, named by (file, function) where they are raised;
+# any other ValueError, KeyError or IndexError is a bug and keeps its traceback.
+_SETTINGS_CHECKS = {
+    ("prompting.py", "load_prompt"),
+    ("prompting.py", "_parse_labels"),
+    ("prompting.py", "resolve_prompt_path"),
+    ("training.py", "train"),
+}
+# Libraries that raise OSError for a model that is not there (hub id or local directory).
+_MODEL_LOADERS = ("transformers", "huggingface_hub", "peft")
+
+
+def user_facing_error(exc: BaseException) -> tuple[int, str] | None:
+    """(exit code, one-line message) for an expected failure; None for a programming error."""
+    import http.client
+    import traceback
+    import urllib.error
+
+    from .extraction import ResumeMismatch
+
+    if isinstance(exc, UsageError):
+        return 2, str(exc)
+    if isinstance(exc, (DataError, ResumeMismatch)):
+        return 1, str(exc)
+    if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError, http.client.HTTPException)):
+        return 1, f"cannot reach the server: {exc}"
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return 1, f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        innermost = frames[-1]
+        if isinstance(exc, ValueError) and (Path(innermost.filename).name, innermost.name) in _SETTINGS_CHECKS:
+            return 1, str(exc)
+        if isinstance(exc, OSError) and any(
+            f"{os.sep}{name}{os.sep}" in frame.filename for frame in frames for name in _MODEL_LOADERS
+        ):
+            return 1, str(exc).splitlines()[0] if str(exc) else repr(exc)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:  # TrlParser owns every option after `train`, --help included
@@ -463,12 +543,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except BrokenPipeError:  # output piped into `head`
         return 1
-    except (ValueError, OSError) as exc:  # DataError is a ValueError; OSError: missing files or models
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        expected = user_facing_error(exc)
+        if expected is None:
+            raise  # a bug: keep the traceback
+        code, message = expected
+        print(f"error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ and the problem; with ``lenient=True`` the record is skipped instead and listed 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,11 +104,38 @@ def find_overlaps(spans: Sequence[Span]) -> list[tuple[Span, Span]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Writing: a temporary file beside the target, renamed into place, so an error or a full disk
+# never leaves a truncated file or destroys the previous one.
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed to ``path`` on success, removed on error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    """Write a UTF-8 text file via a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
 # Reading lines: UTF-8 with the failing line named.
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, decoded line without newline)."""
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line without newline): a BOM is dropped, lines end at
+    ``\n`` only (a U+2028 inside a sentence is text, not a line break)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -159,6 +189,8 @@ def _cluener_record(obj: object, labels: frozenset[str] | None) -> tuple[str | N
                 ):
                     raise ValueError(f"{label} {entity!r}: offsets {pair!r} are not [start, end] integers")
                 start, end_inclusive = pair
+                if start > end_inclusive:
+                    raise ValueError(f"{label} {entity!r}: offsets [{start}, {end_inclusive}]: start is after end")
                 if not 0 <= start <= end_inclusive < len(text):
                     raise ValueError(
                         f"{label} {entity!r}: offsets [{start}, {end_inclusive}] outside the text "
@@ -188,8 +220,9 @@ def read_cluener(
     allowed = frozenset(labels) if labels is not None else None
     report = LoadReport(str(path))
     examples: list[Example] = []
+    first_line: dict[str, int] = {}
     index = 0
-    for number, line in _read_lines(path):
+    for number, line in read_lines(path):
         if not line.strip():
             continue
         index += 1
@@ -199,12 +232,19 @@ def read_cluener(
             except json.JSONDecodeError as exc:
                 raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
             record_id, text, spans = _cluener_record(obj, allowed)
+            if record_id is not None and record_id in first_line:
+                raise ValueError(f"duplicate id {record_id!r} (first at line {first_line[record_id]})")
         except ValueError as exc:
-            error = DataError(path, number, str(exc))
+            reason = str(exc)
+            if index == 1 and line.strip().startswith("["):
+                reason += '; CLUENER data is JSON lines: one {"text": ..., "label": ...} object per line, not an array'
+            error = DataError(path, number, reason)
             if not lenient:
                 raise error from None
             report.skipped.append(error)
             continue
+        if record_id is not None:
+            first_line[record_id] = number
         example = Example(record_id if record_id is not None else str(index - 1), text, spans)
         for a, b in find_overlaps(example.spans):
             report.warnings.append(
@@ -232,7 +272,7 @@ def example_to_cluener(example: Example, with_id: bool = True) -> dict:
 def write_cluener(examples: Iterable[Example], path: str | Path, with_id: bool = True) -> int:
     """Write CLUENER JSON lines; returns the number of records written."""
     count = 0
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for example in examples:
             out.write(json.dumps(example_to_cluener(example, with_id), ensure_ascii=False) + "\n")
             count += 1
@@ -357,12 +397,32 @@ def detect_scheme(tags: Iterable[str]) -> str:
 # Char-per-line tag files
 
 
-def _split_char_line(line: str) -> tuple[str, str]:
-    """Split ``CHAR TAG``; the character itself may be a space (the last separator splits)."""
+def _split_char_line(line: str) -> tuple[str, str, int]:
+    """``(char, tag, columns)`` of a ``CHAR [COLUMNS...] TAG`` line: the first column is the character,
+    the last the tag (CoNLL); trailing whitespace is ignored and the character itself may be a space."""
+    line = line.rstrip(" \t")
     cut = max(line.rfind(" "), line.rfind("\t"))
     if cut <= 0:
         raise ValueError(f"expected 'CHAR TAG', got {line!r}")
-    return line[:cut], line[cut + 1 :]
+    head, tag = line[:cut], line[cut + 1 :]
+    columns = head.split()
+    if not columns:
+        return head[0], tag, 2  # the character is a space
+    return columns[0], tag, len(columns) + 1
+
+
+def _looks_like_json(line: str) -> bool:
+    """A line that opens a JSON object or array (a file wrongly taken for a tag file)."""
+    stripped = line.strip().lstrip("\ufeff")
+    if stripped in ("[", "{"):
+        return True
+    if not stripped.startswith(("[", "{")):
+        return False
+    try:
+        json.loads(stripped)
+    except ValueError:
+        return stripped.startswith("{")
+    return True
 
 
 def read_bio(
@@ -384,14 +444,23 @@ def read_bio(
     sentences: list[tuple[int, list[tuple[int, str, str]]]] = []
     current: list[tuple[int, str, str]] = []
     bad_lines: dict[int, DataError] = {}
-    for number, line in _read_lines(path):
+    column_counts: dict[int, int] = {}
+    for number, line in read_lines(path):
         if not line.strip():
             if current:
                 sentences.append((len(sentences), current))
                 current = []
             continue
+        if not sentences and not current and _looks_like_json(line):
+            raise DataError(
+                path,
+                number,
+                "this is JSON, not a char-per-line tag file: CLUENER data must be JSON lines, "
+                'one {"text": ..., "label": ...} object per line',
+            )
         try:
-            char, tag = _split_char_line(line)
+            char, tag, columns = _split_char_line(line)
+            column_counts[columns] = column_counts.get(columns, 0) + 1
         except ValueError as exc:
             bad_lines.setdefault(len(sentences), DataError(path, number, str(exc)))
             current.append((number, "", "O"))
@@ -401,6 +470,11 @@ def read_bio(
         sentences.append((len(sentences), current))
     if not sentences and not allow_empty:
         raise DataError(path, None, "empty file: no sentences")
+    if any(count > 2 for count in column_counts):
+        widths = ", ".join(f"{n} columns on {column_counts[n]} lines" for n in sorted(column_counts))
+        report.warnings.append(
+            f"{path}: {widths}: read the first column as the character and the last as the tag (CoNLL)"
+        )
     if scheme is None:
         scheme = detect_scheme(tag for _, rows in sentences for _, _, tag in rows if tag)
     examples: list[Example] = []
@@ -448,7 +522,7 @@ def read_bio(
 def write_bio(examples: Iterable[Example], path: str | Path, scheme: str = "bio") -> int:
     """Write a char-per-line tag file; returns the number of sentences written."""
     count = 0
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         for example in examples:
             tags = spans_to_tags(len(example.text), example.spans, scheme)
             for i, (char, tag) in enumerate(zip(example.text, tags)):
@@ -465,13 +539,13 @@ def write_bio(examples: Iterable[Example], path: str | Path, scheme: str = "bio"
 
 
 def guess_format(path: str | Path) -> str:
-    """``cluener`` for JSON lines (first non-blank line starts with ``{``), else ``bio``."""
+    """``cluener`` for JSON (first non-blank line opens a JSON object or array), else ``bio``."""
     path = Path(path)
     try:
         with open(path, "rb") as handle:
             for line in handle:
                 if line.strip():
-                    return "cluener" if line.lstrip(b"\xef\xbb\xbf \t").startswith(b"{") else "bio"
+                    return "cluener" if _looks_like_json(line.decode("utf-8", errors="replace")) else "bio"
     except OSError as exc:
         raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
     return "cluener"

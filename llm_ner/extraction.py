@@ -10,6 +10,7 @@ sentences are done the parts are merged into OUTPUT in input order. Under
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DataError, Example, Span, example_to_cluener, guess_format, load_examples
+from .cli import UsageError
+from .data import (
+    DataError,
+    Example,
+    Span,
+    atomic_path,
+    example_to_cluener,
+    guess_format,
+    load_examples,
+    read_lines,
+    write_text_atomic,
+)
 from .generation import PROMPT_COPY, read_run_metadata
 from .parsing import ParseStats, answer_to_spans
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
@@ -42,11 +54,7 @@ def read_inputs(path: str | Path, input_format: str = "auto", lenient: bool = Fa
         examples, report = load_examples(path, "cluener", lenient=lenient)
     elif input_format == "text":
         examples = []
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as exc:
-            raise DataError(path, None, f"not valid UTF-8: {exc}") from None
-        for line in lines:
+        for _, line in read_lines(path):  # BOM dropped; U+2028 inside a sentence does not split it
             if line.strip():
                 examples.append(Example(str(len(examples)), line.strip()))
         if not examples:
@@ -61,9 +69,9 @@ def read_inputs(path: str | Path, input_format: str = "auto", lenient: bool = Fa
 
 def _guess_text_or_tags(path: Path) -> str:
     """``bio`` when the first lines look like ``CHAR TAG``, else plain ``text``."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        lines = [line.rstrip("\n") for _, line in zip(range(20), handle) if line.strip()]
-    tag = re.compile(r"^.+[ \t](O|[BIMES][-_]\S+)$")
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        lines = [line.rstrip("\r\n") for _, line in zip(range(20), handle) if line.strip()]
+    tag = re.compile(r"^.+[ \t](O|[BIMES][-_]\S+)[ \t]*$")
     return "bio" if lines and all(tag.match(line) for line in lines) else "text"
 
 
@@ -134,13 +142,22 @@ def resolve_settings(
     if adapter and not model:
         config_path = Path(adapter) / "adapter_config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{adapter}: no adapter_config.json; pass --model too")
-        model = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+            raise UsageError(f"--adapter {adapter}: no adapter_config.json (not a LoRA adapter directory)")
+        try:
+            model = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+        except (ValueError, KeyError, TypeError):
+            raise DataError(config_path, None, "no base_model_name_or_path; pass --model too") from None
     if not model:
-        raise ValueError("--model is required (hub id or local directory)")
+        raise UsageError("--model is required (hub id or local directory)")
+    looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1  # hub ids are org/name
+    if looks_like_path and not Path(model).expanduser().is_dir():
+        raise UsageError(f"--model {model}: no such directory (a hub id looks like org/name)")
     notes = []
     if prompt:
-        template = load_prompt(prompt)
+        try:
+            template = load_prompt(prompt)
+        except (ValueError, FileNotFoundError) as exc:
+            raise UsageError(f"--prompt: {exc}") from None
         source = "command line"
     elif metadata:
         template = load_prompt(Path(metadata["_dir"]) / metadata.get("prompt", PROMPT_COPY))
@@ -178,19 +195,134 @@ def _read_records(path: Path, repair: bool = False) -> list[dict]:
     return records
 
 
+RUN_FILE = "run.json"
+
+
+def file_identity(path: Path, max_hash_bytes: int = 64 << 20) -> str:
+    """sha256 of a small file; size and modification time of a large one (weights of a real model)."""
+    stat = path.stat()
+    if stat.st_size <= max_hash_bytes:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"size:{stat.st_size} mtime_ns:{stat.st_mtime_ns}"
+
+
+def directory_identity(path: str | None) -> str | None:
+    """A content identity of a local model or adapter directory (None for a hub id)."""
+    if not path or not Path(path).is_dir():
+        return None
+    names = ("*.json", "*.safetensors", "*.bin", "*.pt")
+    files = sorted({f for pattern in names for f in Path(path).glob(pattern) if f.is_file()})
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}={file_identity(f)}\n".encode())
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def prompt_identity(prompt: PromptTemplate) -> str:
+    """sha256 of everything of a prompt that reaches the model."""
+    content = {
+        "system": prompt.system,
+        "user": prompt.user,
+        "format_instructions": prompt.format_instructions,
+        "labels": [vars(t) for t in prompt.schema.types] if prompt.schema else None,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_fingerprint(settings: RunSettings, **options) -> dict:
+    """The settings an output's records depend on, compared key by key on a resume.
+
+    Another backend adds its own keys (e.g. a server's base URL and served model name).
+    """
+    return {
+        "backend": "transformers",
+        "model": settings.model,
+        "model_files": directory_identity(settings.model),
+        "adapter": settings.adapter,
+        "adapter_files": directory_identity(settings.adapter),
+        "prompt": f"{settings.prompt.name} {prompt_identity(settings.prompt)}",
+        "answer_format": settings.answer_format,
+        **options,
+    }
+
+
+class ResumeMismatch(ValueError):
+    """Earlier results that were not made by this run's settings and input; the message says what differs."""
+
+
 class ResumableOutput:
-    """Per-process part files beside the output, merged into it in input order at the end."""
+    """Per-process part files beside the output, merged into it in input order at the end.
+
+    The run's fingerprint is kept in ``OUTPUT.parts/run.json`` while it runs and in
+    ``OUTPUT.run.json`` beside the finished output; earlier results are reused only when it is equal
+    and every earlier record's text equals the input's text of that id.
+    """
 
     def __init__(self, output: str | Path, rank: int = 0):
         self.output = Path(output)
         self.parts = self.output.with_name(self.output.name + ".parts")
         self.part = self.parts / f"rank-{rank}.jsonl"
+        self.run_file = self.output.with_name(self.output.name + "." + RUN_FILE)
+
+    def _part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("rank-*.jsonl")) if self.parts.is_dir() else []
 
     def done_ids(self) -> set[str]:
+        return set(self.done_records())
+
+    def done_records(self) -> dict[str, dict]:
+        """Finished records by id (a torn last line of this process's part file is cut off)."""
         records = _read_records(self.output)
-        for part in sorted(self.parts.glob("rank-*.jsonl")) if self.parts.is_dir() else []:
+        for part in self._part_files():
             records += _read_records(part, repair=part == self.part)
-        return {str(r["id"]) for r in records if "id" in r}
+        return {str(r["id"]): r for r in records if isinstance(r, dict) and "id" in r}
+
+    def check(self, fingerprint: dict, texts: dict[str, str]) -> None:
+        """Refuse earlier results made with other settings or from another input (`ResumeMismatch`)."""
+        restart = "use --restart to discard them, or choose another --output"
+        sources = []
+        if self.output.exists():
+            sources.append((self.output, self.run_file))
+        if self._part_files():
+            sources.append((self.parts, self.parts / RUN_FILE))
+        for results, run_file in sources:
+            try:
+                earlier = json.loads(run_file.read_text(encoding="utf-8"))["settings"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise ResumeMismatch(
+                    f"{results} exists but was not written by `llm-ner extract` with a run record "
+                    f"({run_file} missing or unreadable); {restart}"
+                ) from None
+            differences = [
+                f"{key}: {earlier.get(key)!r} then, {fingerprint.get(key)!r} now"
+                for key in sorted(set(earlier) | set(fingerprint))
+                if earlier.get(key) != fingerprint.get(key)
+            ]
+            if differences:
+                raise ResumeMismatch(
+                    f"{results} was made with other settings ({'; '.join(differences)}); {restart}"
+                )
+        stray, changed = [], []
+        for record_id, record in self.done_records().items():
+            if record_id not in texts:
+                stray.append(record_id)
+            elif record.get("text") != texts[record_id]:
+                changed.append(record_id)
+        if changed:
+            raise ResumeMismatch(
+                f"{self.output}: earlier records have another text than the input for {len(changed)} ids "
+                f"(first: id {changed[0]!r}): made from another input; {restart}"
+            )
+        if stray:
+            raise ResumeMismatch(
+                f"{self.output}: {len(stray)} earlier records have ids that are not in the input "
+                f"(first: id {stray[0]!r}): made from another input; {restart}"
+            )
+
+    def start(self, fingerprint: dict) -> None:
+        """Record the fingerprint beside the part files before any record is appended."""
+        self.parts.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(self.parts / RUN_FILE, {"settings": fingerprint})
 
     def append(self, records: Sequence[dict]) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)
@@ -199,33 +331,37 @@ class ResumableOutput:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def clear(self) -> None:
-        """Forget earlier results: remove the output and the part files."""
-        self.output.unlink(missing_ok=True)
+    def _remove_parts(self) -> None:
         if self.parts.is_dir():
             for part in self.parts.glob("rank-*.jsonl"):
                 part.unlink()
+            (self.parts / RUN_FILE).unlink(missing_ok=True)
             self.parts.rmdir()
+
+    def clear(self) -> None:
+        """Forget earlier results: remove the output, its run record and the part files."""
+        self.output.unlink(missing_ok=True)
+        self.run_file.unlink(missing_ok=True)
+        self._remove_parts()
 
     def merge(self, order: Sequence[str]) -> int:
         """Write OUTPUT with every finished record in input order; remove the parts."""
-        by_id = {str(r["id"]): r for r in _read_records(self.output)}
-        for part in sorted(self.parts.glob("rank-*.jsonl")) if self.parts.is_dir() else []:
-            for record in _read_records(part):
-                by_id[str(record["id"])] = record
-        tmp = self.output.with_name(f".{self.output.name}.tmp")
+        by_id = self.done_records()
+        run = self.parts / RUN_FILE
+        if run.is_file():  # checked equal to the output's run record (if any) before the run
+            _write_json_atomic(self.run_file, json.loads(run.read_text(encoding="utf-8")))
         count = 0
-        with open(tmp, "w", encoding="utf-8") as handle:
+        with atomic_path(self.output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
             for record_id in order:
                 if record_id in by_id:
                     handle.write(json.dumps(by_id[record_id], ensure_ascii=False) + "\n")
                     count += 1
-        os.replace(tmp, self.output)
-        if self.parts.is_dir():
-            for part in self.parts.glob("rank-*.jsonl"):
-                part.unlink()
-            self.parts.rmdir()
+        self._remove_parts()
         return count
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    write_text_atomic(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,9 +410,12 @@ def extract(
     done = store.done_ids()
     mine = [ex for i, ex in enumerate(examples) if i % world == rank and ex.id not in done]
     totals = ParseStats()
-    # Whole length-sorted batches keep padding low; records are written after every batch.
+    # Pieces of long sentences join the others in length-sorted batches of ``batch_size`` pieces (low
+    # padding, bounded memory); a sentence's record is written once all its pieces are answered.
     pieces_of = {ex.id: split_long(ex.text, max_chars) for ex in mine}
-    by_length = sorted(range(len(mine)), key=lambda i: -len(mine[i].text))
+    work = [(ex, k) for ex in mine for k in range(len(pieces_of[ex.id]))]
+    work.sort(key=lambda item: -len(pieces_of[item[0].id][item[1]][1]))
+    answers_of: dict[str, list[str | None]] = {ex.id: [None] * len(pieces_of[ex.id]) for ex in mine}
     bar = tqdm(
         total=len(mine),
         unit="sent",
@@ -290,9 +429,9 @@ def extract(
 
         processor_factory = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
     try:
-        for start in range(0, len(by_length), batch_size):
-            batch = [mine[i] for i in by_length[start : start + batch_size]]
-            texts = [piece for ex in batch for _, piece in pieces_of[ex.id]]
+        for start in range(0, len(work), batch_size):
+            batch = work[start : start + batch_size]
+            texts = [pieces_of[ex.id][k][1] for ex, k in batch]
             conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
             answers = generate_answers(
                 model,
@@ -303,15 +442,16 @@ def extract(
                 max_new_tokens=max_new_tokens,
                 logits_processor_factory=processor_factory,
             )
-            records, cursor = [], 0
-            for ex in batch:
-                n = len(pieces_of[ex.id])
-                record, stats = make_record(ex, pieces_of[ex.id], answers[cursor : cursor + n], settings.prompt)
-                cursor += n
-                totals += stats
-                records.append(record)
-            store.append(records)
-            bar.update(len(batch))
+            records = []
+            for (ex, k), answer in zip(batch, answers):
+                answers_of[ex.id][k] = answer
+                if all(a is not None for a in answers_of[ex.id]):
+                    record, stats = make_record(ex, pieces_of[ex.id], answers_of.pop(ex.id), settings.prompt)
+                    totals += stats
+                    records.append(record)
+            if records:
+                store.append(records)
+                bar.update(len(records))
     finally:
         bar.close()
     return totals
@@ -344,11 +484,21 @@ def run_extraction(args) -> int:
     state = PartialState(cpu=args.device == "cpu")
     settings = resolve_settings(args.model, args.adapter, args.prompt, args.format)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
+    check_unique_ids(examples, args.input)
+    texts = {ex.id: ex.text for ex in examples}
+    all_ids = [ex.id for ex in examples]
     if args.limit:
         examples = examples[: args.limit]
-    ids = [ex.id for ex in examples]
-    if len(set(ids)) != len(ids):
-        raise DataError(args.input, None, "duplicate ids in the input")
+    fingerprint = run_fingerprint(
+        settings,
+        constrained=bool(args.constrained),
+        max_new_tokens=args.max_new_tokens,
+        max_chars=args.max_chars,
+        load_in_4bit=bool(args.load_in_4bit),
+    )
+    store = ResumableOutput(args.output, state.process_index)
+    if not args.restart:
+        store.check(fingerprint, texts)  # every process, so a refusal stops them all
     if state.is_main_process:
         for note in settings.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -357,10 +507,15 @@ def run_extraction(args) -> int:
             f"{len(examples)} sentences",
             file=sys.stderr,
         )
-    if args.restart and state.is_main_process:
-        ResumableOutput(args.output).clear()
+        if args.restart:
+            store.clear()
+        store.start(fingerprint)
     state.wait_for_everyone()
     device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
+    if device.startswith("cuda") and not _cuda():
+        raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
+    if args.load_in_4bit and not device.startswith("cuda"):
+        raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
     model, tokenizer = load_model(
         settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
     )
@@ -389,12 +544,23 @@ def run_extraction(args) -> int:
         return 130
     state.wait_for_everyone()
     if state.is_main_process:
-        written = ResumableOutput(args.output).merge(ids)
+        written = ResumableOutput(args.output).merge(all_ids)  # earlier records beyond --limit are kept
         print(
             f"this run: {summarize(stats)}" + (" (process 0 only)" if state.num_processes > 1 else ""), file=sys.stderr
         )
         print(f"wrote {written} records to {args.output}", file=sys.stderr)
     return 0
+
+
+def check_unique_ids(examples: Sequence[Example], path: str | Path) -> None:
+    """Raise `DataError` naming the first id used twice and both of its records."""
+    first: dict[str, int] = {}
+    for index, ex in enumerate(examples):
+        if ex.id in first:
+            raise DataError(
+                path, None, f"duplicate id {ex.id!r} (records {first[ex.id] + 1} and {index + 1}); ids must be unique"
+            )
+        first[ex.id] = index
 
 
 def _cuda() -> bool:

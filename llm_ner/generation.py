@@ -76,8 +76,17 @@ def prefix_cache(model, prefix: Sequence[int]):
     # Our own cache object, filled in place: a mixed-precision wrapper (accelerate) would
     # convert the returned copy to float32 while generation writes the autocast dtype.
     cache = DynamicCache(config=model.config)
-    model(input_ids=ids, past_key_values=cache, use_cache=True)
+    model(input_ids=ids, use_cache=True, **{cache_argument(model): cache})
     return cache
+
+
+def cache_argument(model) -> str:
+    """``cache``, the name of the KV-cache argument since transformers 5.2x (``past_key_values`` warns
+    there), or ``past_key_values`` in the versions before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
@@ -139,7 +148,7 @@ def generate_batch(
         attention[row, shared + width - len(tail) :] = 1
     extra = {}
     if prefix:
-        extra["past_key_values"] = _batch_cache_from_prefix(
+        extra[cache_argument(model)] = _batch_cache_from_prefix(
             model, prefix[1], len(prompts), shared + width + max_new_tokens
         )
     output = model.generate(

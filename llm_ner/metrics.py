@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .data import Example, Span
+from .data import DataError, Example, Span
 
 ERROR_KINDS = (
     "correct",
@@ -164,24 +164,38 @@ def _check_lengths(gold: Sequence, pred: Sequence) -> None:
 # Matching prediction files to gold and the full evaluation
 
 
-def match_predictions(gold: Sequence[Example], pred: Sequence[Example]) -> tuple[list[Example], list[str]]:
+def match_predictions(
+    gold: Sequence[Example],
+    pred: Sequence[Example],
+    pred_path: str = "predictions",
+    skipped_gold: Sequence[DataError] = (),
+) -> tuple[list[Example], list[str]]:
     """Predictions in gold order, by id; a gold sentence with no prediction gets no spans.
 
-    Raises ValueError for a predicted id not in gold or a text that differs from gold's.
-    Returns the aligned predictions and the ids of gold sentences that had no prediction.
+    Raises `DataError` (naming ``pred_path``) for a predicted id not in gold, an id predicted twice
+    or a text that differs from gold's; ``skipped_gold`` (bad gold records a lenient read left out)
+    explains a missing id. Returns the aligned predictions and the ids of gold sentences without one.
     """
     by_id = {ex.id: ex for ex in gold}
     if len(by_id) != len(gold):
-        raise ValueError("gold file has duplicate ids")
+        raise ValueError("gold examples have duplicate ids")  # the readers refuse these
     predicted: dict[str, Example] = {}
     for ex in pred:
         if ex.id not in by_id:
-            raise ValueError(f"prediction id {ex.id!r} is not in the gold file")
+            reason = f"prediction id {ex.id!r} is not in the gold file"
+            if skipped_gold:
+                reason += (
+                    f" (the gold file had {len(skipped_gold)} bad records skipped by --lenient, "
+                    f"first: {skipped_gold[0]}; ids of records without one are their positions)"
+                )
+            raise DataError(pred_path, None, reason)
         if ex.id in predicted:
-            raise ValueError(f"prediction id {ex.id!r} appears twice")
+            raise DataError(pred_path, None, f"prediction id {ex.id!r} appears twice")
         if ex.text and ex.text != by_id[ex.id].text:
-            raise ValueError(
-                f"prediction {ex.id!r}: text differs from gold ({ex.text[:30]!r} vs {by_id[ex.id].text[:30]!r})"
+            raise DataError(
+                pred_path,
+                None,
+                f"prediction {ex.id!r}: text differs from gold ({ex.text[:30]!r} vs {by_id[ex.id].text[:30]!r})",
             )
         predicted[ex.id] = ex
     aligned, missing = [], []
@@ -194,14 +208,44 @@ def match_predictions(gold: Sequence[Example], pred: Sequence[Example]) -> tuple
     return aligned, missing
 
 
-def evaluate(gold: Sequence[Example], pred: Sequence[Example], labels: Sequence[str] | None = None) -> dict:
+def label_warnings(gold: Sequence[Example], pred: Sequence[Example]) -> list[str]:
+    """Warnings about entity types: predictions typed with another label set (``PER`` against ``name``)
+    score as unrelated classes, silently. Said when no predicted type is a gold type, or when types gold
+    never uses make up at least half of the predicted spans (a few such spans are normal on a small slice)."""
+    gold_labels = {s.label for ex in gold for s in ex.spans}
+    predicted = Counter(s.label for ex in pred for s in ex.spans)
+    unknown = sorted(set(predicted) - gold_labels)
+    if not unknown or not gold_labels:
+        return []
+    if not set(predicted) & gold_labels:
+        return [
+            f"no predicted entity type is a gold type (gold: {', '.join(sorted(gold_labels))}; predicted: "
+            f"{', '.join(sorted(predicted))}): the predictions use another label set, every entity scores as wrong"
+        ]
+    outside = sum(predicted[label] for label in unknown)
+    if 2 * outside >= sum(predicted.values()):
+        return [
+            f"{outside} of {sum(predicted.values())} predicted spans have types the gold file never uses "
+            f"({', '.join(unknown)}); another label set?"
+        ]
+    return []
+
+
+def evaluate(
+    gold: Sequence[Example],
+    pred: Sequence[Example],
+    labels: Sequence[str] | None = None,
+    pred_path: str = "predictions",
+    skipped_gold: Sequence[DataError] = (),
+) -> dict:
     """All scores of a prediction set against gold, as a JSON-ready dict with stable keys."""
-    aligned, missing = match_predictions(gold, pred)
+    aligned, missing = match_predictions(gold, pred, pred_path, skipped_gold)
     gold_spans = [ex.spans for ex in gold]
     pred_spans = [ex.spans for ex in aligned]
     return {
         "sentences": len(gold),
         "missing_predictions": len(missing),
+        "warnings": label_warnings(gold, aligned),
         "span": span_scores(gold_spans, pred_spans, labels).as_dict(),
         "cluener_string": cluener_string_scores(gold, aligned, labels).as_dict(),
         "errors": error_breakdown(gold_spans, pred_spans),
@@ -256,4 +300,6 @@ def format_evaluation(result: dict) -> str:
             f"\nwarning: {result['missing_predictions']} gold sentences had no prediction "
             "(scored as predicting nothing)"
         )
+    for warning in result.get("warnings", []):
+        parts.append(f"\nwarning: {warning}")
     return "\n".join(parts)

@@ -11,12 +11,15 @@ bootstrap confidence intervals of micro-F1 differences), ``report.json`` and ``f
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from .data import Example, load_examples
+from .cli import UsageError, check_output_path
+from .data import DataError, Example, atomic_path, load_examples
 from .metrics import evaluate, format_error_table, format_scores_table, match_predictions
 
 PUBLISHED_MARK = "published, not re-run"
@@ -44,9 +47,9 @@ def parse_pred_arguments(values: Sequence[str]) -> list[tuple[str, str]]:
     for value in values:
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--pred expects NAME=FILE, got {value!r}")
+            raise UsageError(f"--pred expects NAME=FILE, got {value!r}")
         if name in {n for n, _ in pairs}:
-            raise ValueError(f"--pred name {name!r} given twice")
+            raise UsageError(f"--pred name {name!r} given twice")
         pairs.append((name, path))
     return pairs
 
@@ -68,6 +71,8 @@ def _micro_f1(counts: np.ndarray) -> np.ndarray:
 
 def paired_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
     """Micro-F1 of A minus B with a 95% interval from resampling sentences (paired)."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
     rng = np.random.default_rng(seed)
     index = rng.integers(0, len(counts_a), size=(resamples, len(counts_a)))
     diffs = _micro_f1(counts_a[index].sum(1)) - _micro_f1(counts_b[index].sum(1))
@@ -232,6 +237,28 @@ def plot_f1_per_class(report: dict, path: str | Path) -> None:
     plt.close(figure)
 
 
+def load_published(path: str | Path) -> dict:
+    """Published figures (see eval/published_cluener.json), checked: `DataError` naming the file otherwise."""
+    try:
+        published = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DataError(path, None, f"not valid UTF-8: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(path, exc.lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(published, dict) or not isinstance(published.get("systems"), dict):
+        raise DataError(path, None, 'expected a JSON object with "systems": {name: {"summary_f1": {...}}}')
+    for name, system in published["systems"].items():
+        summary = system.get("summary_f1") if isinstance(system, dict) else None
+        if not isinstance(summary, dict):
+            raise DataError(path, None, f'system {name!r}: no "summary_f1" object {{class: F1, "micro avg": F1}}')
+        if "micro avg" not in summary:
+            raise DataError(path, None, f'system {name!r}: "summary_f1" has no "micro avg"')
+        for key, value in summary.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise DataError(path, None, f"system {name!r}: summary_f1[{key!r}] is {value!r}, not a number")
+    return published
+
+
 def run_report(
     gold_path: str,
     preds: Sequence[str],
@@ -242,22 +269,38 @@ def run_report(
     note: str | None = None,
 ) -> Path:
     """`llm-ner report`: score every prediction file and write report.md, report.json and the chart."""
+    out = Path(out_dir)
+    outputs = {name: out / name for name in ("report.md", "report.json", "f1_per_class.png")}
+    pairs = parse_pred_arguments(preds)
+    for target in outputs.values():
+        check_output_path(target, {"--gold": gold_path, **{f"--pred {n}": p for n, p in pairs}}, "--out")
     gold, _ = load_examples(gold_path)
     systems = {}
     parsing = {}
-    for name, path in parse_pred_arguments(preds):
+    for name, path in pairs:
         systems[name], _ = load_examples(path, "cluener", allow_empty=True)
         parsing[name] = parse_counters(path)
-    published = json.loads(Path(published_path).read_text(encoding="utf-8")) if published_path else None
+    published = load_published(published_path) if published_path else None
     report = build_report(gold, systems, published, resamples, seed)
     report["gold"] = str(gold_path)
-    report["predictions"] = dict(parse_pred_arguments(preds))
+    report["predictions"] = dict(pairs)
     report["note"] = note
     for name, counts in parsing.items():
         report["systems"][name]["parsing"] = counts
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_f1_per_class(report, out / "f1_per_class.png")
-    (out / "report.md").write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for name, result in report["systems"].items():  # on the console too, not only inside report.md
+        if result["missing_predictions"]:
+            print(
+                f"warning: {name}: {result['missing_predictions']} of {report['sentences']} gold sentences have no "
+                "prediction (scored as empty)",
+                file=sys.stderr,
+            )
+        for warning in result.get("warnings", []):
+            print(f"warning: {name}: {warning}", file=sys.stderr)
+    # All three files are written to temporary files first and renamed together at the end: a failure
+    # leaves the previous report as it was, never a mix of old and new files.
+    with ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_path(path)) for name, path in outputs.items()}
+        plot_f1_per_class(report, tmp["f1_per_class.png"])
+        tmp["report.md"].write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
+        tmp["report.json"].write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return out

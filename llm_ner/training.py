@@ -314,12 +314,17 @@ def save_run_metadata(
 
 def train(data_args: NERDataArguments, training_args, model_args, callbacks=None):
     """Fine-tune, evaluate and save; returns the trainer (used by tests)."""
+    import warnings
+
     import torch
     from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoTokenizer
     from trl import get_peft_config, get_quantization_config
 
+    # peft and TRL read model.is_gradient_checkpointing, which transformers 5.2x renamed and warns about on
+    # every LoRA run; nothing a user can change.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if not data_args.train_file:
         raise ValueError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
     if not model_args.model_name_or_path:
@@ -447,8 +452,18 @@ def make_parser():
     return TrlParser((NERDataArguments, SFTConfig, ModelConfig))
 
 
+def parse_arguments(argv: list[str] | None = None):
+    """(data, training, model) arguments: a YAML ``--config`` plus command-line overrides."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # TRL's SFTConfig defaults gradient_checkpointing (and our configs use that name, which older
+        # transformers need); transformers 5.2x renamed it activation_checkpointing and warns on every run.
+        warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
+        return make_parser().parse_args_and_config(args=argv)
+
+
 def main(argv: list[str] | None = None, callbacks=None):
     """Entry point of `train_sft.py` and `llm-ner train` (YAML --config plus CLI overrides)."""
-    parser = make_parser()
-    data_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    data_args, training_args, model_args = parse_arguments(argv)
     return train(data_args, training_args, model_args, callbacks=callbacks)

@@ -7,7 +7,10 @@
 #
 #   bash scripts/quickstart.sh            # all of CLUENER train/dev, about 13 minutes on 2 cores
 #   bash scripts/quickstart.sh --quick    # 2000 train / 300 dev sentences, 1 epoch, about 2 minutes
-#   options: --out DIR (default runs/quickstart, runs/quickstart-quick), --restart (discard earlier results)
+#   bash scripts/quickstart.sh --model Qwen/Qwen2.5-0.5B-Instruct   # a real model (hub id or local directory):
+#       LoRA with the matching configs/*.yaml (or --config FILE), on the GPU when there is one
+#   options: --out DIR (default runs/quickstart, runs/quickstart-quick, runs/quickstart-MODEL), --restart (discard
+#   earlier results), --train-n N / --dev-n N (first N sentences), -- ARGS... (passed on to train_sft.py)
 #
 # Data: $LLM_NER_DATA, else ../shared/data/cluener beside the checkout, else data/cluener/, else a
 # download of the CLUE archive (`llm-ner data cluener`); with none of them, the small template sample
@@ -15,23 +18,61 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 RESTART=0 OUT=""
+QUICK=0 RESTART=0 OUT="" MODEL="" CONFIG="" TRAIN_LIMIT="" DEV_LIMIT="" EXTRA_TRAIN_ARGS=()
+need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --restart) RESTART=1 ;;
-    --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --out) need "$@"; OUT="$2"; shift ;;
+    --model) need "$@"; MODEL="$2"; shift ;;
+    --config) need "$@"; CONFIG="$2"; shift ;;
+    --train-n) need "$@"; TRAIN_LIMIT="$2"; shift ;;
+    --dev-n) need "$@"; DEV_LIMIT="$2"; shift ;;
+    --) shift; EXTRA_TRAIN_ARGS=("$@"); break ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ -x .venv/bin/python ] || bash scripts/setup.sh
-export PATH="$PWD/.venv/bin:$PATH"
+for n in "$TRAIN_LIMIT" "$DEV_LIMIT"; do
+  case "$n" in ""|[1-9]|[1-9][0-9]*) ;; *) echo "--train-n/--dev-n: a whole number >= 1, got '$n'" >&2; exit 2 ;; esac
+done
+# The project's .venv (created on first use), unless llm-ner is already installed in the active environment.
+if [ -x .venv/bin/python ] || ! { command -v llm-ner && python -c "import llm_ner"; } >/dev/null 2>&1; then
+  [ -x .venv/bin/python ] || bash scripts/setup.sh
+  export PATH="$PWD/.venv/bin:$PATH"
+fi
 if [ "$QUICK" = 1 ]; then
   OUT=${OUT:-runs/quickstart-quick} TRAIN_N=2000 DEV_N=300 EPOCHS=1 BASELINE_EPOCHS=5
 else
   OUT=${OUT:-runs/quickstart} TRAIN_N="" DEV_N="" EPOCHS=2 BASELINE_EPOCHS=10
+fi
+TRAIN_N=${TRAIN_LIMIT:-$TRAIN_N} DEV_N=${DEV_LIMIT:-$DEV_N}
+if [ -n "$MODEL" ]; then
+  # The config made for this model: configs/*.yaml whose model_name_or_path has the same last path part, else
+  # whose file name (qwen2.5-0.5b, qwen3-8b, ...) is part of the model's name. --config overrides.
+  if [ -z "$CONFIG" ]; then
+    name=$(basename "$MODEL" | tr '[:upper:]' '[:lower:]')
+    for f in configs/*-lora.yaml; do
+      base=$(sed -n 's/^model_name_or_path: *\([^ #]*\).*/\1/p' "$f" | xargs basename | tr '[:upper:]' '[:lower:]')
+      [ "$base" = "$name" ] && CONFIG="$f" && break
+    done
+    if [ -z "$CONFIG" ]; then
+      for f in configs/*-lora.yaml; do
+        key=$(basename "$f" -lora.yaml)
+        case "$name" in *"$key"*) CONFIG="$f"; break ;; esac
+      done
+    fi
+    [ -n "$CONFIG" ] || { echo "no config in configs/ matches $MODEL; pass --config configs/FILE.yaml" >&2; exit 2; }
+  fi
+  [ -f "$CONFIG" ] || { echo "--config $CONFIG: no such file" >&2; exit 2; }
+  case "$MODEL" in /*|.*|~*|*/*/*)  # a path, not an org/name hub id
+    [ -d "$MODEL" ] || { echo "--model $MODEL: no such directory (a hub id looks like org/name)" >&2; exit 2; } ;;
+  esac
+  MODEL_NAME=$(basename "$MODEL")
+  OUT=${OUT:-runs/quickstart-$MODEL_NAME}
+  [ -z "$TRAIN_LIMIT$DEV_LIMIT" ] && [ "$QUICK" = 0 ] && EPOCHS=""  # the config's epochs
 fi
 start=$(date +%s)
 step() { printf '\n== [%s/8] %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }
@@ -46,36 +87,64 @@ DATA=$(llm-ner data cluener --allow-sample)
 SOURCE="CLUENER2020"
 case "$DATA" in */sample_data/*) SOURCE="the template sample shipped with llm-ner (not CLUENER)" ;; esac
 # Earlier results are kept only if they came from the same data and mode.
-SETTINGS="data=$DATA quick=$QUICK"
+SETTINGS="data=$DATA quick=$QUICK model=$MODEL config=$CONFIG train_n=$TRAIN_N dev_n=$DEV_N"
 if [ "$RESTART" = 1 ] || [ "$(cat "$OUT/.settings" 2>/dev/null)" != "$SETTINGS" ]; then rm -rf "$OUT"; fi
 mkdir -p "$OUT/data"
 echo "$SETTINGS" > "$OUT/.settings"
 TRAIN="$DATA/train.json" DEV="$DATA/dev.json"
-if [ "$QUICK" = 1 ]; then  # the first N sentences of each split
+if [ -n "$TRAIN_N" ]; then  # the first N sentences of each split
   head -n "$TRAIN_N" "$DATA/train.json" > "$OUT/data/train.json"
+  TRAIN="$OUT/data/train.json"
+fi
+if [ -n "$DEV_N" ]; then
   head -n "$DEV_N" "$DATA/dev.json" > "$OUT/data/dev.json"
-  TRAIN="$OUT/data/train.json" DEV="$OUT/data/dev.json"
+  DEV="$OUT/data/dev.json"
 fi
 echo "train $TRAIN ($(wc -l < "$TRAIN") sentences), dev $DEV ($(wc -l < "$DEV") sentences): $SOURCE"
 
 step 2 "convert train to chat instructions"
 llm-ner convert --input "$TRAIN" --output "$OUT/train.jsonl" --prompt cluener_zh_short
 
-step 3 "build a tiny random Qwen3 with a locally trained tokenizer"
-is_done tiny || { llm-ner tiny-model --arch qwen3 --out "$OUT/tiny-qwen3" --texts "$TRAIN" "$DEV" && done_step tiny; }
+if [ -n "$MODEL" ]; then
+  SYSTEM="$MODEL_NAME-lora"
+  if python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    DEVICE="GPU" device_args=()
+  else  # bf16 autocast is slow or missing on CPUs
+    DEVICE="CPU" device_args=(--use_cpu true --bf16 false --dtype float32)
+  fi
+  step 3 "model $MODEL with LoRA, $CONFIG, on the $DEVICE"
+  echo "$MODEL"
+  step 4 "fine-tune it: train_sft.py --config $CONFIG"
+  if ! is_done train; then
+    resume=()
+    last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
+    epochs=()
+    [ -n "$EPOCHS" ] && epochs=(--num_train_epochs "$EPOCHS")
+    python train_sft.py --config "$CONFIG" --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
+      --model_name_or_path "$MODEL" --output_dir "$OUT/model" "${epochs[@]}" "${device_args[@]}" "${resume[@]}" \
+      "${EXTRA_TRAIN_ARGS[@]}"
+    done_step train
+  fi
+else
+  SYSTEM="tiny-qwen3-sft"
+  step 3 "build a tiny random Qwen3 with a locally trained tokenizer"
+  is_done tiny || { llm-ner tiny-model --arch qwen3 --out "$OUT/tiny-qwen3" --texts "$TRAIN" "$DEV" && done_step tiny; }
 
-step 4 "fine-tune it: train_sft.py --config configs/tiny-cpu.yaml"
-if ! is_done train; then
-  resume=()
-  last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
-  [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
-  python train_sft.py --config configs/tiny-cpu.yaml --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
-    --model_name_or_path "$OUT/tiny-qwen3" --output_dir "$OUT/model" --num_train_epochs "$EPOCHS" "${resume[@]}"
-  done_step train
+  step 4 "fine-tune it: train_sft.py --config configs/tiny-cpu.yaml"
+  if ! is_done train; then
+    resume=()
+    last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
+    python train_sft.py --config configs/tiny-cpu.yaml --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
+      --model_name_or_path "$OUT/tiny-qwen3" --output_dir "$OUT/model" --num_train_epochs "$EPOCHS" "${resume[@]}" \
+      "${EXTRA_TRAIN_ARGS[@]}"
+    done_step train
+  fi
 fi
 
-step 5 "extract entities from dev (batched, resumable)"
-llm-ner extract --model "$OUT/model" --input "$DEV" --output "$OUT/tiny-qwen3-sft.dev.pred.json" --batch-size 64
+step 5 "extract entities from dev (batched, resumable, constrained decoding)"
+llm-ner extract --model "$OUT/model" --input "$DEV" --output "$OUT/$SYSTEM.dev.pred.json" --batch-size 64 --constrained
 
 step 6 "train the BiLSTM-CRF baseline ($BASELINE_EPOCHS epochs, best epoch by dev F1)"
 is_done baseline || {
@@ -92,8 +161,14 @@ if [ "$SOURCE" = "CLUENER2020" ]; then
   published=(--published eval/published_cluener.json)
   [ "$QUICK" = 1 ] && note="$note Quick run: trained on the first $TRAIN_N train sentences, scored on the first $DEV_N dev sentences; the published rows are on all of dev."
 fi
-note="$note tiny-qwen3-sft: a 1.2 M-parameter Qwen3 with random initial weights, fully fine-tuned for $EPOCHS epoch(s) on CPU (configs/tiny-cpu.yaml): it proves the plumbing, not quality. bilstm-crf: trained from scratch for $BASELINE_EPOCHS epochs, the epoch with the best dev F1 kept."
-llm-ner report --gold "$DEV" --pred tiny-qwen3-sft="$OUT/tiny-qwen3-sft.dev.pred.json" \
+if [ -n "$MODEL" ]; then
+  note="$note $SYSTEM: $MODEL fine-tuned with LoRA ($CONFIG${EPOCHS:+, $EPOCHS epoch(s)}) on the $DEVICE, extraction with constrained decoding."
+else
+  note="$note tiny-qwen3-sft: a 1.2 M-parameter Qwen3 with random initial weights, fully fine-tuned for $EPOCHS epoch(s) on CPU (configs/tiny-cpu.yaml), extraction with constrained decoding: it proves the plumbing, not quality."
+fi
+[ -n "$TRAIN_N$DEV_N" ] && [ "$QUICK" = 0 ] && note="$note Trained on the first ${TRAIN_N:-all} train sentences, scored on the first ${DEV_N:-all} dev sentences."
+note="$note bilstm-crf: trained from scratch for $BASELINE_EPOCHS epochs, the epoch with the best dev F1 kept."
+llm-ner report --gold "$DEV" --pred "$SYSTEM=$OUT/$SYSTEM.dev.pred.json" \
   --pred bilstm-crf="$OUT/bilstm-crf.dev.pred.json" "${published[@]}" --out "$OUT/report" --note "$note"
 
 echo

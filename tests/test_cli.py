@@ -91,6 +91,7 @@ def test_evaluate_gold_against_itself_is_perfect(tmp_path, cluener_dir, cluener_
         "pred",
         "sentences",
         "missing_predictions",
+        "warnings",
         "span",
         "cluener_string",
         "errors",

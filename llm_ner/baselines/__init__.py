@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 import random
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import Example, Span, spans_to_tags, tags_to_spans
+from ..data import DataError, Example, Span, atomic_path, spans_to_tags, tags_to_spans, write_text_atomic
 from ..extraction import split_long
 from ..metrics import span_scores
 from .models import ARCHS, PAD, UNK, BertCRF, BiLSTMCRF, loss_and_paths
@@ -214,7 +215,7 @@ def train_baseline(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(config.seed)
-    history, best = [], -1.0
+    history, best = [], float("-inf")  # without dev the score is -loss, below -1 early on
     for epoch in range(1, config.epochs + 1):
         model.train()
         started, total, steps = time.perf_counter(), 0.0, 0
@@ -230,7 +231,7 @@ def train_baseline(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
-            total += float(loss)
+            total += loss.item()
             steps += 1
             bar.set_postfix(loss=f"{total / steps:.3f}")
         seconds = time.perf_counter() - started
@@ -245,16 +246,16 @@ def train_baseline(
         if score > best:
             best = score
             save_baseline(model, config, out)
-    (out / "history.json").write_text(json.dumps(history, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(json.dumps(history, indent=2) + "\n", out / "history.json")
     return {"history": history, "best": best}
 
 
 def save_baseline(model, config: BaselineConfig, out: Path) -> None:
-    (out / CONFIG_FILE).write_text(
-        json.dumps(dataclasses.asdict(config), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    # Temporary files renamed into place: a kill while saving never leaves a truncated model.pt.
+    write_text_atomic(json.dumps(dataclasses.asdict(config), ensure_ascii=False, indent=2) + "\n", out / CONFIG_FILE)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    torch.save(state, out / WEIGHTS_FILE)
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
     if config.arch != "bilstm-crf":  # the fine-tuned encoder and its tokenizer, loadable on their own
         from transformers import AutoTokenizer
 
@@ -267,14 +268,27 @@ def load_baseline(model_dir: str | Path):
     model_dir = Path(model_dir)
     if not (model_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE} (not a baseline directory)")
-    raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    config = BaselineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    try:
+        raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = BaselineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; TypeError: unknown fields
+        raise DataError(model_dir / CONFIG_FILE, None, f"not a baseline config: {exc}") from None
     encoder_dir = str(model_dir / "encoder") if config.arch != "bilstm-crf" else None
     model, batcher = build_model(config, encoder_dir)
-    state = torch.load(model_dir / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    weights = model_dir / WEIGHTS_FILE
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated or foreign file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(weights, None, f"cannot load the weights ({reason}): damaged or not from training") from None
+    if not isinstance(state, dict):
+        raise DataError(weights, None, "not a state dict of baseline weights")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shapes differ
+        raise DataError(weights, None, f"weights do not fit {CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
     if unexpected or [k for k in missing if not k.startswith("encoder.")]:
-        raise ValueError(f"{model_dir}: weights do not fit the saved config")
+        raise DataError(weights, None, f"weights do not fit {CONFIG_FILE} (missing or unexpected tensors)")
     return model, batcher
 
 

@@ -1,0 +1,96 @@
+"""`scripts/quickstart.sh --model DIR`: the real-model path (LoRA, the matching config, GPU when there is one)
+run end to end on a random-weight Qwen2.5 of a small shape beside the REAL Qwen2.5 tokenizer."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZERS = ROOT.parent / "shared" / "tokenizers"
+
+
+def random_model_on_real_tokenizer(out: Path, tokenizer_dir: Path) -> Path:
+    """Random weights of a small Qwen2 shape with the real tokenizer's vocabulary and chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from llm_ner.tiny import build_config
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = build_config("qwen2", 151936, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1)
+    ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    config.bos_token_id, config.eos_token_id, config.pad_token_id = ids[0], ids[1], ids[0]
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.generation_config = GenerationConfig(eos_token_id=[ids[1], ids[0]], pad_token_id=ids[0])
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def qwen25_dir(tmp_path_factory):
+    tokenizer = TOKENIZERS / "qwen2.5"
+    if not (tokenizer / "tokenizer.json").is_file():
+        pytest.skip(f"needs the real Qwen2.5 tokenizer in {tokenizer}")
+    # Named like the hub model, so the quickstart picks configs/qwen2.5-0.5b-lora.yaml by itself.
+    return random_model_on_real_tokenizer(tmp_path_factory.mktemp("models") / "Qwen2.5-0.5B-Instruct", tokenizer)
+
+
+def test_quickstart_with_a_model_directory(qwen25_dir, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        "bash",
+        str(ROOT / "scripts" / "quickstart.sh"),
+        "--model",
+        str(qwen25_dir),
+        "--quick",
+        "--train-n",
+        "16",
+        "--dev-n",
+        "6",
+        "--out",
+        str(out),
+        "--",
+        "--max_steps",
+        "2",
+        "--max_eval_samples",
+        "4",
+        "--f1_eval_samples",
+        "2",
+        "--f1_max_new_tokens",
+        "8",
+    ]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "configs/qwen2.5-0.5b-lora.yaml" in done.stdout
+    adapter = json.loads((out / "model" / "adapter_config.json").read_text())  # LoRA, not full fine-tuning
+    assert adapter["base_model_name_or_path"] == str(qwen25_dir) and adapter["r"] == 16
+    predictions = (out / "Qwen2.5-0.5B-Instruct-lora.dev.pred.json").read_text(encoding="utf-8").splitlines()
+    assert len(predictions) == 6
+    assert all(json.loads(line)["parse"].get("parse_failures", 0) == 0 for line in predictions)  # constrained
+    report = (out / "report" / "report.md").read_text(encoding="utf-8")
+    assert "| Qwen2.5-0.5B-Instruct-lora |" in report and str(qwen25_dir) in report  # the report names the model
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("acme/mystery-7b", "no config in configs/ matches acme/mystery-7b"),
+        ("/nowhere/Qwen2.5-0.5B-Instruct", "--model /nowhere/Qwen2.5-0.5B-Instruct: no such directory"),
+    ],
+)
+def test_quickstart_refuses_a_model_it_cannot_run(tmp_path, model, message):
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "quickstart.sh"), "--model", model, "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and message in done.stderr, done.stderr
