@@ -246,6 +246,9 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .versions import check_versions
+
+    check_versions(("transformers", "peft") if adapter else ("transformers",))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":
