@@ -138,7 +138,7 @@ def test_padding_free_batches_and_fused_head_hold_the_loss_equal(tiny_models, cl
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig
 
-    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+    from llm_ner.training import NERDataArguments, load_split, logits_mask_supported, make_trainer_class
 
     data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
     _, records, _ = load_split(data_args.train_file, data_args, load_prompt("cluener_zh_short"), limit=6)
@@ -161,8 +161,8 @@ def test_padding_free_batches_and_fused_head_hold_the_loss_equal(tiny_models, cl
         features = [trainer.train_dataset[i] for i in range(len(records))]
         batch = trainer.data_collator(features)
         # Both ways of keeping only answer logits: the 2-D mask (transformers >= 5.21) and the
-        # 1-D column index older versions need, forced here on the installed version.
-        for mask in (True, False):
+        # 1-D column index older versions need, forced here on a version that has both.
+        for mask in {logits_mask_supported(), False}:
             trainer.logits_mask_supported = mask
             with torch.no_grad():
                 losses[padding_free, mask] = float(trainer.compute_loss(trainer.model, batch))
