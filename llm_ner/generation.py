@@ -229,6 +229,53 @@ def generate_answers(
     return answers
 
 
+@torch.inference_mode()
+def generate_answers_continuous(
+    model,
+    tokenizer,
+    conversations: Sequence[Sequence[dict]],
+    texts: Sequence[str] | None = None,
+    max_new_tokens: int | None = None,
+    min_new_tokens: int | None = None,
+    batching_config=None,
+) -> list[str]:
+    """Answers for chat prompts through transformers' continuous batching (`model.generate_batch`).
+
+    A candidate engine beside `generate_answers` (static-cache batches): paged attention, finished
+    answers leave the batch at once, CUDA graphs on GPU; no logits processor (so no constrained
+    decoding) and one answer bound for all (from the longest text, as `generate_answers` does per
+    batch). ``batching_config`` is a `transformers.ContinuousBatchingConfig` (cache size on CPU).
+    """
+    from transformers import GenerationConfig
+
+    prompts = [chat_prompt_ids(tokenizer, messages) for messages in conversations]
+    if not prompts:
+        return []
+    if max_new_tokens is None:
+        max_new_tokens = max(default_max_new_tokens(len(t)) for t in texts) if texts else 256
+    stops = stop_token_ids(tokenizer, model)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=min_new_tokens,
+        do_sample=False,
+        eos_token_id=stops,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0],
+    )
+    extra = {"continuous_batching_config": batching_config} if batching_config is not None else {}
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = model.generate_batch(prompts, generation_config=config, **extra)
+    finally:
+        model.train(was_training)
+    answers = []
+    for index in range(len(prompts)):  # request ids are "req_<input position>"
+        tokens = list(outputs[f"req_{index}"].generated_tokens)
+        cut = next((i for i, token in enumerate(tokens) if token in stops), len(tokens))
+        answers.append(tokenizer.decode(tokens[:cut], skip_special_tokens=True))
+    return answers
+
+
 def read_run_metadata(path: str | Path) -> dict | None:
     """The `llm_ner.json` written by training in ``path`` or its parent (for checkpoints)."""
     path = Path(path)
@@ -255,6 +302,9 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from .versions import check_versions
+
+    check_versions(("transformers", "peft") if adapter else ("transformers",))
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype == "auto":

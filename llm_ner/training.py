@@ -24,6 +24,7 @@ from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, 
 from .metrics import span_scores
 from .parsing import ParseStats, answer_to_spans
 from .prompting import PromptTemplate, load_prompt, to_conversation
+from .versions import check_versions
 
 # Qwen3 must never think: every record carries this, and the saved template defaults to it.
 CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
@@ -158,6 +159,18 @@ def f1_metrics(gold: list[Example], answers: list[str], prompt: PromptTemplate, 
     return metrics
 
 
+def logits_mask_supported() -> bool:
+    """Whether the installed transformers takes a 2-D boolean ``logits_to_keep`` mask (5.21 on).
+
+    Older versions index the sequence dimension with it and fail with ``IndexError``; they
+    accept a 1-D index of positions, which `compute_loss` then uses instead.
+    """
+    import transformers
+    from packaging.version import Version
+
+    return Version(transformers.__version__).release >= (5, 21)
+
+
 def make_trainer_class():
     """SFTTrainer that adds generated-answer F1 to every evaluation (imports TRL lazily)."""
     import torch
@@ -176,6 +189,7 @@ def make_trainer_class():
             **kwargs,
         ):
             super().__init__(*args, **kwargs)
+            self.logits_mask_supported = logits_mask_supported()
             self.f1_examples = f1_examples or []
             self.ner_prompt = ner_prompt
             self.answer_format = answer_format
@@ -196,8 +210,15 @@ def make_trainer_class():
             keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
             targets = labels[:, 1:][keep[:, :-1]]
             model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
-            outputs = model(**model_inputs, use_cache=False, logits_to_keep=keep)
-            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
+            if self.logits_mask_supported:
+                outputs = model(**model_inputs, use_cache=False, logits_to_keep=keep)
+                logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
+            else:
+                # Older transformers take only a 1-D index: keep every column that any row needs,
+                # then pick each row's own positions (the same logits, so the same loss).
+                columns = keep.any(dim=0).nonzero().squeeze(1)
+                outputs = model(**model_inputs, use_cache=False, logits_to_keep=columns)
+                logits = outputs.logits[keep[:, columns]].float()
             total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
             count = targets.numel() if num_items_in_batch is None else num_items_in_batch
             loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
@@ -314,6 +335,7 @@ def save_run_metadata(
 
 def train(data_args: NERDataArguments, training_args, model_args, callbacks=None):
     """Fine-tune, evaluate and save; returns the trainer (used by tests)."""
+    check_versions()  # before any model loads: a named floor, not an IndexError at step 1
     import warnings
 
     import torch
@@ -447,6 +469,7 @@ def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32") -> Pat
 
 
 def make_parser():
+    check_versions()  # an old TRL/transformers would fail below on a missing class or config field
     from trl import ModelConfig, SFTConfig, TrlParser
 
     return TrlParser((NERDataArguments, SFTConfig, ModelConfig))
