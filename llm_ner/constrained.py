@@ -153,7 +153,7 @@ class _Grammar:
             prefix = state[1]
             found = {lab[len(prefix)] for lab in self.labels if lab.startswith(prefix) and len(lab) > len(prefix)}
             return found | {_QUOTE}
-        return {"start": b"[", "first": b']{', "after": b",]"}.get(phase, b"")
+        return {"start": b"[", "first": b"]{", "after": b",]"}.get(phase, b"")
 
     def step(self, state: tuple, byte: int, sentence: _Sentence | None) -> tuple | None:
         """The state after one byte, or None if the byte is not allowed."""
@@ -274,9 +274,9 @@ class _Grammar:
     def prepare(self, sentence: _Sentence) -> None:
         """The per-sentence tables: closing costs and the tokens allowed from each position."""
         escaped, root = sentence.escaped, self.trie.root
-        extension = [
-            self.extension_cost(escaped[p : sentence.next_boundary[p]]) for p in range(len(escaped))
-        ] + [_NEVER]
+        extension = [self.extension_cost(escaped[p : sentence.next_boundary[p]]) for p in range(len(escaped))] + [
+            _NEVER
+        ]
         sentence.closing = [
             min(extension[p], self.quote_close if p in sentence.boundaries else _NEVER) for p in range(len(escaped) + 1)
         ]
