@@ -380,7 +380,8 @@ class MentionsConstraint:
 
         return factory
 
-    def _advance(self, row: int, token_id: int) -> None:
+    def advance(self, row: int, token_id: int) -> None:
+        """Move row ``row`` past the generated token ``token_id``."""
         state = self.states[row]
         if state is None or state == ("done",):
             return
@@ -420,7 +421,7 @@ class MentionsConstraint:
             new = input_ids[:, self.prompt_width + self.seen :].tolist()
             for row, tokens in enumerate(new):
                 for token in tokens:
-                    self._advance(row, token)
+                    self.advance(row, token)
             self.seen = generated
         left = None if self.max_new_tokens is None else self.max_new_tokens - generated
         per_row = [self.allowed(row, left) for row in range(scores.shape[0])]
