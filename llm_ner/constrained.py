@@ -415,7 +415,8 @@ class MentionsConstraint:
             ids = ids[keep]
         return ids
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def allowed_per_row(self, input_ids: torch.LongTensor) -> list[np.ndarray]:
+        """Read the tokens generated since the last call; the allowed token ids of every row."""
         generated = input_ids.shape[1] - self.prompt_width
         if generated > self.seen:
             new = input_ids[:, self.prompt_width + self.seen :].tolist()
@@ -424,7 +425,12 @@ class MentionsConstraint:
                     self.advance(row, token)
             self.seen = generated
         left = None if self.max_new_tokens is None else self.max_new_tokens - generated
-        per_row = [self.allowed(row, left) for row in range(scores.shape[0])]
+        return [self.allowed(row, left) for row in range(input_ids.shape[0])]
+
+    @staticmethod
+    def apply(scores: torch.FloatTensor, per_row: Sequence[np.ndarray]) -> torch.FloatTensor:
+        """``scores`` with every token outside ``per_row[row]`` set to -inf (a new tensor: the
+        caller may keep the raw logits)."""
         rows = torch.from_numpy(np.repeat(np.arange(len(per_row)), [len(a) for a in per_row]))
         columns = torch.from_numpy(np.concatenate(per_row))
         if scores.device.type != "cpu":
@@ -432,3 +438,6 @@ class MentionsConstraint:
         masked = torch.full_like(scores, float("-inf"))
         masked[rows, columns] = scores[rows, columns]
         return masked
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return self.apply(scores, self.allowed_per_row(input_ids))
