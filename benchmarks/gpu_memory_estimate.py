@@ -225,9 +225,9 @@ def check_on_cpu(shape_name: str, shape: dict, batch: int, seq: int, answer: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--shapes", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "qwen_shapes.json"
-    )
+    from llm_ner.tiny import shared_dir
+
+    parser.add_argument("--shapes", type=Path, default=shared_dir() / "qwen_shapes.json")
     parser.add_argument("--train-file", type=Path, help="CLUENER train file for the sequence length")
     parser.add_argument("--configs", type=Path, default=Path(__file__).resolve().parents[1] / "configs")
     parser.add_argument(

@@ -145,9 +145,41 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from .tiny import build_tiny_model, default_texts
+    from .tiny import build_tiny_model, default_texts, read_shape, shape_arguments
 
-    if args.texts:
+    shape: dict = {}
+    arch, real = args.arch, None
+    if args.shape:
+        try:
+            real = read_shape(args.shape, args.shapes_file)
+        except (FileNotFoundError, KeyError) as error:
+            raise UsageError(f"--shape: {error.args[0]}") from None
+        if arch and arch != real["model_type"]:
+            raise UsageError(f"--arch {arch} contradicts --shape {args.shape} ({real['model_type']})")
+        arch = real["model_type"]
+        shape = shape_arguments(real)
+    explicit = {
+        "hidden_size": args.hidden_size,
+        "num_layers": args.num_layers,
+        "num_heads": args.num_heads,
+        "num_kv_heads": args.num_kv_heads,
+        "intermediate_size": args.intermediate_size,
+    }
+    defaults = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2}
+    for name, value in explicit.items():  # explicit sizes override the shape
+        if value is not None:
+            shape[name] = value
+        elif not args.shape and name in defaults:
+            shape[name] = defaults[name]
+    if args.hidden_size is not None or args.num_heads is not None:
+        shape.pop("head_dim", None)  # follows the new width
+    if args.tokenizer:
+        if args.texts:
+            raise UsageError("--texts builds a tokenizer; --tokenizer uses an existing one: give one of them")
+        if not (Path(args.tokenizer) / "tokenizer_config.json").is_file():
+            raise UsageError(f"--tokenizer {args.tokenizer}: no tokenizer_config.json there")
+        texts: list[str] = []
+    elif args.texts:
         texts = []
         for path in args.texts:
             if guess_format(path) == "cluener":
@@ -157,14 +189,21 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
         texts += default_texts(limit=0)  # prompts and JSON vocabulary
     else:
         texts = default_texts()
-    shape = {
-        "hidden_size": args.hidden_size,
-        "num_layers": args.num_layers,
-        "num_heads": args.num_heads,
-        "num_kv_heads": args.num_kv_heads,
-    }
-    out = build_tiny_model(args.out, args.arch, texts, seed=args.seed, **shape)
-    print(f"saved a random-weight {args.arch} model to {out}", file=sys.stderr)
+    vocab_size = args.vocab_size or (real["vocab_size"] if real else None)
+    try:
+        out = build_tiny_model(
+            args.out, arch, texts, seed=args.seed, tokenizer_dir=args.tokenizer, vocab_size=vocab_size, **shape
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out)
+    print(
+        f"saved a random-weight {config.model_type} model (hidden {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, vocab {config.vocab_size}) to {out}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -348,12 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = sub.add_parser(
         "tiny-model",
-        help="save a tiny random-weight Qwen2/Qwen3 model with a locally built tokenizer",
+        help="save a random-weight Qwen2/Qwen3 model (tiny, or a real shape) with a local or real tokenizer",
         description="A model directory loadable with AutoModelForCausalLM/AutoTokenizer.from_pretrained: "
-        "random weights, a byte-level BPE tokenizer in which every character of the texts is one "
-        "token, Qwen's special tokens and the real Qwen chat template from the trl package.",
+        "random weights and either a byte-level BPE tokenizer built here, in which every character of the "
+        "texts is one token, with Qwen's special tokens and the real Qwen chat template from the trl package; "
+        "or, with --tokenizer, the files of a real tokenizer (e.g. ../shared/tokenizers/qwen2.5) and an "
+        "embedding of its size (151 936 rows for Qwen). --shape takes the architecture of a real model "
+        "from qwen_shapes.json; explicit sizes override it. Random weights prove plumbing and speed, not quality.",
     )
-    tiny.add_argument("--arch", choices=("qwen2", "qwen3"), default="qwen3")
+    tiny.add_argument("--arch", choices=("qwen2", "qwen3"), help="default: from --shape or --tokenizer, else qwen3")
     tiny.add_argument("--out", required=True, help="output directory")
     tiny.add_argument(
         "--texts",
@@ -361,10 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts for the tokenizer: files of plain lines or CLUENER files "
         "(default: CLUENER train/dev from LLM_NER_DATA plus the shipped prompts)",
     )
-    tiny.add_argument("--hidden-size", type=positive_int, default=128)
-    tiny.add_argument("--num-layers", type=positive_int, default=2)
-    tiny.add_argument("--num-heads", type=positive_int, default=4)
-    tiny.add_argument("--num-kv-heads", type=positive_int, default=2)
+    tiny.add_argument("--tokenizer", metavar="DIR", help="use this hub-format tokenizer (copied unchanged)")
+    tiny.add_argument("--shape", metavar="NAME", help="a real architecture, e.g. Qwen2.5-0.5B-Instruct")
+    tiny.add_argument("--shapes-file", metavar="FILE", help="default: ../shared/qwen_shapes.json beside the checkout")
+    tiny.add_argument("--hidden-size", type=positive_int, help="default 128 (or the shape's)")
+    tiny.add_argument("--num-layers", type=positive_int, help="default 2 (or the shape's)")
+    tiny.add_argument("--num-heads", type=positive_int, help="default 4 (or the shape's)")
+    tiny.add_argument("--num-kv-heads", type=positive_int, help="default 2 (or the shape's)")
+    tiny.add_argument("--intermediate-size", type=positive_int, help="default 3 x hidden (or the shape's)")
+    tiny.add_argument("--vocab-size", type=positive_int, help="embedding rows (default: from the tokenizer/shape)")
     tiny.add_argument("--seed", type=non_negative_int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
 

@@ -1,17 +1,25 @@
 """Constrained decoding of `mentions` answers: every answer parses, every entity string is a
-substring of the input sentence, every label is in the schema.
+substring of the input sentence, every label is in the schema, and every answer is complete
+(closed and ended) within the token budget.
 
 The answer grammar is the training format, compact JSON:
 
     []    or    [{"text":"ENTITY","label":"LABEL"},{"text":...}]    then end-of-turn
 
 A small automaton reads the answer byte by byte (UTF-8; byte-level BPE tokenizers such as
-Qwen's map every token to bytes). At each step the allowed tokens are found by walking a trie
-of the vocabulary's token bytes together with the automaton, so only the few branches the
-sentence allows are visited. Why not a grammar library (xgrammar, outlines,
-lm-format-enforcer): the substring rule makes every sentence a new grammar, and those libraries
-compile a grammar against the whole vocabulary up front, which costs more per sentence than this
-walk.
+Qwen's map every token to bytes). The tokens allowed in a state are found by walking a trie of
+the vocabulary's token bytes together with the automaton; the walks are cached: states outside
+an entity (JSON literals, labels) are the same for every sentence, and inside an entity the
+tokens that can follow each byte position of the sentence are tabulated once per sentence.
+
+The token budget: every state has a cost, an upper bound on the tokens needed to close the answer
+from it (computed with the real vocabulary: ``"}]`` may be one token or several), such that some
+allowed token leads to a state of cost one less. A token is allowed only if the state it leads to
+can still be closed, plus the end-of-turn token, in the tokens left; so an answer ends in time.
+
+Why not a grammar library (xgrammar, outlines, lm-format-enforcer): the substring rule makes every
+sentence a new grammar, and those libraries compile a grammar against the whole vocabulary up
+front, which costs more per sentence than these walks (measured in benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -19,115 +27,36 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 _OPEN_ITEM = b'{"text":"'
 _MIDDLE = b'","label":"'
 _CLOSE_ITEM = b'"}'
+_QUOTE = ord('"')
+_NEVER = 1 << 20  # cost of a state that cannot be closed
 
 # Automaton states are tuples: (phase, ...). Phases:
-#   "start"          before "["
-#   "lit", bytes, i, then     inside a fixed literal, i bytes of it read, `then` is the next state
-#   "first"          after "[": "]" or an item
-#   "entity", positions, n    inside the entity: candidate end positions in the escaped text, n bytes read
-#   "label", prefix  inside the label
-#   "after"          after an item: "," or "]"
-#   "end"            after "]": only the end-of-turn token
-
-
-class _Sentence:
-    """The JSON-escaped sentence as bytes, with the positions where characters start."""
-
-    def __init__(self, text: str):
-        pieces = [json.dumps(ch, ensure_ascii=False)[1:-1].encode("utf-8") for ch in text]
-        self.escaped = b"".join(pieces)
-        boundaries, position = [0], 0
-        for piece in pieces:
-            position += len(piece)
-            boundaries.append(position)
-        self.boundaries = frozenset(boundaries)
-        self.starts = frozenset(boundaries[:-1])
-        self.max_items = max(1, len(text))
-
-
-class _Automaton:
-    def __init__(self, sentence: _Sentence, labels: Sequence[bytes]):
-        self.sentence = sentence
-        self.labels = labels
-
-    def next_bytes(self, state: tuple) -> set[int]:
-        """The bytes `step` can accept in ``state`` (a superset is fine; `step` decides)."""
-        phase = state[0]
-        if phase == "start":
-            return {ord("[")}
-        if phase == "lit":
-            return {state[1][state[2]]}
-        if phase == "first":
-            return {ord("]"), _OPEN_ITEM[0]}
-        if phase == "entity":
-            escaped = self.sentence.escaped
-            found = {escaped[p] for p in state[1] if p < len(escaped)}
-            return found | {ord('"')}
-        if phase == "label":
-            prefix = state[1]
-            return {lab[len(prefix)] for lab in self.labels if lab.startswith(prefix) and len(lab) > len(prefix)} | {
-                ord('"')
-            }
-        if phase == "after":
-            return {ord(","), ord("]")}
-        return set()
-
-    def step(self, state: tuple, byte: int) -> tuple | None:
-        """The state after one byte, or None if the byte is not allowed."""
-        phase = state[0]
-        if phase == "start":
-            return ("first",) if byte == ord("[") else None
-        if phase == "lit":
-            literal, index, then = state[1], state[2], state[3]
-            if literal[index] != byte:
-                return None
-            return then if index + 1 == len(literal) else ("lit", literal, index + 1, then)
-        if phase == "first":
-            if byte == ord("]"):
-                return ("end",)
-            return self.step(("lit", _OPEN_ITEM, 0, ("entity", self.sentence.starts, 0, 1)), byte)
-        if phase == "entity":
-            positions, read, items = state[1], state[2], state[3]
-            if byte == ord('"'):
-                closed = [p for p in positions if p in self.sentence.boundaries]
-                if read == 0 or not closed:
-                    return None
-                return ("lit", _MIDDLE, 1, ("label", b"", items))
-            escaped = self.sentence.escaped
-            moved = frozenset(p + 1 for p in positions if p < len(escaped) and escaped[p] == byte)
-            return ("entity", moved, read + 1, items) if moved else None
-        if phase == "label":
-            prefix, items = state[1], state[2]
-            if byte == ord('"'):
-                return ("lit", _CLOSE_ITEM, 1, ("after", items)) if prefix in self.labels else None
-            extended = prefix + bytes([byte])
-            return ("label", extended, items) if any(lab.startswith(extended) for lab in self.labels) else None
-        if phase == "after":
-            items = state[1]
-            if byte == ord("]"):
-                return ("end",)
-            if byte == ord(",") and items < self.sentence.max_items:
-                return ("lit", _OPEN_ITEM, 0, ("entity", self.sentence.starts, 0, items + 1))
-            return None
-        return None  # "end": no more bytes
-
-
-def _byte_decoder() -> dict[str, int]:
-    from .tiny import bytes_to_unicode
-
-    return {char: byte for byte, char in bytes_to_unicode().items()}
+#   "start"                      before "["
+#   "first"                      after "[": "]" or an item
+#   "lit", literal, i, then      inside a fixed literal, i bytes of it read, `then` is the next state
+#   "entity", positions, started inside the entity: possible end positions in the escaped sentence
+#                                (None: every character start, nothing read yet), started: a byte read
+#   "label", prefix              inside the label
+#   "after"                      after an item: "," or "]"
+#   "end"                        after "]": only the end-of-turn token
+_ENTITY_START = ("entity", None, False)
+_LABEL_START = ("label", b"")
+_AFTER_QUOTE = ("lit", _MIDDLE, 1, _LABEL_START)  # the entity's closing quote was read
 
 
 class TokenTrie:
     """The vocabulary's regular tokens as a byte trie: node = {byte: child, -1: [token ids]}."""
 
     def __init__(self, tokenizer):
-        decoder = _byte_decoder()
+        from .tiny import bytes_to_unicode
+
+        decoder = {char: byte for byte, char in bytes_to_unicode().items()}
         special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
         self.root: dict = {}
         self.token_bytes: dict[int, bytes] = {}
@@ -148,78 +77,367 @@ class TokenTrie:
         if not self.root:
             raise ValueError("constrained decoding needs a byte-level BPE tokenizer (like Qwen's)")
 
+    def fewest_tokens(self, data: bytes) -> int:
+        """The fewest tokens whose bytes concatenate to ``data``."""
+        best = [_NEVER] * len(data) + [0]
+        for start in range(len(data) - 1, -1, -1):
+            node = self.root
+            for end in range(start, len(data)):
+                node = node.get(data[end])
+                if node is None:
+                    break
+                if -1 in node:
+                    best[start] = min(best[start], 1 + best[end + 1])
+        return best[0]
+
+
+class _Sentence:
+    """The JSON-escaped sentence as bytes, with its character boundaries and per-sentence tables."""
+
+    def __init__(self, text: str):
+        pieces = [json.dumps(ch, ensure_ascii=False)[1:-1].encode("utf-8") for ch in text]
+        self.escaped = b"".join(pieces)
+        starts, position = [], 0
+        for piece in pieces:
+            starts.append(position)
+            position += len(piece)
+        self.starts = frozenset(starts)
+        self.boundaries = frozenset(starts) | {position}
+        self.next_boundary = [0] * len(self.escaped)  # the first boundary after each position
+        following = position
+        for p in range(len(self.escaped) - 1, -1, -1):
+            self.next_boundary[p] = following
+            if p in self.boundaries:
+                following = p
+        self.start_bytes = {self.escaped[p] for p in starts}
+        # Filled by _Grammar.prepare.
+        self.closing: list[int] = []  # cost of closing a started entity that ends at each position
+        self.start_cost = _NEVER  # cost of closing from the entity start
+        self.table: list[tuple[np.ndarray, np.ndarray]] = []  # (token ids, costs) from each position
+        self.ends: dict[int, frozenset[int]] = {}  # entity token -> positions where it can end
+        self.walks: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # sentence-dependent state walks
+        self.start_union: tuple[np.ndarray, np.ndarray] | None = None
+
+
+class _Grammar:
+    """The answer automaton with the vocabulary and label set; caches what is sentence-independent."""
+
+    def __init__(self, trie: TokenTrie, labels: Sequence[str]):
+        self.trie = trie
+        self.labels = [json.dumps(label, ensure_ascii=False)[1:-1].encode("utf-8") for label in labels]
+        # Fewest tokens to write the rest of `","label":"LABEL"}]` from each offset, per label.
+        self.tails = {}
+        for label in self.labels:
+            tail = _MIDDLE + label + b'"}]'
+            self.tails[label] = [trie.fewest_tokens(tail[k:]) for k in range(len(tail) + 1)]
+        self.open_cost = [trie.fewest_tokens(_OPEN_ITEM[i:]) for i in range(len(_OPEN_ITEM) + 1)]
+        self.close_cost = [trie.fewest_tokens(_CLOSE_ITEM[i:] + b"]") for i in range(len(_CLOSE_ITEM) + 1)]
+        self.bracket_cost = trie.fewest_tokens(b"]")
+        self.empty_cost = trie.fewest_tokens(b"[]")
+        self.walk_cache: dict = {}  # (id(node), state) -> (entries, depends on the sentence)
+        self.extension_cache: dict[bytes, int] = {}
+        self.quote_close = min(tail[0] for tail in self.tails.values())  # close a started entity now
+
+    # -- the automaton -------------------------------------------------------------------------
+    def next_bytes(self, state: tuple, sentence: _Sentence | None) -> set[int] | bytes:
+        """The bytes `step` can accept in ``state`` (a superset is fine; `step` decides)."""
+        phase = state[0]
+        if phase == "lit":
+            return state[1][state[2] : state[2] + 1]
+        if phase == "entity":
+            if state[1] is None:
+                return sentence.start_bytes
+            escaped = sentence.escaped
+            return {escaped[p] for p in state[1] if p < len(escaped)} | {_QUOTE}
+        if phase == "label":
+            prefix = state[1]
+            found = {lab[len(prefix)] for lab in self.labels if lab.startswith(prefix) and len(lab) > len(prefix)}
+            return found | {_QUOTE}
+        return {"start": b"[", "first": b"]{", "after": b",]"}.get(phase, b"")
+
+    def step(self, state: tuple, byte: int, sentence: _Sentence | None) -> tuple | None:
+        """The state after one byte, or None if the byte is not allowed."""
+        phase = state[0]
+        if phase == "start":
+            return ("first",) if byte == ord("[") else None
+        if phase == "lit":
+            literal, index, then = state[1], state[2], state[3]
+            if literal[index] != byte:
+                return None
+            return then if index + 1 == len(literal) else ("lit", literal, index + 1, then)
+        if phase == "first" or phase == "after":
+            if byte == ord("]"):
+                return ("end",)
+            if byte == (_OPEN_ITEM[0] if phase == "first" else ord(",")):
+                return ("lit", _OPEN_ITEM, int(phase == "first"), _ENTITY_START)
+            return None
+        if phase == "entity":
+            positions, started = state[1], state[2]
+            if positions is None:
+                positions = sentence.starts
+            escaped = sentence.escaped
+            moved = frozenset(p + 1 for p in positions if p < len(escaped) and escaped[p] == byte)
+            if moved:  # a quote inside the entity is escaped (mid-character, after a backslash)
+                return ("entity", moved, True)
+            if byte == _QUOTE and started and not positions.isdisjoint(sentence.boundaries):
+                return _AFTER_QUOTE
+            return None
+        if phase == "label":
+            prefix = state[1]
+            if byte == _QUOTE:
+                return ("lit", _CLOSE_ITEM, 1, ("after",)) if prefix in self.labels else None
+            extended = prefix + bytes([byte])
+            return ("label", extended) if any(lab.startswith(extended) for lab in self.labels) else None
+        return None  # "end": no more bytes
+
+    # -- the cost of closing -------------------------------------------------------------------
+    def cost(self, state: tuple, sentence: _Sentence | None) -> int:
+        """Tokens enough to close the answer from ``state`` (end-of-turn not counted); some allowed
+        token always leads to a state of cost one less."""
+        phase = state[0]
+        if phase == "end":
+            return 0
+        if phase in ("first", "after"):
+            return self.bracket_cost
+        if phase == "start":
+            return self.empty_cost
+        if phase == "label":
+            prefix, offset = state[1], len(_MIDDLE) + len(state[1])
+            return min((self.tails[lab][offset] for lab in self.labels if lab.startswith(prefix)), default=_NEVER)
+        if phase == "lit":
+            literal, index = state[1], state[2]
+            if literal is _MIDDLE:
+                return min(self.tails[lab][index] for lab in self.labels)
+            if literal is _CLOSE_ITEM:
+                return self.close_cost[index]
+            return self.open_cost[index] + (sentence.start_cost if sentence is not None else 0)
+        positions = state[1]
+        if positions is None:
+            return sentence.start_cost
+        return min((sentence.closing[p] for p in positions), default=_NEVER)
+
+    def extension_cost(self, piece: bytes) -> int:
+        """Tokens enough to write the rest ``piece`` of a character, then close the answer."""
+        if piece in self.extension_cache:
+            return self.extension_cache[piece]
+        best = [_NEVER] * len(piece) + [self.quote_close]
+        for start in range(len(piece) - 1, -1, -1):
+            node = self.trie.root
+            for end in range(start, len(piece)):
+                node = node.get(piece[end])
+                if node is None:
+                    break
+                if -1 in node:
+                    best[start] = min(best[start], 1 + best[end + 1])
+                if end + 1 == len(piece) and _QUOTE in node:  # tokens that also close the entity
+                    for _token, following in self.walk(node[_QUOTE], _AFTER_QUOTE, None)[0]:
+                        if following[0] != "entity" and not (following[0] == "lit" and following[1] is _OPEN_ITEM):
+                            best[start] = min(best[start], 1 + self.cost(following, None))
+        self.extension_cache[piece] = best[0]
+        return best[0]
+
+    # -- allowed tokens ------------------------------------------------------------------------
+    def walk(self, node: dict, state: tuple, sentence: _Sentence | None) -> tuple[list[tuple[int, tuple]], bool]:
+        """(token, next state) for the tokens below trie ``node`` (its own included) read from
+        ``state``, and whether the walk depended on the sentence (cached when it did not)."""
+        key = (id(node), state)
+        cached = self.walk_cache.get(key)
+        if cached is not None:
+            return cached
+        found: list[tuple[int, tuple]] = []
+        dependent = False
+        stack = [(node, state)]
+        while stack:
+            current, current_state = stack.pop()
+            if current is not self.trie.root and -1 in current:
+                found.extend((token, current_state) for token in current[-1])
+            if current_state[0] == "entity":
+                dependent = True
+                if sentence is None:
+                    continue
+            for byte in self.next_bytes(current_state, sentence):
+                child = current.get(byte)
+                if child is None:
+                    continue
+                following = self.step(current_state, byte, sentence)
+                if following is not None:
+                    stack.append((child, following))
+        if not dependent:
+            self.walk_cache[key] = (found, False)
+        return found, dependent
+
+    def _arrays(self, entries: Sequence[tuple[int, tuple]], sentence: _Sentence) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.fromiter((token for token, _ in entries), dtype=np.int64, count=len(entries))
+        costs = np.fromiter((self.cost(s, sentence) for _, s in entries), dtype=np.int64, count=len(entries))
+        return ids, costs
+
+    def prepare(self, sentence: _Sentence) -> None:
+        """The per-sentence tables: closing costs and the tokens allowed from each position."""
+        escaped, root = sentence.escaped, self.trie.root
+        extension = [self.extension_cost(escaped[p : sentence.next_boundary[p]]) for p in range(len(escaped))] + [
+            _NEVER
+        ]
+        sentence.closing = [
+            min(extension[p], self.quote_close if p in sentence.boundaries else _NEVER) for p in range(len(escaped) + 1)
+        ]
+        sentence.start_cost = min((extension[p] for p in sentence.starts), default=_NEVER)
+        ends: dict[int, set[int]] = {}
+        for start in range(len(escaped)):
+            entries: list[tuple[int, int]] = []
+            node = root
+            for end in range(start + 1, len(escaped) + 1):
+                node = node.get(escaped[end - 1])
+                if node is None:
+                    break
+                for token in node.get(-1, ()):
+                    entries.append((token, sentence.closing[end]))
+                    ends.setdefault(token, set()).add(end)
+                if end in sentence.boundaries and _QUOTE in node:
+                    for token, following in self.walk(node[_QUOTE], _AFTER_QUOTE, sentence)[0]:
+                        entries.append((token, self.cost(following, sentence)))
+            sentence.table.append(
+                (np.array([t for t, _ in entries], dtype=np.int64), np.array([c for _, c in entries], dtype=np.int64))
+            )
+        sentence.ends = {token: frozenset(positions) for token, positions in ends.items()}
+        starts = sorted(sentence.starts)
+        sentence.start_union = (
+            np.concatenate([sentence.table[p][0] for p in starts] or [np.zeros(0, np.int64)]),
+            np.concatenate([sentence.table[p][1] for p in starts] or [np.zeros(0, np.int64)]),
+        )
+
+    def allowed(self, state: tuple, sentence: _Sentence) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, cost after each) allowed in ``state``; duplicates possible."""
+        if state[0] == "entity":
+            positions, started = state[1], state[2]
+            if positions is None:
+                return sentence.start_union
+            parts = [sentence.table[p] for p in positions if p < len(sentence.escaped)]
+            if started and not positions.isdisjoint(sentence.boundaries):
+                parts.append(self.global_arrays(_AFTER_QUOTE, self.trie.root.get(_QUOTE), sentence))
+            if len(parts) == 1:
+                return parts[0]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self.global_arrays(state, self.trie.root, sentence)
+
+    def global_arrays(self, state: tuple, node: dict | None, sentence: _Sentence) -> tuple[np.ndarray, np.ndarray]:
+        """Allowed tokens of a state outside an entity (from the trie root, or below ``node``)."""
+        key = ("arrays", id(node), state)
+        cached = self.walk_cache.get(key) or sentence.walks.get(key)
+        if cached is not None:
+            return cached
+        if node is None:
+            arrays = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            self.walk_cache[key] = arrays
+            return arrays
+        entries, dependent = self.walk(node, state, sentence)
+        arrays = self._arrays(entries, sentence)
+        # Costs of states before an entity include the sentence's start cost: cache those per sentence.
+        if dependent or any(s[0] == "lit" and s[1] is _OPEN_ITEM for _, s in entries):
+            sentence.walks[key] = arrays
+        else:
+            self.walk_cache[key] = arrays
+        return arrays
+
 
 class MentionsConstraint:
-    """A `transformers` logits processor for one batch of sentences (see module docstring)."""
+    """A `transformers` logits processor for one batch of sentences (see module docstring).
+
+    ``max_new_tokens`` (set by `generation.generate_answers`) is the token budget the answers must
+    close in; None lets answers run on (they may then be cut off by the caller's bound).
+    """
 
     def __init__(
-        self, trie: TokenTrie, texts: Sequence[str], labels: Sequence[str], prompt_width: int, stop_ids: Sequence[int]
+        self,
+        grammar: _Grammar,
+        texts: Sequence[str],
+        prompt_width: int,
+        stop_ids: Sequence[int],
+        max_new_tokens: int | None = None,
     ):
-        label_bytes = [json.dumps(label, ensure_ascii=False)[1:-1].encode("utf-8") for label in labels]
-        self.trie = trie
-        self.automata = [_Automaton(_Sentence(text), label_bytes) for text in texts]
+        self.grammar = grammar
+        self.sentences = []
+        for text in texts:
+            sentence = _Sentence(text)
+            grammar.prepare(sentence)
+            self.sentences.append(sentence)
         self.states: list[tuple | None] = [("start",)] * len(texts)
         self.prompt_width = prompt_width
         self.stop_ids = list(stop_ids)
+        self.stop_array = np.array(self.stop_ids, dtype=np.int64)
+        self.max_new_tokens = max_new_tokens
         self.seen = 0
 
     @classmethod
     def for_tokenizer(cls, tokenizer, labels: Sequence[str], stop_ids: Sequence[int] | None = None):
-        """A factory ``(texts, prompt_width) -> MentionsConstraint`` with the trie built once."""
+        """A factory ``(texts, prompt_width) -> MentionsConstraint`` with the vocabulary walked once."""
         from .generation import stop_token_ids
 
-        trie = TokenTrie(tokenizer)
+        grammar = _Grammar(TokenTrie(tokenizer), labels)
         stops = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer)
 
         def factory(texts: Sequence[str], prompt_width: int) -> MentionsConstraint:
-            return cls(trie, texts, labels, prompt_width, stops)
+            return cls(grammar, texts, prompt_width, stops)
 
         return factory
 
-    def _advance(self, row: int, token_id: int) -> None:
+    def advance(self, row: int, token_id: int) -> None:
+        """Move row ``row`` past the generated token ``token_id``."""
         state = self.states[row]
         if state is None or state == ("done",):
             return
         if token_id in self.stop_ids:
             self.states[row] = ("done",)
             return
-        for byte in self.trie.token_bytes.get(token_id, b"\xff"):  # unknown tokens fail the automaton
-            state = self.automata[row].step(state, byte)
+        sentence = self.sentences[row]
+        data = self.grammar.trie.token_bytes.get(token_id)
+        if state[0] == "entity" and token_id in sentence.ends:  # the common case, by table
+            positions = sentence.starts if state[1] is None else state[1]
+            moved = frozenset(p + len(data) for p in positions) & sentence.ends[token_id]
+            if moved:
+                self.states[row] = ("entity", moved, True)
+                return
+        for byte in data if data is not None else b"\xff":  # unknown tokens fail the automaton
+            state = self.grammar.step(state, byte, sentence)
             if state is None:
                 break
         self.states[row] = state
 
-    def allowed(self, row: int) -> list[int]:
+    def allowed(self, row: int, left: int | None = None) -> np.ndarray:
+        """Token ids allowed for ``row`` when ``left`` tokens remain (end-of-turn included)."""
         state = self.states[row]
-        if state is None or state == ("done",) or state == ("end",):
-            return self.stop_ids
-        automaton = self.automata[row]
-        found: list[int] = []
-        stack = [(self.trie.root, state)]
-        while stack:
-            node, current = stack.pop()
-            for byte in automaton.next_bytes(current):
-                child = node.get(byte)
-                if child is None:
-                    continue
-                following = automaton.step(current, byte)
-                if following is None:
-                    continue
-                if -1 in child:
-                    found.extend(child[-1])
-                if len(child) > (1 if -1 in child else 0):
-                    stack.append((child, following))
-        return found
+        if state is None or state[0] in ("done", "end"):
+            return self.stop_array
+        ids, costs = self.grammar.allowed(state, self.sentences[row])
+        if left is not None and len(costs) and costs.max() > left - 2:
+            keep = costs <= left - 2  # the state after the token, then end-of-turn, must still fit
+            if not keep.any():  # a budget too small to close at all: get as close as possible
+                keep = costs == costs.min()
+            ids = ids[keep]
+        return ids
+
+    def allowed_per_row(self, input_ids: torch.LongTensor) -> list[np.ndarray]:
+        """Read the tokens generated since the last call; the allowed token ids of every row."""
+        generated = input_ids.shape[1] - self.prompt_width
+        if generated > self.seen:
+            new = input_ids[:, self.prompt_width + self.seen :].tolist()
+            for row, tokens in enumerate(new):
+                for token in tokens:
+                    self.advance(row, token)
+            self.seen = generated
+        left = None if self.max_new_tokens is None else self.max_new_tokens - generated
+        return [self.allowed(row, left) for row in range(input_ids.shape[0])]
+
+    @staticmethod
+    def apply(scores: torch.FloatTensor, per_row: Sequence[np.ndarray]) -> torch.FloatTensor:
+        """``scores`` with every token outside ``per_row[row]`` set to -inf (a new tensor: the
+        caller may keep the raw logits)."""
+        rows = torch.from_numpy(np.repeat(np.arange(len(per_row)), [len(a) for a in per_row]))
+        columns = torch.from_numpy(np.concatenate(per_row))
+        if scores.device.type != "cpu":
+            rows, columns = rows.to(scores.device, non_blocking=True), columns.to(scores.device, non_blocking=True)
+        masked = torch.full_like(scores, float("-inf"))
+        masked[rows, columns] = scores[rows, columns]
+        return masked
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids.shape[1] - self.prompt_width
-        for step in range(self.seen, generated):
-            for row in range(input_ids.shape[0]):
-                self._advance(row, int(input_ids[row, self.prompt_width + step]))
-        self.seen = generated
-        mask = torch.full_like(scores, float("-inf"))
-        for row in range(scores.shape[0]):
-            allowed = self.allowed(row)
-            index = torch.tensor(allowed, dtype=torch.long, device=scores.device)
-            mask[row, index] = 0.0
-        return scores + mask
+        return self.apply(scores, self.allowed_per_row(input_ids))

@@ -219,6 +219,8 @@ def generate_answers(
             processor = None
             if logits_processor_factory is not None:
                 processor = logits_processor_factory([texts[i] for i in batch], max(len(p) for p in batch_prompts))
+                if hasattr(processor, "max_new_tokens"):  # a constraint that must close within the budget
+                    processor.max_new_tokens = limit
             ids = generate_batch(model, batch_prompts, limit, pad_id, stops, processor, min_new_tokens, prefix)
             for i, answer_ids in zip(batch, ids):
                 answers[i] = tokenizer.decode(answer_ids, skip_special_tokens=True)

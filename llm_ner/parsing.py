@@ -163,29 +163,38 @@ def parse_answer(answer: str, schema: LabelSchema | None = None) -> tuple[list[t
 # Alignment
 
 
-def _normalize_char(char: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKC", char).casefold() if not c.isspace())
+def _normalize(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if not c.isspace())
 
 
 class _NormalizedText:
-    """The text with full-width forms, case and spaces folded, mapped back to original offsets."""
+    """The text with Unicode forms (NFKC: composed accents, full-width forms), case and spaces
+    folded, mapped back to original offsets. A character and the combining marks after it fold
+    together, so a decomposed "e\u0301" matches the composed "é" a tokenizer's NFC gives back."""
 
     def __init__(self, text: str):
-        chars, origin = [], []
-        for i, char in enumerate(text):
-            for folded in _normalize_char(char):
+        chars, origin, ends = [], [], []
+        start = 0
+        while start < len(text):
+            end = start + 1
+            while end < len(text) and unicodedata.combining(text[end]):
+                end += 1
+            for folded in _normalize(text[start:end]):
                 chars.append(folded)
-                origin.append(i)
+                origin.append(start)
+                ends.append(end)
+            start = end
         self.text = "".join(chars)
         self.origin = origin
+        self.ends = ends
 
     def occurrences(self, mention: str):
-        needle = "".join(_normalize_char(c) for c in mention)
+        needle = _normalize(mention)
         if not needle:
             return
         position = self.text.find(needle)
         while position >= 0:
-            yield self.origin[position], self.origin[position + len(needle) - 1] + 1
+            yield self.origin[position], self.ends[position + len(needle) - 1]
             position = self.text.find(needle, position + 1)
 
 

@@ -1,6 +1,7 @@
 """Tiny local Qwen2/Qwen3 models: random weights, a byte-level BPE tokenizer built from the given
 texts (every character seen becomes one token), Qwen's special tokens and the real Qwen chat
-template shipped in the `trl` package. The saved directory loads with
+template shipped in the `trl` package; or random weights of a real shape (`qwen_shapes.json`)
+beside a real Qwen tokenizer (`../shared/tokenizers`). The saved directory loads with
 ``AutoModelForCausalLM/AutoTokenizer.from_pretrained(DIR)`` exactly like a hub model, so tests
 and the CPU demo exercise the real loading code without downloading anything.
 """
@@ -131,17 +132,92 @@ def build_config(
     return config_class(**kwargs)
 
 
+# Files of a hub tokenizer that `--tokenizer DIR` copies next to the random weights.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "vocab.json", "merges.txt")
+# Embedding rows of every small Qwen2.5/Qwen3 checkpoint (151 665 / 151 669 tokens, padded).
+QWEN_EMBEDDING_ROWS = 151936
+
+
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout: real Qwen tokenizers, `qwen_shapes.json`, CLUENER."""
+    return Path(__file__).resolve().parents[2] / "shared"
+
+
+def real_tokenizer_dir(name: str = "qwen2.5") -> Path:
+    """A real Qwen tokenizer folder in :func:`shared_dir` (``qwen2.5`` or ``qwen3``); may not exist."""
+    return shared_dir() / "tokenizers" / name
+
+
+def read_shape(name: str, shapes_file: str | Path | None = None) -> dict:
+    """The architecture of a real model (``Qwen2.5-0.5B-Instruct``) from ``qwen_shapes.json``."""
+    import json
+
+    path = Path(shapes_file) if shapes_file else shared_dir() / "qwen_shapes.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found (pass the shapes file)")
+    shapes = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if not k.startswith("_")}
+    if name not in shapes:
+        raise KeyError(f"no shape {name!r} in {path}; known: {', '.join(shapes)}")
+    return shapes[name]
+
+
+def shape_arguments(shape: dict) -> dict:
+    """`build_config` keyword arguments from a `qwen_shapes.json` entry."""
+    names = {
+        "num_hidden_layers": "num_layers",
+        "num_attention_heads": "num_heads",
+        "num_key_value_heads": "num_kv_heads",
+    }
+    skip = {"model_type", "vocab_size"}
+    return {names.get(key, key): value for key, value in shape.items() if key not in skip}
+
+
+def tokenizer_arch(tokenizer) -> str:
+    """qwen3 for a tokenizer with Qwen3's thinking tokens, else qwen2."""
+    return "qwen3" if "<think>" in tokenizer.get_vocab() else "qwen2"
+
+
+def embedding_rows(tokenizer) -> int:
+    """Embedding rows for a tokenizer: Qwen's 151 936 for the real Qwen vocabularies, else
+    ``len(tokenizer)`` rounded up to a multiple of 64 as real checkpoints do."""
+    size = len(tokenizer)
+    if 151_643 <= size <= QWEN_EMBEDDING_ROWS and "<|im_end|>" in tokenizer.get_vocab():
+        return QWEN_EMBEDDING_ROWS
+    return (size + 63) // 64 * 64
+
+
 def build_tiny_model(
-    out_dir: str | Path, arch: str = "qwen3", texts: Iterable[str] = (), seed: int = 0, **shape
+    out_dir: str | Path,
+    arch: str | None = "qwen3",
+    texts: Iterable[str] = (),
+    seed: int = 0,
+    tokenizer_dir: str | Path | None = None,
+    vocab_size: int | None = None,
+    **shape,
 ) -> Path:
-    """Save a random-weight Qwen model and its tokenizer to ``out_dir``; returns the path."""
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    """Save a random-weight Qwen model and its tokenizer to ``out_dir``; returns the path.
+
+    With ``tokenizer_dir`` (a hub-format tokenizer such as ``../shared/tokenizers/qwen2.5``) its
+    files are copied unchanged and the embedding is sized to its vocabulary (``vocab_size``
+    overrides); ``arch=None`` then follows the tokenizer. Otherwise a tokenizer is built from
+    ``texts`` (every character one token). ``shape``: `build_config` arguments.
+    """
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     out_dir = Path(out_dir)
-    texts = list(texts)
-    tokenizer = build_tokenizer(texts, arch)
-    # Round the vocab up like real checkpoints do (152k rows for ~151.6k tokens).
-    vocab_size = (len(tokenizer) + 63) // 64 * 64
+    if tokenizer_dir is not None:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        arch = arch or tokenizer_arch(tokenizer)
+        vocab_size = vocab_size or embedding_rows(tokenizer)
+    else:
+        arch = arch or "qwen3"
+        tokenizer = build_tokenizer(list(texts), arch)
+        # Round the vocab up like real checkpoints do (152k rows for ~151.6k tokens).
+        vocab_size = vocab_size or embedding_rows(tokenizer)
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens)")
     config = build_config(arch, vocab_size, **shape)
     ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
     config.bos_token_id, config.eos_token_id, config.pad_token_id = ids[0], ids[1], ids[0]
@@ -150,7 +226,12 @@ def build_tiny_model(
     model.generation_config = GenerationConfig(eos_token_id=[ids[1], ids[0]], pad_token_id=ids[0])
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    if tokenizer_dir is None:
+        tokenizer.save_pretrained(out_dir)
+    else:
+        for name in TOKENIZER_FILES:
+            if (Path(tokenizer_dir) / name).is_file():
+                shutil.copyfile(Path(tokenizer_dir) / name, out_dir / name)
     return out_dir
 
 

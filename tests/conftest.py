@@ -4,16 +4,25 @@ from pathlib import Path
 import pytest
 
 from llm_ner.data_sources import available_data_dir, data_dir, is_sample
+from llm_ner.tiny import real_tokenizer_dir
 
 
 def pytest_report_header(config):
     folder = available_data_dir()
+    tokenizers = real_tokenizer_dir("qwen2.5").parent
+    found = (tokenizers / "qwen2.5" / "tokenizer.json").is_file()
+    lines = [
+        f"real Qwen tokenizers: {tokenizers}"
+        if found
+        else f"real Qwen tokenizers: none in {tokenizers}; the tests of the real vocabulary are skipped"
+    ]
     if is_sample(folder):
-        return (
+        return [
             f"data: the shipped sample {folder} (no CLUENER in {data_dir()}; set LLM_NER_DATA); "
-            "the tests of the real corpus are skipped"
-        )
-    return f"data: CLUENER from {folder}"
+            "the tests of the real corpus are skipped",
+            *lines,
+        ]
+    return [f"data: CLUENER from {folder}", *lines]
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +45,20 @@ def cluener_dev(cluener_dir):
 
     examples, _ = read_cluener(cluener_dir / "dev.json")
     return examples
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir():
+    """``qwen_tokenizer_dir(name)``: the real Qwen tokenizer ``qwen2.5`` or ``qwen3`` in
+    ../shared/tokenizers; tests that need it skip (reason printed) without it."""
+
+    def find(name: str) -> Path:
+        folder = real_tokenizer_dir(name)
+        if not (folder / "tokenizer.json").is_file():
+            pytest.skip(f"needs the real Qwen tokenizer in {folder} (../shared/tokenizers beside the checkout)")
+        return folder
+
+    return find
 
 
 def two_cpu_process_launch() -> list[str]:
