@@ -256,6 +256,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
             encoder=args.encoder,
             epochs=args.epochs,
             batch_size=args.batch_size,
+            patience=args.patience,
             learning_rate=args.lr,
             encoder_learning_rate=args.encoder_lr,
             seed=args.seed,
@@ -480,8 +481,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="bert-base-chinese",
         help="BERT archs: AutoModel id or local directory, e.g. hfl/chinese-roberta-wwm-ext",
     )
-    btrain.add_argument("--epochs", type=positive_int, default=10)
-    btrain.add_argument("--batch-size", type=positive_int, default=64)
+    btrain.add_argument("--epochs", type=positive_int, default=20, help="at most this many epochs (default 20)")
+    btrain.add_argument(
+        "--batch-size",
+        type=non_negative_int,
+        default=0,
+        help="sentences per batch; 0 (default): training pieces / 100, between 8 and 64",
+    )
+    btrain.add_argument(
+        "--patience",
+        type=non_negative_int,
+        default=4,
+        help="stop after this many epochs without a better dev F1 (default 4; 0: run every epoch)",
+    )
     btrain.add_argument("--lr", type=positive_float, default=1e-3, help="BiLSTM-CRF / head learning rate")
     btrain.add_argument("--encoder-lr", type=positive_float, default=3e-5, help="BERT encoder learning rate")
     btrain.add_argument("--hidden-size", type=positive_int, default=256, help="BiLSTM width (both directions)")

@@ -169,3 +169,68 @@ def test_match_predictions_by_id():
         match_predictions(gold, [Example("1", "丙", [])])
     with pytest.raises(ValueError, match="appears twice"):
         match_predictions(gold, [Example("1", "乙", []), Example("1", "乙", [])])
+
+
+def official_cluener_score(pred_lines: list[dict], gold_lines: list[dict], labels: list[str]) -> tuple[dict, float]:
+    """The logic of CLUENER2020's official `score.py` (github.com/CLUEbenchmark/CLUENER2020,
+    score.py at 2e8fccd, `get_f1_score_label` / `get_f1_score`), re-implemented: lines are paired by
+    position; per class, a predicted entity string of a line is a true positive if the gold line
+    has that string for that class; the average is the mean of the per-class F1 (their division by
+    zero, for a class with no prediction, is scored 0 here)."""
+    f_score = {}
+    for label in labels:
+        tp = fp = fn = 0
+        for pre, gold in zip(pred_lines, gold_lines):
+            pre_keys = pre["label"].get(label, {}).keys()
+            gold_keys = gold["label"].get(label, {}).keys()
+            tp += sum(1 for k in pre_keys if k in gold_keys)
+            fp += sum(1 for k in pre_keys if k not in gold_keys)
+            fn += sum(1 for k in gold_keys if k not in pre_keys)
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        f_score[label] = 2 * p * r / (p + r) if p + r else 0.0
+    return f_score, sum(f_score.values()) / len(labels)
+
+
+def test_cluener_string_level_equals_the_official_score_script(cluener_dev):
+    """Per-class F1 and the macro average equal CLUENER's score.py on a perturbed dev set."""
+    from llm_ner.data import example_to_cluener
+
+    labels = sorted({s.label for ex in cluener_dev for s in ex.spans})
+    pred = perturb(cluener_dev, labels, seed=3)
+    # Also predict, in other sentences, strings that are gold somewhere else in the set: a scorer
+    # that forgets which sentence a string came from counts them as correct.
+    gold_strings = [(ex.mention(s), s.label) for ex in cluener_dev for s in ex.spans]
+    rng = random.Random(5)
+    for ex in pred:
+        mention, label = rng.choice(gold_strings)
+        position = ex.text.find(mention)
+        if position >= 0 and all(s.end <= position or s.start >= position + len(mention) for s in ex.spans):
+            ex.spans.append(Span(position, position + len(mention), label))
+    official, official_macro = official_cluener_score(
+        [example_to_cluener(ex) for ex in pred], [example_to_cluener(ex) for ex in cluener_dev], labels
+    )
+    ours = cluener_string_scores(cluener_dev, pred, labels)
+    assert 0.3 < ours.micro.f1 < 0.9
+    for label in labels:
+        assert ours.per_class[label].f1 == pytest.approx(official[label], abs=1e-12), label
+    assert ours.macro.f1 == pytest.approx(official_macro, abs=1e-12)
+
+
+def test_cluener_string_level_keeps_sentences_apart():
+    """A string right in one sentence is not right in another that also contains it."""
+    gold = [Example("0", "北京欢迎你", [Span(0, 2, "address")]), Example("1", "北京欢迎你", [])]
+    pred = [Example("0", "北京欢迎你", []), Example("1", "北京欢迎你", [Span(0, 2, "address")])]
+    scores = cluener_string_scores(gold, pred)
+    assert scores.micro.correct == 0 and scores.micro.f1 == 0.0
+
+
+def test_macro_average_leaves_out_classes_with_neither_gold_nor_prediction():
+    gold = [[Span(0, 2, "A"), Span(3, 5, "B")]]
+    pred = [[Span(0, 2, "A")]]
+    scores = span_scores(gold, pred, labels=["A", "B", "C"])
+    assert set(scores.per_class) == {"A", "B"}
+    assert scores.macro.f1 == pytest.approx((1.0 + 0.0) / 2)
+    assert cluener_string_scores(
+        [Example("0", "abcde", gold[0])], [Example("0", "abcde", pred[0])], ["A", "B", "C"]
+    ).macro.f1 == pytest.approx(0.5)

@@ -51,6 +51,12 @@ def test_grouped_takes_all_occurrences_longest_first():
     assert spans == [Span(0, 4, "organization"), Span(5, 7, "address")]
 
 
+def test_grouped_prefers_the_longer_of_two_overlapping_strings_even_when_it_starts_later():
+    text = "南京市长江大桥"
+    spans = align_grouped(text, [("南京", "address"), ("市长", "position"), ("长江大桥", "scene")])
+    assert spans == [Span(0, 2, "address"), Span(3, 7, "scene")]
+
+
 def test_parse_both_formats_and_chinese_label_names():
     pairs, found, _ = parse_answer('[{"text":"张三","label":"姓名"}]', SCHEMA)
     assert (pairs, found) == ([("张三", "name")], "mentions")

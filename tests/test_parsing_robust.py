@@ -126,3 +126,51 @@ def test_any_json_value_never_raises(value):
 def test_deep_nesting_is_bounded():
     spans, stats = answer_to_spans(TEXT, "[" * 5000 + "]" * 5000, SCHEMA)
     assert spans == [] and stats.answers == 1
+
+
+# Texts from a small alphabet so that strings repeat and mentions overlap; mentions are substrings.
+ALPHABET = "北京大学南市长江"
+LABELS = sorted(SCHEMA.keys)
+
+
+@st.composite
+def text_and_mentions(draw):
+    text = draw(st.text(alphabet=ALPHABET, min_size=1, max_size=30))
+    mentions = []
+    for _ in range(draw(st.integers(0, 6))):
+        start = draw(st.integers(0, len(text) - 1))
+        end = draw(st.integers(start + 1, min(len(text), start + 6)))
+        mentions.append((text[start:end], draw(st.sampled_from(LABELS))))
+    return text, mentions
+
+
+@settings(max_examples=300, deadline=None)
+@given(text_and_mentions())
+def test_aligned_spans_cover_their_mention(case):
+    """Every aligned span's text is a mention of its label, in both answer formats."""
+    from llm_ner.parsing import align_spans
+
+    text, mentions = case
+    for answer_format in ("mentions", "grouped"):
+        for span in align_spans(text, mentions, answer_format):
+            assert (text[span.start : span.end], span.label) in mentions
+
+
+@settings(max_examples=300, deadline=None)
+@given(text_and_mentions())
+def test_grouped_spans_never_overlap_and_longer_strings_win(case):
+    """Grouped alignment: no two spans overlap, and every occurrence left out overlaps a chosen
+    span at least as long (longest first, not leftmost first)."""
+    from llm_ner.parsing import align_grouped
+
+    text, mentions = case
+    chosen = align_grouped(text, mentions)
+    for a, b in zip(chosen, chosen[1:]):
+        assert a.end <= b.start
+    for mention, label in mentions:
+        start = text.find(mention)
+        while start >= 0:
+            span = Span(start, start + len(mention), label)
+            if span not in chosen:
+                assert any(span.overlaps(c) and c.end - c.start >= len(mention) for c in chosen), (span, chosen)
+            start = text.find(mention, start + 1)

@@ -35,8 +35,9 @@ class BaselineConfig:
 
     arch: str = "bilstm-crf"
     encoder: str = "bert-base-chinese"  # any AutoModel id or local directory (BERT archs)
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: int = 20
+    batch_size: int = 0  # 0: from the corpus size, see auto_batch_size
+    patience: int = 4  # stop after this many epochs without a better dev F1 (0: never)
     learning_rate: float = 1e-3  # BiLSTM-CRF, and the heads (LSTM, CRF) of the BERT archs
     encoder_learning_rate: float = 3e-5
     embedding_dim: int = 128
@@ -86,22 +87,18 @@ class Batcher:
 
     def __call__(self, examples: Sequence[Example], with_tags: bool = True) -> dict:
         width = max(1, max(len(ex.text) for ex in examples))
-        mask = torch.zeros(len(examples), width, dtype=torch.bool)
-        for row, ex in enumerate(examples):
-            mask[row, : max(1, len(ex.text))] = True
-        batch = {"mask": mask}
+        lengths = torch.tensor([max(1, len(ex.text)) for ex in examples])
+        batch = {"mask": torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)}
+
+        def padded(rows: list[list[int]]) -> torch.Tensor:  # one tensor from lists, no per-item writes
+            return torch.tensor([row + [0] * (width - len(row)) for row in rows], dtype=torch.long)
+
         if with_tags:
-            tags = torch.zeros(len(examples), width, dtype=torch.long)
-            for row, ex in enumerate(examples):
-                for i, tag in enumerate(spans_to_tags(len(ex.text), ex.spans)):
-                    tags[row, i] = self.tag_index[tag]
-            batch["tags"] = tags
+            index = self.tag_index
+            batch["tags"] = padded([[index[t] for t in spans_to_tags(len(ex.text), ex.spans)] for ex in examples])
         if self.config.arch == "bilstm-crf":
-            ids = torch.zeros(len(examples), width, dtype=torch.long)
             unk = self.char_index[UNK]
-            for row, ex in enumerate(examples):
-                ids[row, : len(ex.text)] = torch.tensor([self.char_index.get(c, unk) for c in ex.text] or [unk])
-            batch["char_ids"] = ids
+            batch["char_ids"] = padded([[self.char_index.get(c, unk) for c in ex.text] or [unk] for ex in examples])
             return batch
         # Each character is one word; whitespace becomes "_" so it still gets a token.
         words = [[("_" if c.isspace() else c) for c in ex.text] or ["_"] for ex in examples]
@@ -144,12 +141,26 @@ def build_model(config: BaselineConfig, encoder_dir: str | None = None):
     return BertCRF(encoder, len(config.tags), lstm_hidden=lstm, dropout=0.1), Batcher(config, tokenizer)
 
 
-def _batches(examples: Sequence[Example], size: int, rng: random.Random | None = None):
+def auto_batch_size(pieces: int) -> int:
+    """The default batch size: about 1/100 of the training pieces, between 8 and 64, so a small
+    corpus still gets about 100 updates an epoch and a large one full batches."""
+    return max(8, min(64, round(pieces / 100)))
+
+
+def length_bucketed_batches(
+    examples: Sequence[Example], size: int, rng: random.Random, chunk_batches: int = 50
+) -> list[list[Example]]:
+    """Shuffled batches of similar lengths: shuffle, sort by length within chunks of
+    ``chunk_batches`` batches, cut into batches, shuffle the batches. A batch is then padded to
+    about its own pieces' length, so an epoch costs in proportion to the characters."""
     order = list(range(len(examples)))
-    if rng is not None:
-        rng.shuffle(order)
-    for start in range(0, len(order), size):
-        yield [examples[i] for i in order[start : start + size]]
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), size * chunk_batches):
+        chunk = sorted(order[start : start + size * chunk_batches], key=lambda i: len(examples[i].text))
+        batches += [[examples[i] for i in chunk[b : b + size]] for b in range(0, len(chunk), size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def predict_examples(
@@ -164,6 +175,7 @@ def predict_examples(
         for ex in examples
         for offset, piece in split_long(ex.text, batcher.config.max_chars)
     ]
+    pieces.sort(key=lambda item: len(item[2].text))  # batches of similar lengths pad little
     found: dict[str, list[Span]] = {ex.id: [] for ex in examples}
     model.eval()
     with torch.no_grad():
@@ -179,7 +191,7 @@ def predict_examples(
                     for i, t in enumerate(labels)
                 ]
                 found[example_id] += [Span(s.start + offset, s.end + offset, s.label) for s in tags_to_spans(repaired)]
-    return [Example(ex.id, ex.text, found[ex.id]) for ex in examples]
+    return [Example(ex.id, ex.text, sorted(found[ex.id], key=lambda s: (s.start, s.end))) for ex in examples]
 
 
 def train_baseline(
@@ -190,7 +202,10 @@ def train_baseline(
     progress: bool = True,
     log=print,
 ) -> dict:
-    """Train, keep the weights with the best dev span micro-F1, return the history."""
+    """Train, keep the weights with the best dev span micro-F1, return the history.
+
+    ``config.batch_size`` 0 picks :func:`auto_batch_size`; with a dev set, training stops after
+    ``config.patience`` epochs without a better dev F1."""
     from tqdm.auto import tqdm
 
     random.seed(config.seed)
@@ -206,6 +221,9 @@ def train_baseline(
     pieces, dropped = for_tagging(train, config.max_chars)
     if dropped:
         log(f"note: {dropped} training spans cannot be BIO-tagged (nested or across a cut) and were left out")
+    if not config.batch_size:
+        config = dataclasses.replace(config, batch_size=auto_batch_size(len(pieces)))
+        log(f"batch size {config.batch_size} ({len(pieces)} training pieces / 100, between 8 and 64)")
     model, batcher = build_model(config)
     head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     groups = [{"params": head, "lr": config.learning_rate}]
@@ -215,12 +233,12 @@ def train_baseline(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(config.seed)
-    history, best = [], float("-inf")  # without dev the score is -loss, below -1 early on
+    history, best, best_epoch = [], float("-inf"), 0  # without dev the score is -loss, below -1 early on
     for epoch in range(1, config.epochs + 1):
         model.train()
         started, total, steps = time.perf_counter(), 0.0, 0
         bar = tqdm(
-            list(_batches(pieces, config.batch_size, rng)),
+            length_bucketed_batches(pieces, config.batch_size, rng),
             disable=not progress,
             unit="batch",
             desc=f"epoch {epoch}/{config.epochs}",
@@ -237,17 +255,20 @@ def train_baseline(
         seconds = time.perf_counter() - started
         entry = {"epoch": epoch, "train_loss": total / max(1, steps), "epoch_seconds": seconds}
         if dev:
-            predicted = predict_examples(model, batcher, dev, config.batch_size)
+            predicted = predict_examples(model, batcher, dev, max(64, config.batch_size))
             scores = span_scores([ex.spans for ex in dev], [ex.spans for ex in predicted], labels)
             entry.update(dev_f1=scores.micro.f1, dev_precision=scores.micro.precision, dev_recall=scores.micro.recall)
         history.append(entry)
         log(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}))
         score = entry.get("dev_f1", -entry["train_loss"])
         if score > best:
-            best = score
+            best, best_epoch = score, epoch
             save_baseline(model, config, out)
+        elif dev and config.patience and epoch - best_epoch >= config.patience:
+            log(f"early stop: no better dev F1 in {config.patience} epochs (best {best:.4f}, epoch {best_epoch})")
+            break
     write_text_atomic(json.dumps(history, indent=2) + "\n", out / "history.json")
-    return {"history": history, "best": best}
+    return {"history": history, "best": best, "best_epoch": best_epoch}
 
 
 def save_baseline(model, config: BaselineConfig, out: Path) -> None:

@@ -1,8 +1,9 @@
 """A linear-chain CRF: negative log-likelihood with the forward algorithm, Viterbi decoding.
 
 Vectorised over the batch; masks allow sentences of different lengths (padding on the right).
-Own code rather than `pytorch-crf` (unmaintained since 2019); checked against brute-force
-enumeration in the tests.
+The gold-path score has no loop; the forward algorithm and Viterbi loop over time only, each step
+one small batched product. Own code rather than `pytorch-crf` (unmaintained since 2019); checked
+against brute-force enumeration, padded batches included, in the tests.
 """
 
 from __future__ import annotations
@@ -22,23 +23,30 @@ class CRF(nn.Module):
         self.transitions = nn.Parameter(torch.empty(num_tags, num_tags).uniform_(-0.1, 0.1))
 
     def score(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Unnormalised score of the given tag paths; (batch,)."""
-        batch, length, _ = emissions.shape
+        """Unnormalised score of the given tag paths; (batch,). Position 0 must be unmasked."""
         mask = mask.to(emissions.dtype)
-        rows = torch.arange(batch, device=emissions.device)
-        score = self.start[tags[:, 0]] + emissions[rows, 0, tags[:, 0]]
-        for t in range(1, length):
-            step = self.transitions[tags[:, t - 1], tags[:, t]] + emissions[rows, t, tags[:, t]]
-            score = score + step * mask[:, t]
+        rows = torch.arange(emissions.shape[0], device=emissions.device)
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2)  # (batch, length)
+        moved = self.transitions[tags[:, :-1], tags[:, 1:]]  # (batch, length - 1)
         last = mask.long().sum(1) - 1
-        return score + self.end[tags[rows, last]]
+        return (
+            self.start[tags[:, 0]]
+            + (emitted * mask).sum(1)
+            + (moved * mask[:, 1:]).sum(1)
+            + self.end[tags[rows, last]]
+        )
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log Z of every sentence with the forward algorithm; (batch,)."""
+        # logsumexp over the previous tag as a matrix product of exponentials (shifted by the row
+        # maximum so nothing overflows): one (batch, tags) x (tags, tags) product per step.
+        exp_transitions = self.transitions.exp()
         alpha = self.start + emissions[:, 0]
+        keep = mask.bool().unsqueeze(2)
         for t in range(1, emissions.shape[1]):
-            step = torch.logsumexp(alpha.unsqueeze(2) + self.transitions + emissions[:, t].unsqueeze(1), dim=1)
-            alpha = torch.where(mask[:, t].unsqueeze(1).bool(), step, alpha)
+            top = alpha.max(dim=1, keepdim=True).values
+            step = torch.log((alpha - top).exp() @ exp_transitions) + top + emissions[:, t]
+            alpha = torch.where(keep[:, t], step, alpha)
         return torch.logsumexp(alpha + self.end, dim=1)
 
     def forward(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -50,25 +58,19 @@ class CRF(nn.Module):
         """The best tag path of every sentence (Viterbi), cut to its length."""
         batch, length, _ = emissions.shape
         score = self.start + emissions[:, 0]
+        keep = mask.bool().unsqueeze(2)
+        # Padding positions point to themselves so the backtrace passes through them unchanged.
+        identity = torch.arange(self.num_tags, device=emissions.device).expand(batch, -1)
         history = []
         for t in range(1, length):
-            candidates = score.unsqueeze(2) + self.transitions
-            best, index = candidates.max(dim=1)
-            step = best + emissions[:, t]
-            keep = mask[:, t].unsqueeze(1).bool()
-            score = torch.where(keep, step, score)
-            # Padding positions point to themselves so the backtrace passes through unchanged.
-            identity = torch.arange(self.num_tags, device=emissions.device).expand(batch, -1)
-            history.append(torch.where(keep, index, identity))
-        score = score + self.end
+            best, index = (score.unsqueeze(2) + self.transitions).max(dim=1)
+            score = torch.where(keep[:, t], best + emissions[:, t], score)
+            history.append(torch.where(keep[:, t], index, identity))
+        tag = (score + self.end).argmax(dim=1)
+        path = [tag]
+        for pointers in reversed(history):  # the backtrace, one gather per position for the whole batch
+            tag = pointers.gather(1, tag.unsqueeze(1)).squeeze(1)
+            path.append(tag)
+        paths = torch.stack(path[::-1], dim=1).tolist()
         lengths = mask.long().sum(1).tolist()
-        paths = []
-        for row in range(batch):
-            tag = int(score[row].argmax())
-            path = [tag]
-            for t in range(length - 2, -1, -1):
-                tag = int(history[t][row, tag])
-                path.append(tag)
-            path.reverse()
-            paths.append(path[: lengths[row]])
-        return paths
+        return [p[:n] for p, n in zip(paths, lengths)]

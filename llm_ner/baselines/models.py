@@ -16,6 +16,34 @@ ARCHS = ("bilstm-crf", "bert-crf", "bert-bilstm-crf")
 PAD, UNK = "[PAD]", "[UNK]"
 
 
+class BiLSTM(nn.Module):
+    """A bidirectional LSTM over right-padded batches, exact for every sentence whatever its
+    batch-mates: the forward direction runs on the padded batch (padding comes after the words it
+    could disturb), the backward one on each sentence reversed within its own length.
+
+    Faster than `pack_padded_sequence` on CPU, whose backward pass was 8x slower than the padded
+    one at 256 characters (torch 2.13); length-bucketed batches keep the padding small."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.forward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.backward_lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+
+    @staticmethod
+    def reverse_within(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Each row's first ``length`` positions reversed, the padding left in place."""
+        positions = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        lengths = lengths.to(x.device).unsqueeze(1)
+        index = torch.where(positions < lengths, lengths - 1 - positions, positions)
+        return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.long().sum(1)
+        forward, _ = self.forward_lstm(x)
+        backward, _ = self.backward_lstm(self.reverse_within(x, lengths))
+        return torch.cat([forward, self.reverse_within(backward, lengths)], dim=2)
+
+
 class BiLSTMCRF(nn.Module):
     """Character embeddings trained from scratch -> BiLSTM -> CRF."""
 
@@ -25,25 +53,18 @@ class BiLSTMCRF(nn.Module):
         num_tags: int,
         embedding_dim: int = 128,
         hidden_size: int = 256,
-        num_layers: int = 1,
         dropout: float = 0.3,
     ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-        self.lstm = nn.LSTM(
-            embedding_dim, hidden_size // 2, num_layers=num_layers, batch_first=True, bidirectional=True
-        )
+        self.lstm = BiLSTM(embedding_dim, hidden_size // 2)
         self.dropout = nn.Dropout(dropout)
         self.emit = nn.Linear(hidden_size, num_tags)
         self.crf = CRF(num_tags)
 
     def emissions(self, batch: dict) -> torch.Tensor:
         embedded = self.dropout(self.embedding(batch["char_ids"]))
-        lengths = batch["mask"].sum(1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
-        output, _ = self.lstm(packed)
-        output, _ = nn.utils.rnn.pad_packed_sequence(output, batch_first=True, total_length=embedded.shape[1])
-        return self.emit(self.dropout(output))
+        return self.emit(self.dropout(self.lstm(embedded, batch["mask"])))
 
 
 class BertCRF(nn.Module):
@@ -55,7 +76,7 @@ class BertCRF(nn.Module):
         width = encoder.config.hidden_size
         self.lstm = None
         if lstm_hidden:
-            self.lstm = nn.LSTM(width, lstm_hidden // 2, batch_first=True, bidirectional=True)
+            self.lstm = BiLSTM(width, lstm_hidden // 2)
             width = lstm_hidden
         self.dropout = nn.Dropout(dropout)
         self.emit = nn.Linear(width, num_tags)
@@ -67,7 +88,7 @@ class BertCRF(nn.Module):
         index = batch["char_token_index"].unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         chars = torch.gather(hidden, 1, index)
         if self.lstm is not None:
-            chars, _ = self.lstm(chars)
+            chars = self.lstm(chars, batch["mask"])
         return self.emit(self.dropout(chars))
 
 
