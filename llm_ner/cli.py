@@ -162,6 +162,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     if args.constrained and args.format == "grouped":
         raise ValueError("--constrained supports the mentions answer format only")
+    if args.backend == "local" and (args.base_url or args.served_model):
+        raise UsageError("--base-url and --served-model need --backend openai")
     return run_extraction(args)
 
 
@@ -376,6 +378,28 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--restart", action="store_true", help="discard earlier results instead of resuming")
     extract.add_argument("--lenient", action="store_true", help="skip bad input records instead of stopping")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    remote = extract.add_argument_group(
+        "openai backend",
+        "Send the same prompts to an OpenAI-compatible server (vLLM, SGLang, `transformers serve`) instead of "
+        "loading the model here. The API key, if the server needs one, comes from the LLM_NER_API_KEY or "
+        "OPENAI_API_KEY environment variable. --prompt/--format, or --adapter/--model naming the training run "
+        "directory, say how to prompt; --constrained sends a JSON schema (response_format) where supported.",
+    )
+    remote.add_argument("--backend", choices=("local", "openai"), default="local", help="(default: %(default)s)")
+    remote.add_argument("--base-url", help="server URL, e.g. http://127.0.0.1:8000/v1")
+    remote.add_argument("--served-model", help="the model name the server lists at /v1/models")
+    remote.add_argument(
+        "--concurrency", type=positive_int, default=8, help="requests in flight (default: %(default)s)"
+    )
+    remote.add_argument(
+        "--timeout", type=positive_float, default=120.0, help="seconds per request (default: %(default)s)"
+    )
+    remote.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=5,
+        help="retries with backoff on connection errors, timeouts, 429 and 5xx (default: %(default)s)",
+    )
     extract.set_defaults(func=cmd_extract)
 
     baseline = sub.add_parser(

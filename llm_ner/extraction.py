@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,9 +261,12 @@ def extract(
     rank: int = 0,
     world: int = 1,
     progress: bool = True,
+    answer: Callable[[list[list[dict]], list[str]], list[str]] | None = None,
 ) -> ParseStats:
     """Extract entities for this process's share of ``examples`` into the part files.
 
+    ``answer(conversations, texts)`` replaces the local model (``model`` and ``tokenizer`` unused):
+    the `openai` backend answers over HTTP with the same batches, part files and parser.
     Call `ResumableOutput.merge` afterwards (on one process) to write the final file.
     """
     from tqdm.auto import tqdm
@@ -285,7 +288,7 @@ def extract(
         dynamic_ncols=True,
     )
     processor_factory = None
-    if constrained:
+    if constrained and answer is None:
         from .constrained import MentionsConstraint
 
         processor_factory = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
@@ -294,15 +297,18 @@ def extract(
             batch = [mine[i] for i in by_length[start : start + batch_size]]
             texts = [piece for ex in batch for _, piece in pieces_of[ex.id]]
             conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
-            answers = generate_answers(
-                model,
-                tokenizer,
-                conversations,
-                texts=texts,
-                batch_size=len(texts),
-                max_new_tokens=max_new_tokens,
-                logits_processor_factory=processor_factory,
-            )
+            if answer is not None:
+                answers = answer(conversations, texts)
+            else:
+                answers = generate_answers(
+                    model,
+                    tokenizer,
+                    conversations,
+                    texts=texts,
+                    batch_size=len(texts),
+                    max_new_tokens=max_new_tokens,
+                    logits_processor_factory=processor_factory,
+                )
             records, cursor = [], 0
             for ex in batch:
                 n = len(pieces_of[ex.id])
@@ -341,8 +347,10 @@ def run_extraction(args) -> int:
 
     from .generation import load_model
 
-    state = PartialState(cpu=args.device == "cpu")
-    settings = resolve_settings(args.model, args.adapter, args.prompt, args.format)
+    remote = getattr(args, "backend", "local") == "openai"
+    state = PartialState(cpu=args.device == "cpu" or remote)
+    # The openai backend loads no model: the served model's name stands in for --model.
+    settings = resolve_settings(args.model or (args.served_model if remote else None), args.adapter, args.prompt, args.format)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     if args.limit:
         examples = examples[: args.limit]
@@ -360,10 +368,16 @@ def run_extraction(args) -> int:
     if args.restart and state.is_main_process:
         ResumableOutput(args.output).clear()
     state.wait_for_everyone()
-    device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
-    model, tokenizer = load_model(
-        settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
-    )
+    model = tokenizer = answer = backend = None
+    if remote:
+        from .openai_backend import backend_from_args
+
+        backend, answer = backend_from_args(args, settings.prompt.schema)
+    else:
+        device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
+        model, tokenizer = load_model(
+            settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
+        )
     interrupted = False
     stats = ParseStats()
     try:
@@ -373,16 +387,20 @@ def run_extraction(args) -> int:
             examples,
             settings,
             args.output,
-            batch_size=args.batch_size,
+            batch_size=max(args.batch_size, args.concurrency) if remote else args.batch_size,
             max_new_tokens=args.max_new_tokens,
             constrained=args.constrained,
             max_chars=args.max_chars,
             rank=state.process_index,
             world=state.num_processes,
             progress=not args.quiet,
+            answer=answer,
         )
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if backend is not None:
+            backend.close()
     if interrupted:
         done = len(ResumableOutput(args.output).done_ids())
         print(f"interrupted: {done}/{len(examples)} sentences saved; rerun the same command to resume", file=sys.stderr)
