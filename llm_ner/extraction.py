@@ -350,7 +350,8 @@ def run_extraction(args) -> int:
     remote = getattr(args, "backend", "local") == "openai"
     state = PartialState(cpu=args.device == "cpu" or remote)
     # The openai backend loads no model: the served model's name stands in for --model.
-    settings = resolve_settings(args.model or (args.served_model if remote else None), args.adapter, args.prompt, args.format)
+    model_name = args.model or (args.served_model if remote else None)
+    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     if args.limit:
         examples = examples[: args.limit]

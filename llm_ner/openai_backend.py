@@ -17,7 +17,6 @@ import http.client
 import json
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -120,14 +119,17 @@ class OpenAIBackend:
                 response = conn.getresponse()
                 raw = response.read()
                 if response.status == 200:
-                    return json.loads(raw)
+                    try:
+                        return json.loads(raw)
+                    except ValueError:
+                        raise ServerError(f"{method} {url}: not JSON: {raw[:200]!r}") from None
                 last = f"HTTP {response.status}: {raw[:300].decode('utf-8', 'replace')}"
                 if response.status not in RETRY_STATUS:
                     raise ServerError(f"{method} {url}: {last}")
                 retry_after = response.getheader("Retry-After")
                 if retry_after and retry_after.replace(".", "", 1).isdigit():
                     wait = float(retry_after)
-            except (ConnectionError, socket.timeout, http.client.HTTPException, OSError) as exc:
+            except (http.client.HTTPException, OSError) as exc:
                 if isinstance(exc, ServerError):
                     raise
                 self._drop_connection()
