@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -198,6 +199,13 @@ class OpenAIBackend:
             raise
 
     def close(self) -> None:
+        """Stop the worker threads (requests in flight finish or time out) and print the counters."""
+        if self.requests or self.retried:
+            print(
+                f"openai backend: {self.requests} requests, {self.retried} retries, "
+                f"{self.truncated} answers cut at max_tokens",
+                file=sys.stderr,
+            )
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -233,3 +233,58 @@ def test_api_key_header_from_environment(monkeypatch):
         server.shutdown()
         server.server_close()
     assert os.environ.get("LLM_NER_API_KEY") is None
+
+
+class SlowServer(FlakyServer):
+    """FlakyServer without failures, ``delay`` seconds per answer, listing model ``m``."""
+
+    def __init__(self, delay: float):
+        super().__init__(failures=0)
+        handler = self.server.RequestHandlerClass
+        post = handler.do_POST
+
+        def slow_post(request):
+            time.sleep(delay)
+            post(request)
+
+        def get(request):
+            data = b'{"data": [{"id": "m"}]}'
+            request.send_response(200)
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+
+        handler.do_POST, handler.do_GET = slow_post, get
+
+
+def test_ctrl_c_keeps_finished_batches_and_a_rerun_completes(cluener_dev, tmp_path):
+    import signal
+
+    server = SlowServer(delay=0.1)
+    try:
+        source = dev_file(tmp_path / "dev.json", cluener_dev, 40)
+        out = tmp_path / "out.json"
+        args = ["extract", "--backend", "openai", "--base-url", server.url, "--served-model", "m"]
+        args += ["--input", str(source), "--output", str(out), "--prompt", "cluener_zh", "--quiet"]
+        args += ["--batch-size", "4", "--concurrency", "2"]
+        process = subprocess.Popen([sys.executable, "-m", "llm_ner", *args], stderr=subprocess.PIPE, text=True)
+        part = Path(str(out) + ".parts") / "rank-0.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not part.exists() or len(records(part)) < 8):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130, process.stderr.read()
+        saved = records(part)
+        assert 8 <= len(saved) < 40 and not out.exists()
+        before = len(server.bodies)
+        assert cli(args) == 0
+        assert len(server.bodies) - before == 40 - len({r["id"] for r in saved})  # finished ids not resent
+        merged = records(out)
+        assert [r["id"] for r in merged] == [f"d{i}" for i in range(40)]
+        for record, example in zip(merged, cluener_dev):
+            assert record["text"] == example.text
+            # The stub names the last 4 characters of the user message, the sentence's end.
+            ((mention, ranges),) = record["label"]["name"].items()
+            assert mention == example.text[-4:] and example.text[ranges[0][0] : ranges[0][1] + 1] == mention
+    finally:
+        server.close()
