@@ -139,9 +139,10 @@ def test_burst_above_the_queue_limit_gets_200_or_503():
 def served_tiny(tmp_path_factory):
     """`llm-ner serve` of a tiny random Qwen3 (varied answers) with constrained decoding, so entities appear."""
     model = noisy_model(tmp_path_factory.mktemp("noisy") / "qwen3")
+    talkative(model)
     port = free_port()
     command = [sys.executable, "-m", "llm_ner", "serve", "--model", str(model), "--prompt", "cluener_zh"]
-    command += ["--format", "mentions", "--constrained", "--port", str(port), "--max-new-tokens", "100"]
+    command += ["--format", "mentions", "--constrained", "--port", str(port), "--max-new-tokens", "40"]
     command += ["--max-chars", "30"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     try:
@@ -149,6 +150,21 @@ def served_tiny(tmp_path_factory):
         yield f"http://127.0.0.1:{port}", model
     finally:
         stop(process)
+
+
+def talkative(model_dir: Path) -> None:
+    """Zero the output rows of every token holding "]": random weights would otherwise mostly
+    answer ``[]`` under constrained decoding, and a page without entities tests nothing."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        for token, index in tokenizer.get_vocab().items():
+            if "]" in token:
+                model.lm_head.weight[index] = 0
+    model.save_pretrained(model_dir)
 
 
 TEXTS = ["浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。", "生生不息CSOL生化狂潮让你填弹狂扫"]
@@ -165,9 +181,10 @@ def test_real_engine_spans_are_substrings_and_match_extract(served_tiny, tmp_pat
     from llm_ner.cli import main as cli
 
     args = ["extract", "--model", str(model), "--input", str(source), "--output", str(out), "--prompt", "cluener_zh"]
-    args += ["--format", "mentions", "--constrained", "--max-new-tokens", "100", "--max-chars", "30", "--quiet"]
+    args += ["--format", "mentions", "--constrained", "--max-new-tokens", "40", "--max-chars", "30", "--quiet"]
     assert cli(args) == 0
     expected = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sum(len(r["entities"]) for r in body["results"]) >= 2, body
     for result, record in zip(body["results"], expected):
         assert result["raw"] == record["raw"]
         for entity in result["entities"]:
@@ -212,41 +229,27 @@ class Marks(HTMLParser):
             self._open[3] += data
 
 
-class SpanEngine:
-    """Stands in for `Engine.run` with entities in every text (a random tiny model mostly answers
-    ``[]``): each 4th character starts a 2-character entity, labels cycling through four types;
-    a supplementary-plane character checks that offsets count code points, as Python does."""
-
-    LABELS = ["name", "company", "address", "game"]
-
-    def __call__(self, texts):
-        results = []
-        for text in texts:
-            entities = [
-                {"start": i, "end": i + 2, "label": self.LABELS[(i // 4) % 4], "text": text[i : i + 2]}
-                for i in range(0, len(text) - 1, 4)
-            ]
-            results.append({"text": text, "entities": entities, "parse": {"answers": 1, "aligned": len(entities)}})
-        return results
-
-
-def test_page_in_headless_chromium(tmp_path):
+def test_page_in_headless_chromium(served_tiny, tmp_path):
     chromium, reason = find_chromium()
     if chromium is None:
         print(reason)
         pytest.skip(reason)
-    server = AppServer(SpanEngine())
-    try:
-        check_page(chromium, server.url, tmp_path)
-    finally:
-        server.close()
+    check_page(chromium, served_tiny[0], tmp_path)
 
 
 def check_page(chromium: str, url: str, tmp_path: Path) -> None:
     texts = [*TEXTS, "𠀋我在北京"]
     status, body, _ = extract(url, texts)
     assert status == 200
-    expected = [(e["start"], e["end"], e["label"], e["text"]) for r in body["results"] for e in r["entities"]]
+    entities = [(e["start"], e["end"], e["label"], e["text"]) for r in body["results"] for e in r["entities"]]
+    assert len(entities) >= 2, body
+    expected = []  # the page marks entities in reading order, skipping one that overlaps the last shown
+    for result in body["results"]:
+        end = 0
+        for e in result["entities"]:
+            if e["start"] >= end:
+                expected.append((e["start"], e["end"], e["label"], e["text"]))
+                end = e["end"]
     page = f"{url}/?run&text=" + urllib.request.quote("\n".join(texts))
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
     flags += ["--virtual-time-budget=30000", f"--user-data-dir={tmp_path / 'profile'}"]
