@@ -229,7 +229,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.constrained and args.format == "grouped":
         raise UsageError("--constrained supports the mentions answer format only")
     check_output_path(args.output, {"--input": args.input})
+    if args.backend == "local" and (args.base_url or args.served_model):
+        raise UsageError("--base-url and --served-model need --backend openai")
     return run_extraction(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import run_server
+
+    if args.constrained and args.format == "grouped":
+        raise UsageError("--constrained supports the mentions answer format only")
+    if args.max_chars > args.max_text_chars:
+        raise UsageError("--max-chars (piece length) must not exceed --max-text-chars (longest text accepted)")
+    return run_server(args)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
@@ -462,7 +474,72 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--restart", action="store_true", help="discard earlier results instead of resuming")
     extract.add_argument("--lenient", action="store_true", help="skip bad input records instead of stopping")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    remote = extract.add_argument_group(
+        "openai backend",
+        "Send the same prompts to an OpenAI-compatible server (vLLM, SGLang, `transformers serve`) instead of "
+        "loading the model here. The API key, if the server needs one, comes from the LLM_NER_API_KEY or "
+        "OPENAI_API_KEY environment variable. --prompt/--format, or --adapter/--model naming the training run "
+        "directory, say how to prompt; --constrained sends a JSON schema (response_format) where supported.",
+    )
+    remote.add_argument("--backend", choices=("local", "openai"), default="local", help="(default: %(default)s)")
+    remote.add_argument("--base-url", help="server URL, e.g. http://127.0.0.1:8000/v1")
+    remote.add_argument("--served-model", help="the model name the server lists at /v1/models")
+    remote.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight (default: %(default)s)")
+    remote.add_argument(
+        "--timeout", type=positive_float, default=120.0, help="seconds per request (default: %(default)s)"
+    )
+    remote.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=5,
+        help="retries with backoff on connection errors, timeouts, 429 and 5xx (default: %(default)s)",
+    )
     extract.set_defaults(func=cmd_extract)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve extraction over HTTP (POST /extract, GET /health, a demo page at /)",
+        description='Loads the model once and answers POST /extract {"texts": [...]} with entities (character '
+        "offsets, end exclusive), labels and parse counters. Requests arriving together share one batched "
+        "generate (dynamic batching). Full queue -> 503 with Retry-After; too large -> 413; bad JSON -> 400. "
+        "GET / is a page that highlights the entities of pasted text.",
+    )
+    serve.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
+    serve.add_argument("--adapter", help="LoRA adapter directory (a training output)")
+    serve.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
+    serve.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
+    serve.add_argument("--constrained", action="store_true", help="constrained decoding (mentions format)")
+    serve.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s; 0.0.0.0 exposes it)")
+    serve.add_argument("--port", type=positive_int, default=8000, help="(default: %(default)s)")
+    serve.add_argument("--max-batch", type=positive_int, default=32, help="texts per generate (default: %(default)s)")
+    serve.add_argument(
+        "--max-wait-ms",
+        type=positive_float,
+        default=5.0,
+        help="how long a request waits for others to share its batch (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-queue", type=positive_int, default=256, help="texts queued or running before 503 (default: %(default)s)"
+    )
+    serve.add_argument("--max-texts", type=positive_int, default=64, help="texts per request (default: %(default)s)")
+    serve.add_argument(
+        "--max-text-chars", type=positive_int, default=5000, help="characters per text (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-body-bytes", type=positive_int, default=1_000_000, help="request body size (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--max-chars",
+        type=positive_int,
+        default=256,
+        help="split longer texts at punctuation, as extract does (default: %(default)s)",
+    )
+    serve.add_argument("--max-new-tokens", type=positive_int, help="answer length bound (default: from text length)")
+    serve.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), float32, bfloat16")
+    serve.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if available)")
+    serve.add_argument("--load-in-4bit", action="store_true", help="load the base model in 4-bit (bitsandbytes)")
+    serve.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(func=cmd_serve)
 
     baseline = sub.add_parser(
         "baseline",

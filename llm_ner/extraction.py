@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -397,9 +397,12 @@ def extract(
     rank: int = 0,
     world: int = 1,
     progress: bool = True,
+    answer: Callable[[list[list[dict]], list[str]], list[str]] | None = None,
 ) -> ParseStats:
     """Extract entities for this process's share of ``examples`` into the part files.
 
+    ``answer(conversations, texts)`` replaces the local model (``model`` and ``tokenizer`` unused):
+    the `openai` backend answers over HTTP with the same batches, part files and parser.
     Call `ResumableOutput.merge` afterwards (on one process) to write the final file.
     """
     from tqdm.auto import tqdm
@@ -424,7 +427,7 @@ def extract(
         dynamic_ncols=True,
     )
     processor_factory = None
-    if constrained:
+    if constrained and answer is None:
         from .constrained import MentionsConstraint
 
         processor_factory = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
@@ -433,18 +436,21 @@ def extract(
             batch = work[start : start + batch_size]
             texts = [pieces_of[ex.id][k][1] for ex, k in batch]
             conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
-            answers = generate_answers(
-                model,
-                tokenizer,
-                conversations,
-                texts=texts,
-                batch_size=len(texts),
-                max_new_tokens=max_new_tokens,
-                logits_processor_factory=processor_factory,
-            )
+            if answer is not None:
+                answers = answer(conversations, texts)
+            else:
+                answers = generate_answers(
+                    model,
+                    tokenizer,
+                    conversations,
+                    texts=texts,
+                    batch_size=len(texts),
+                    max_new_tokens=max_new_tokens,
+                    logits_processor_factory=processor_factory,
+                )
             records = []
-            for (ex, k), answer in zip(batch, answers):
-                answers_of[ex.id][k] = answer
+            for (ex, k), piece_answer in zip(batch, answers):
+                answers_of[ex.id][k] = piece_answer
                 if all(a is not None for a in answers_of[ex.id]):
                     record, stats = make_record(ex, pieces_of[ex.id], answers_of.pop(ex.id), settings.prompt)
                     totals += stats
@@ -481,8 +487,11 @@ def run_extraction(args) -> int:
 
     from .generation import load_model
 
-    state = PartialState(cpu=args.device == "cpu")
-    settings = resolve_settings(args.model, args.adapter, args.prompt, args.format)
+    remote = getattr(args, "backend", "local") == "openai"
+    state = PartialState(cpu=args.device == "cpu" or remote)
+    # The openai backend loads no model: the served model's name stands in for --model.
+    model_name = args.model or (args.served_model if remote else None)
+    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     check_unique_ids(examples, args.input)
     texts = {ex.id: ex.text for ex in examples}
@@ -495,6 +504,8 @@ def run_extraction(args) -> int:
         max_new_tokens=args.max_new_tokens,
         max_chars=args.max_chars,
         load_in_4bit=bool(args.load_in_4bit),
+        # a server's answers depend on which server and model answered
+        **({"backend": "openai", "base_url": args.base_url, "served_model": args.served_model} if remote else {}),
     )
     store = ResumableOutput(args.output, state.process_index)
     if not args.restart:
@@ -511,14 +522,20 @@ def run_extraction(args) -> int:
             store.clear()
         store.start(fingerprint)
     state.wait_for_everyone()
-    device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
-    if device.startswith("cuda") and not _cuda():
-        raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
-    if args.load_in_4bit and not device.startswith("cuda"):
-        raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
-    model, tokenizer = load_model(
-        settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
-    )
+    model = tokenizer = answer = backend = None
+    if remote:
+        from .openai_backend import backend_from_args
+
+        backend, answer = backend_from_args(args, settings.prompt.schema)
+    else:
+        device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
+        if device.startswith("cuda") and not _cuda():
+            raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
+        if args.load_in_4bit and not device.startswith("cuda"):
+            raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
+        model, tokenizer = load_model(
+            settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
+        )
     interrupted = False
     stats = ParseStats()
     try:
@@ -528,16 +545,20 @@ def run_extraction(args) -> int:
             examples,
             settings,
             args.output,
-            batch_size=args.batch_size,
+            batch_size=max(args.batch_size, args.concurrency) if remote else args.batch_size,
             max_new_tokens=args.max_new_tokens,
             constrained=args.constrained,
             max_chars=args.max_chars,
             rank=state.process_index,
             world=state.num_processes,
             progress=not args.quiet,
+            answer=answer,
         )
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if backend is not None:
+            backend.close()
     if interrupted:
         done = len(ResumableOutput(args.output).done_ids())
         print(f"interrupted: {done}/{len(examples)} sentences saved; rerun the same command to resume", file=sys.stderr)

@@ -1,0 +1,230 @@
+"""The `openai` extraction backend: chat requests to an OpenAI-compatible server (vLLM, SGLang,
+`transformers serve`) instead of a model in this process.
+
+The engine stays `extraction.extract`: it builds the same prompts, splits long sentences, writes
+the same resumable part files and parses answers with the same parser and aligner; this module
+only answers a batch of conversations, ``concurrency`` requests in flight. Requests are greedy
+(``temperature 0``), bounded by `generation.default_max_new_tokens` of each sentence, with Qwen3
+thinking off (``chat_template_kwargs``). Connection errors, timeouts, 429 and 5xx are retried with
+exponential backoff (``Retry-After`` honoured). The client is the standard library's
+``http.client`` with one kept-alive connection per worker thread: no new dependency for a few
+JSON POSTs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .generation import default_max_new_tokens
+from .prompting import LabelSchema
+
+API_KEY_ENVS = ("LLM_NER_API_KEY", "OPENAI_API_KEY")
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ServerError(OSError):
+    """The server could not be reached, or refused or failed a request after all retries."""
+
+
+def api_key() -> str | None:
+    """The API key from ``LLM_NER_API_KEY`` or ``OPENAI_API_KEY`` (never a command-line flag:
+    flags show up in shell history and process lists)."""
+    for name in API_KEY_ENVS:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def mentions_json_schema(schema: LabelSchema) -> dict:
+    """``response_format`` for servers with structured outputs: a list of {text, label} with the
+    labels as an enum. The substring rule cannot be a JSON schema; our parser checks it."""
+    item = {
+        "type": "object",
+        "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": list(schema.keys)}},
+        "required": ["text", "label"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "entities", "strict": True, "schema": {"type": "array", "items": item}},
+    }
+
+
+@dataclass
+class OpenAIBackend:
+    """Answers conversations with an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
+
+    base_url: str
+    model: str
+    concurrency: int = 8
+    timeout: float = 120.0
+    retries: int = 5
+    max_new_tokens: int | None = None
+    response_format: dict | None = None
+    backoff: float = 0.5
+
+    def __post_init__(self):
+        parts = urlsplit(self.base_url.rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"--base-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.base_url!r}"
+            )
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+        self._path = parts.path if parts.path.endswith("/v1") else parts.path + "/v1"
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self.requests = 0
+        self.retried = 0
+        self.truncated = 0  # answers cut at max_tokens (finish_reason "length")
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def request(self, method: str, endpoint: str, body: dict | None = None) -> dict:
+        """One API call with retries; the decoded JSON response."""
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
+        url = f"{self._scheme}://{self._host}{':' + str(self._port) if self._port else ''}{self._path}{endpoint}"
+        last = ""
+        for attempt in range(self.retries + 1):
+            wait = None
+            try:
+                conn = self._connection()
+                conn.request(method, self._path + endpoint, body=payload, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+                if response.status == 200:
+                    try:
+                        return json.loads(raw)
+                    except ValueError:
+                        raise ServerError(f"{method} {url}: not JSON: {raw[:200]!r}") from None
+                last = f"HTTP {response.status}: {raw[:300].decode('utf-8', 'replace')}"
+                if response.status not in RETRY_STATUS:
+                    raise ServerError(f"{method} {url}: {last}")
+                retry_after = response.getheader("Retry-After")
+                if retry_after and retry_after.replace(".", "", 1).isdigit():
+                    wait = float(retry_after)
+            except (http.client.HTTPException, OSError) as exc:
+                if isinstance(exc, ServerError):
+                    raise
+                self._drop_connection()
+                last = f"{type(exc).__name__}: {exc}"
+            if attempt < self.retries:
+                self.retried += 1
+                # Exponential backoff with jitter, so many workers do not retry in lockstep.
+                time.sleep(min(wait if wait is not None else self.backoff * 2**attempt, 30.0) * random.uniform(1, 1.25))
+        raise ServerError(f"{method} {url} failed after {self.retries + 1} attempts: {last}")
+
+    # -- API -----------------------------------------------------------------------------------
+
+    def served_models(self) -> list[str]:
+        """Model names the server lists at ``/v1/models``."""
+        data = self.request("GET", "/models")
+        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+
+    def check(self) -> None:
+        """Fail early with a clear message when the server is down or does not serve ``model``."""
+        try:
+            names = self.served_models()
+        except ServerError as exc:
+            raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url} ({exc})") from None
+        if self.model not in names:
+            from .cli import UsageError
+
+            listed = ", ".join(names) or "none"
+            raise UsageError(f"the server at {self.base_url} does not serve {self.model!r}; it lists: {listed}")
+
+    def complete(self, messages: Sequence[dict], text: str) -> str:
+        """The greedy answer to one conversation (``text``: the sentence, for the length bound)."""
+        body = {
+            "model": self.model,
+            "messages": list(messages),
+            "temperature": 0,
+            "max_tokens": self.max_new_tokens or default_max_new_tokens(len(text)),
+            # Qwen3: answer without a thinking block, as at training time (vLLM, SGLang and
+            # transformers serve pass these to the chat template; other servers ignore them).
+            "chat_template_kwargs": {"enable_thinking": False},
+        }
+        if self.response_format is not None:
+            body["response_format"] = self.response_format
+        data = self.request("POST", "/chat/completions", body)
+        self.requests += 1
+        try:
+            choice = data["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ServerError(f"unexpected chat completion response: {str(data)[:300]}") from None
+        if choice.get("finish_reason") == "length":
+            self.truncated += 1
+        return content
+
+    def answer(self, conversations: Sequence[Sequence[dict]], texts: Sequence[str]) -> list[str]:
+        """Answers in input order, ``concurrency`` requests in flight (the `extract` hook)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="llm-ner-openai")
+        futures = [self._pool.submit(self.complete, c, t) for c, t in zip(conversations, texts)]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            # Ctrl-C or a failed request: drop what has not started; the part files keep every
+            # finished batch, so a rerun resumes after it.
+            for f in futures:
+                f.cancel()
+            raise
+
+    def close(self) -> None:
+        """Stop the worker threads (requests in flight finish or time out) and print the counters."""
+        if self.requests or self.retried:
+            print(
+                f"openai backend: {self.requests} requests, {self.retried} retries, "
+                f"{self.truncated} answers cut at max_tokens",
+                file=sys.stderr,
+            )
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def backend_from_args(args, schema: LabelSchema) -> tuple[OpenAIBackend, Callable]:
+    """The backend of `llm-ner extract --backend openai`, checked against the server."""
+    from .cli import UsageError
+
+    if not args.base_url or not args.served_model:
+        raise UsageError("--backend openai needs --base-url and --served-model")
+    backend = OpenAIBackend(
+        args.base_url,
+        args.served_model,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        retries=args.retries,
+        max_new_tokens=args.max_new_tokens,
+        response_format=mentions_json_schema(schema) if args.constrained else None,
+    )
+    backend.check()
+    return backend, backend.answer

@@ -1,0 +1,290 @@
+"""`extract --backend openai` against a real OpenAI-compatible server: `transformers serve` on
+127.0.0.1 with a tiny random-weight Qwen3 on CPU, compared answer for answer with the local
+backend; retries, errors and the structured-output request against a small stdlib HTTP server."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from llm_ner.cli import main as cli
+from llm_ner.openai_backend import OpenAIBackend, ServerError, mentions_json_schema
+from llm_ner.prompting import load_prompt
+from llm_ner.tiny import build_tiny_model, default_texts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's output if it dies or times out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"server did not answer {url} in {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def noisy_model(out: Path) -> Path:
+    """A tiny Qwen3 with large random weights: greedy answers differ from sentence to sentence,
+    so equal answers from two backends mean the same tokens were generated."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tiny = build_tiny_model(out.with_name(out.name + "-base"), "qwen3", default_texts(), hidden_size=64)
+    model = AutoModelForCausalLM.from_pretrained(tiny)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 2.0)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def noisy_qwen(tmp_path_factory):
+    return noisy_model(tmp_path_factory.mktemp("noisy") / "qwen3")
+
+
+@pytest.fixture(scope="module")
+def transformers_serve(noisy_qwen):
+    """`transformers serve MODEL` on 127.0.0.1 (CPU, float32); yields its base URL."""
+    from transformers.utils.import_utils import is_serve_available
+
+    command = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
+    if not is_serve_available() or command is None:
+        pytest.skip('needs `pip install "transformers[serving]"` (fastapi, uvicorn, openai) for `transformers serve`')
+    port = free_port()
+    process = subprocess.Popen(
+        [command, "serve", str(noisy_qwen), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+        + ["--dtype", "float32"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", process)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop(process)
+
+
+def dev_file(path: Path, examples, n: int) -> Path:
+    lines = [json.dumps({"id": f"d{i}", "text": ex.text}, ensure_ascii=False) for i, ex in enumerate(examples[:n])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_openai_backend_equals_local_backend(noisy_qwen, transformers_serve, cluener_dev, tmp_path):
+    source = dev_file(tmp_path / "dev.json", cluener_dev, 6)
+    # Short pieces: sentences are split, so the openai path also goes through split_long and the
+    # offset shift. A fixed answer bound: the local backend bounds a batch by its longest sentence.
+    common = ["--input", str(source), "--prompt", "cluener_zh", "--format", "mentions", "--quiet"]
+    common += ["--max-chars", "40", "--max-new-tokens", "8"]
+    assert cli(["extract", "--model", str(noisy_qwen), "--output", str(tmp_path / "local.json"), *common]) == 0
+    remote = ["--backend", "openai", "--base-url", transformers_serve, "--served-model", str(noisy_qwen)]
+    remote += ["--concurrency", "4"]
+    assert cli(["extract", *remote, "--output", str(tmp_path / "remote.json"), *common]) == 0
+    local, served = records(tmp_path / "local.json"), records(tmp_path / "remote.json")
+    assert [r["id"] for r in served] == [f"d{i}" for i in range(6)]
+    assert any(isinstance(r["raw"], list) for r in served), "no sentence was split"
+    assert len({json.dumps(r["raw"], ensure_ascii=False) for r in local}) >= 5, "answers must differ per sentence"
+    assert [(r["raw"], r["label"], r["parse"]) for r in served] == [(r["raw"], r["label"], r["parse"]) for r in local]
+
+
+def test_unreachable_server_and_unknown_model(noisy_qwen, transformers_serve, cluener_dev, tmp_path, capsys):
+    source = dev_file(tmp_path / "dev.json", cluener_dev, 2)
+    base = ["extract", "--backend", "openai", "--input", str(source), "--output", str(tmp_path / "o.json")]
+    base += ["--prompt", "cluener_zh", "--quiet", "--retries", "0"]
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    assert cli([*base, "--base-url", closed, "--served-model", "m"]) == 1
+    assert "cannot reach an OpenAI-compatible server" in capsys.readouterr().err
+    assert cli([*base, "--base-url", transformers_serve, "--served-model", "no-such-model"]) == 1
+    err = capsys.readouterr().err
+    assert "does not serve 'no-such-model'" in err and str(noisy_qwen) in err
+    assert not (tmp_path / "o.json").exists()
+    with pytest.raises(SystemExit):  # --concurrency uses positive_int
+        cli([*base, "--base-url", closed, "--served-model", "m", "--concurrency", "0"])
+    assert cli(["extract", "--model", "x", "--input", str(source), "--output", "o", "--base-url", closed]) == 1
+    assert "need --backend openai" in capsys.readouterr().err
+
+
+class FlakyServer:
+    """A stdlib HTTP server on 127.0.0.1 answering chat completions after ``failures`` 429/503s."""
+
+    def __init__(self, failures: int = 2, status: int = 429):
+        self.failures, self.status, self.bodies = failures, status, []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.bodies.append(body)
+                if owner.failures > 0:
+                    owner.failures -= 1
+                    self.send_response(owner.status)
+                    self.send_header("Retry-After", "0")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                text = body["messages"][-1]["content"][-4:]
+                answer = json.dumps([{"text": text, "label": "name"}], ensure_ascii=False)
+                data = json.dumps({"choices": [{"message": {"content": answer}, "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_retries_429_then_answers_and_sends_schema_and_key(monkeypatch):
+    monkeypatch.setenv("LLM_NER_API_KEY", "secret-key")
+    server = FlakyServer(failures=2, status=429)
+    try:
+        schema = load_prompt("cluener_zh").schema
+        backend = OpenAIBackend(server.url, "m", concurrency=2, retries=3, backoff=0.01)
+        backend.response_format = mentions_json_schema(schema)
+        answers = backend.answer([[{"role": "user", "content": "叶老桂博士"}]] * 3, ["叶老桂博士"] * 3)
+        assert answers == [json.dumps([{"text": "老桂博士", "label": "name"}], ensure_ascii=False)] * 3
+        assert backend.retried == 2 and len(server.bodies) == 5
+        body = server.bodies[-1]
+        assert body["temperature"] == 0 and body["chat_template_kwargs"] == {"enable_thinking": False}
+        assert body["max_tokens"] == 24 + 3 * 5
+        enum = body["response_format"]["json_schema"]["schema"]["items"]["properties"]["label"]["enum"]
+        assert enum == list(schema.keys)
+        backend.close()
+        # 400 is the client's fault: no retry, a clear error.
+        server.failures, server.status = 1, 400
+        backend = OpenAIBackend(server.url, "m", retries=3, backoff=0.01)
+        with pytest.raises(ServerError, match="HTTP 400"):
+            backend.complete([{"role": "user", "content": "x"}], "x")
+        assert backend.retried == 0
+    finally:
+        server.close()
+
+
+def test_api_key_header_from_environment(monkeypatch):
+    seen = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            seen["auth"] = self.headers.get("Authorization")
+            data = b'{"data": [{"id": "m"}]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.delenv("LLM_NER_API_KEY", raising=False)
+        monkeypatch.setenv("OPENAI_API_KEY", "k-123")
+        OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}", "m").check()
+        assert seen["auth"] == "Bearer k-123"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert os.environ.get("LLM_NER_API_KEY") is None
+
+
+class SlowServer(FlakyServer):
+    """FlakyServer without failures, ``delay`` seconds per answer, listing model ``m``."""
+
+    def __init__(self, delay: float):
+        super().__init__(failures=0)
+        handler = self.server.RequestHandlerClass
+        post = handler.do_POST
+
+        def slow_post(request):
+            time.sleep(delay)
+            post(request)
+
+        def get(request):
+            data = b'{"data": [{"id": "m"}]}'
+            request.send_response(200)
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data)
+
+        handler.do_POST, handler.do_GET = slow_post, get
+
+
+def test_ctrl_c_keeps_finished_batches_and_a_rerun_completes(cluener_dev, tmp_path):
+    import signal
+
+    server = SlowServer(delay=0.1)
+    try:
+        source = dev_file(tmp_path / "dev.json", cluener_dev, 40)
+        out = tmp_path / "out.json"
+        args = ["extract", "--backend", "openai", "--base-url", server.url, "--served-model", "m"]
+        args += ["--input", str(source), "--output", str(out), "--prompt", "cluener_zh", "--quiet"]
+        args += ["--batch-size", "4", "--concurrency", "2"]
+        process = subprocess.Popen([sys.executable, "-m", "llm_ner", *args], stderr=subprocess.PIPE, text=True)
+        part = Path(str(out) + ".parts") / "rank-0.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not part.exists() or len(records(part)) < 8):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130, process.stderr.read()
+        saved = records(part)
+        assert 8 <= len(saved) < 40 and not out.exists()
+        before = len(server.bodies)
+        assert cli(args) == 0
+        assert len(server.bodies) - before == 40 - len({r["id"] for r in saved})  # finished ids not resent
+        merged = records(out)
+        assert [r["id"] for r in merged] == [f"d{i}" for i in range(40)]
+        for record, example in zip(merged, cluener_dev):
+            assert record["text"] == example.text
+            # The stub names the last 4 characters of the user message, the sentence's end.
+            ((mention, ranges),) = record["label"]["name"].items()
+            assert mention == example.text[-4:] and example.text[ranges[0][0] : ranges[0][1] + 1] == mention
+    finally:
+        server.close()

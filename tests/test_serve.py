@@ -1,0 +1,266 @@
+"""`llm-ner serve`: limits, dynamic batching and failure isolation on a real uvicorn server
+(127.0.0.1) around a stand-in engine; the real engine with a tiny Qwen3 in a `llm-ner serve`
+process; the page in a real headless Chromium, its DOM checked against the API's answer."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from test_openai_backend import free_port, noisy_model, stop, wait_for
+
+pytest.importorskip("fastapi", reason='`llm-ner serve` needs fastapi and uvicorn: pip install "llm-ner[serve]"')
+pytest.importorskip("uvicorn", reason='`llm-ner serve` needs fastapi and uvicorn: pip install "llm-ner[serve]"')
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT_COPY = Path("/tmp/llm-ner-serve-page.png")
+
+
+def post(url: str, body: bytes, timeout: float = 60) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers)
+
+
+def extract(url: str, texts: list[str]) -> tuple[int, dict, dict]:
+    return post(url + "/extract", json.dumps({"texts": texts}, ensure_ascii=False).encode())
+
+
+class FakeEngine:
+    """Stands in for `Engine.run`: an entity per text (its first character, labelled with its
+    length), a delay like a generate, ``BOOM`` texts raise; records each batch's size."""
+
+    def __init__(self, delay: float = 0.2):
+        self.delay, self.batches = delay, []
+
+    def __call__(self, texts: list[str]) -> list[dict]:
+        self.batches.append(len(texts))
+        time.sleep(self.delay)
+        if any("BOOM" in t for t in texts):
+            raise RuntimeError("this text breaks the model")
+        parse = {"answers": 1, "aligned": 1}
+        return [
+            {"text": t, "entities": [{"start": 0, "end": 1, "label": f"L{len(t)}", "text": t[:1]}], "parse": parse}
+            for t in texts
+        ]
+
+
+class AppServer:
+    """`serve.build_app` under uvicorn in a thread on a free 127.0.0.1 port."""
+
+    def __init__(self, run, **limits):
+        import uvicorn
+
+        from llm_ner.serve import Limits, build_app
+
+        self.app = build_app(run, Limits(**limits), {"labels": ["name"]})
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_bad_requests_get_400_and_413():
+    server = AppServer(FakeEngine(0), max_texts=3, max_text_chars=10, max_body_bytes=200)
+    try:
+        url = server.url + "/extract"
+        assert post(url, b"{not json")[0] == 400
+        assert post(url, b'{"texts": "one"}')[0] == 400
+        assert post(url, b'{"texts": [1, 2]}')[0] == 400
+        assert post(url, b'{"texts": []}')[0] == 400
+        assert post(url, b'["a"]')[0] == 400
+        status, body, _ = post(url, b'{"texts": ["a", "b", "c", "d"]}')
+        assert status == 413 and "4 texts" in body["error"]
+        assert post(url, json.dumps({"texts": ["x" * 11]}).encode())[0] == 413
+        assert post(url, json.dumps({"texts": ["x" * 5] * 3, "pad": "y" * 300}).encode())[0] == 413
+        status, body, _ = post(url, json.dumps({"texts": ["abc", "x" * 10]}).encode())
+        assert status == 200 and [r["entities"][0]["label"] for r in body["results"]] == ["L3", "L10"]
+        with urllib.request.urlopen(server.url + "/health") as response:
+            assert json.loads(response.read())["status"] == "ok"
+    finally:
+        server.close()
+
+
+def test_dynamic_batching_routes_results_and_isolates_a_failing_request():
+    engine = FakeEngine(0.3)
+    server = AppServer(engine, max_batch=16, max_wait_ms=50)
+    try:
+        texts = [["a" * (i + 1), "b" * (i + 20)] for i in range(8)] + [["fine", "BOOM"]]
+        with ThreadPoolExecutor(len(texts)) as pool:
+            answers = list(pool.map(lambda t: extract(server.url, t), texts))
+        for request, (status, body, _) in zip(texts[:-1], answers[:-1]):
+            assert status == 200
+            assert [r["entities"][0]["label"] for r in body["results"]] == [f"L{len(t)}" for t in request]
+        assert answers[-1][0] == 500 and "breaks the model" in answers[-1][1]["error"]
+        # 9 requests of 2 texts with a cap of 16 texts: far fewer generate calls than requests.
+        assert max(engine.batches) > 2 and max(engine.batches) <= 16
+        assert len([b for b in engine.batches if b > 2]) <= 4
+        assert extract(server.url, ["after"])[0] == 200
+    finally:
+        server.close()
+
+
+def test_burst_above_the_queue_limit_gets_200_or_503():
+    engine = FakeEngine(0.2)
+    server = AppServer(engine, max_batch=4, max_wait_ms=5, max_queue=6)
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda i: extract(server.url, [f"t{i}", "u"]), range(24)))
+        statuses = [status for status, _, _ in answers]
+        assert set(statuses) <= {200, 503} and statuses.count(200) >= 3 and statuses.count(503) >= 1
+        assert all(headers.get("retry-after") == "1" for status, _, headers in answers if status == 503)
+        assert server.app.state.batcher.pending == 0
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def served_tiny(tmp_path_factory):
+    """`llm-ner serve` of a tiny random Qwen3 (varied answers) with constrained decoding, so entities appear."""
+    model = noisy_model(tmp_path_factory.mktemp("noisy") / "qwen3")
+    talkative(model)
+    port = free_port()
+    command = [sys.executable, "-m", "llm_ner", "serve", "--model", str(model), "--prompt", "cluener_zh"]
+    command += ["--format", "mentions", "--constrained", "--port", str(port), "--max-new-tokens", "40"]
+    command += ["--max-chars", "30"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", process)
+        yield f"http://127.0.0.1:{port}", model
+    finally:
+        stop(process)
+
+
+def talkative(model_dir: Path) -> None:
+    """Zero the output rows of every token holding "]": random weights would otherwise mostly
+    answer ``[]`` under constrained decoding, and a page without entities tests nothing."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        for token, index in tokenizer.get_vocab().items():
+            if "]" in token:
+                model.lm_head.weight[index] = 0
+    model.save_pretrained(model_dir)
+
+
+TEXTS = ["浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。", "生生不息CSOL生化狂潮让你填弹狂扫"]
+
+
+def test_real_engine_spans_are_substrings_and_match_extract(served_tiny, tmp_path):
+    url, model = served_tiny
+    long_text = TEXTS[0] + TEXTS[1]  # longer than --max-chars 30: split, spans shifted back
+    status, body, _ = extract(url, [*TEXTS, long_text])
+    assert status == 200
+    source = tmp_path / "in.json"
+    source.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate([*TEXTS, long_text])))
+    out = tmp_path / "out.json"
+    from llm_ner.cli import main as cli
+
+    args = ["extract", "--model", str(model), "--input", str(source), "--output", str(out), "--prompt", "cluener_zh"]
+    args += ["--format", "mentions", "--constrained", "--max-new-tokens", "40", "--max-chars", "30", "--quiet"]
+    assert cli(args) == 0
+    expected = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert sum(len(r["entities"]) for r in body["results"]) >= 2, body
+    for result, record in zip(body["results"], expected):
+        assert result["raw"] == record["raw"]
+        for entity in result["entities"]:
+            assert result["text"][entity["start"] : entity["end"]] == entity["text"]
+            assert [entity["start"], entity["end"] - 1] in record["label"][entity["label"]][entity["text"]]
+    assert isinstance(body["results"][2]["raw"], list)  # the long text was split
+    for entity in body["results"][2]["entities"]:
+        assert long_text[entity["start"] : entity["end"]] == entity["text"]
+
+
+def find_chromium() -> tuple[str | None, str]:
+    """The browser `scripts/install_chromium.sh` finds (without installing anything here)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name), ""
+    return None, "no chromium on PATH: run scripts/install_chromium.sh (Debian's chromium package)"
+
+
+class Marks(HTMLParser):
+    """The highlighted entities of the page's DOM: (start, end, label, text)."""
+
+    def __init__(self):
+        super().__init__()
+        self.marks, self._open, self._in_sup = [], None, False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "mark" and "entity" in (attrs.get("class") or ""):
+            self._open = [int(attrs["data-start"]), int(attrs["data-end"]), attrs["data-label"], ""]
+        elif tag == "sup":
+            self._in_sup = True
+
+    def handle_endtag(self, tag):
+        if tag == "mark" and self._open:
+            self.marks.append(tuple(self._open))
+            self._open = None
+        elif tag == "sup":
+            self._in_sup = False
+
+    def handle_data(self, data):
+        if self._open and not self._in_sup:
+            self._open[3] += data
+
+
+def test_page_in_headless_chromium(served_tiny, tmp_path):
+    chromium, reason = find_chromium()
+    if chromium is None:
+        print(reason)
+        pytest.skip(reason)
+    check_page(chromium, served_tiny[0], tmp_path)
+
+
+def check_page(chromium: str, url: str, tmp_path: Path) -> None:
+    texts = [*TEXTS, "𠀋我在北京"]
+    status, body, _ = extract(url, texts)
+    assert status == 200
+    entities = [(e["start"], e["end"], e["label"], e["text"]) for r in body["results"] for e in r["entities"]]
+    assert len(entities) >= 2, body
+    expected = []  # the page marks entities in reading order, skipping one that overlaps the last shown
+    for result in body["results"]:
+        end = 0
+        for e in result["entities"]:
+            if e["start"] >= end:
+                expected.append((e["start"], e["end"], e["label"], e["text"]))
+                end = e["end"]
+    page = f"{url}/?run&text=" + urllib.request.quote("\n".join(texts))
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"]
+    flags += ["--virtual-time-budget=30000", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", page], capture_output=True, text=True, timeout=90).stdout
+    assert 'data-state="done"' in dom, dom[-2000:]
+    parser = Marks()
+    parser.feed(dom)
+    assert sorted(parser.marks) == sorted(expected)
+    assert len(re.findall(r'class="result"', dom)) == len(texts)
+    shot = tmp_path / "page.png"
+    subprocess.run([*flags, "--window-size=1000,700", f"--screenshot={shot}", page], capture_output=True, timeout=90)
+    assert shot.is_file() and shot.stat().st_size > 10_000
+    shutil.copyfile(shot, SCREENSHOT_COPY)
+    print(f"screenshot: {SCREENSHOT_COPY}")
