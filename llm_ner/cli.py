@@ -12,15 +12,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .data import DataError, atomic_path, guess_format, load_examples, write_cluener, write_text_atomic
+from .data import (
+    DataError,
+    UsageError,
+    atomic_path,
+    check_output_path,
+    guess_format,
+    load_examples,
+    write_cluener,
+    write_text_atomic,
+)
 from .data_sources import CLUENER_URL
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
 INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
-
-
-class UsageError(ValueError):
-    """A bad combination of arguments or settings: printed as one line, no traceback."""
 
 
 # argparse types: numbers are checked while the command line is parsed, before any model loads.
@@ -66,19 +71,6 @@ def device_name(value: str) -> str:
     if not _DEVICE.match(value):
         raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, mps)")
     return value
-
-
-def check_output_path(output: str | Path, inputs: dict[str, str | Path | None], option: str = "--output") -> None:
-    """Refuse (`UsageError`) an output that is one of the inputs: writing it would destroy the input."""
-    out = Path(output)
-    for name, path in inputs.items():
-        if path is None:
-            continue
-        same = out.resolve() == Path(path).resolve()
-        if not same and out.exists() and Path(path).exists():
-            same = os.path.samefile(out, path)
-        if same:
-            raise UsageError(f"{option} {output} is the {name} file; writing it would destroy the input")
 
 
 def write_jsonl_atomic(records, path: str | Path) -> int:

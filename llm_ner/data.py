@@ -108,6 +108,23 @@ def find_overlaps(spans: Sequence[Span]) -> list[tuple[Span, Span]]:
 # never leaves a truncated file or destroys the previous one.
 
 
+class UsageError(ValueError):
+    """A bad combination of arguments or settings: printed as one line, no traceback."""
+
+
+def check_output_path(output: str | Path, inputs: dict[str, str | Path | None], option: str = "--output") -> None:
+    """Refuse (`UsageError`) an output that is one of the inputs: writing it would destroy the input."""
+    out = Path(output)
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        same = out.resolve() == Path(path).resolve()
+        if not same and out.exists() and Path(path).exists():
+            same = os.path.samefile(out, path)
+        if same:
+            raise UsageError(f"{option} {output} is the {name} file; writing it would destroy the input")
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; renamed to ``path`` on success, removed on error."""

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cli import UsageError
 from .data import (
     DataError,
     Example,
     Span,
+    UsageError,
     atomic_path,
     example_to_cluener,
     guess_format,

@@ -155,7 +155,7 @@ class OpenAIBackend:
         except ServerError as exc:
             raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url} ({exc})") from None
         if self.model not in names:
-            from .cli import UsageError
+            from .data import UsageError
 
             listed = ", ".join(names) or "none"
             raise UsageError(f"the server at {self.base_url} does not serve {self.model!r}; it lists: {listed}")
@@ -213,7 +213,7 @@ class OpenAIBackend:
 
 def backend_from_args(args, schema: LabelSchema) -> tuple[OpenAIBackend, Callable]:
     """The backend of `llm-ner extract --backend openai`, checked against the server."""
-    from .cli import UsageError
+    from .data import UsageError
 
     if not args.base_url or not args.served_model:
         raise UsageError("--backend openai needs --base-url and --served-model")

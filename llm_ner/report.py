@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import UsageError, check_output_path
-from .data import DataError, Example, atomic_path, load_examples
+from .data import DataError, Example, UsageError, atomic_path, check_output_path, load_examples
 from .metrics import evaluate, format_error_table, format_scores_table, match_predictions
 
 PUBLISHED_MARK = "published, not re-run"
