@@ -621,14 +621,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ValueErrors that earlier modules raise for bad user settings, named by (file, function) where they are raised;
-# any other ValueError, KeyError or IndexError is a bug and keeps its traceback.
-_SETTINGS_CHECKS = {
-    ("prompting.py", "load_prompt"),
-    ("prompting.py", "_parse_labels"),
-    ("prompting.py", "resolve_prompt_path"),
-    ("training.py", "train"),
-}
 # Libraries that raise OSError for a model that is not there (hub id or local directory).
 _MODEL_LOADERS = ("transformers", "huggingface_hub", "peft")
 
@@ -649,15 +641,12 @@ def user_facing_error(exc: BaseException) -> tuple[int, str] | None:
         return 1, f"cannot reach the server: {exc}"
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
         return 1, f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
+    # transformers/peft raise a plain OSError for a model that is neither a local directory nor on the hub
     frames = traceback.extract_tb(exc.__traceback__)
-    if frames:
-        innermost = frames[-1]
-        if isinstance(exc, ValueError) and (Path(innermost.filename).name, innermost.name) in _SETTINGS_CHECKS:
-            return 1, str(exc)
-        if isinstance(exc, OSError) and any(
-            f"{os.sep}{name}{os.sep}" in frame.filename for frame in frames for name in _MODEL_LOADERS
-        ):
-            return 1, str(exc).splitlines()[0] if str(exc) else repr(exc)
+    if isinstance(exc, OSError) and any(
+        f"{os.sep}{name}{os.sep}" in f.filename for f in frames for name in _MODEL_LOADERS
+    ):
+        return 1, str(exc).splitlines()[0] if str(exc) else repr(exc)
     return None
 
 

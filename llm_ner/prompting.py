@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from .data import Example
+from .data import DataError, Example, UsageError
 
 ANSWER_FORMATS = ("mentions", "grouped")
 DEFAULT_PROMPT = "cluener_zh"
@@ -116,7 +116,7 @@ def _compile(source: str) -> jinja2.Template:
 
 def check_format(answer_format: str) -> None:
     if answer_format not in ANSWER_FORMATS:
-        raise ValueError(f"unknown answer format {answer_format!r} (choose from {', '.join(ANSWER_FORMATS)})")
+        raise UsageError(f"unknown answer format {answer_format!r} (choose from {', '.join(ANSWER_FORMATS)})")
 
 
 def resolve_prompt_path(name_or_path: str | Path) -> Path:
@@ -135,16 +135,16 @@ def resolve_prompt_path(name_or_path: str | Path) -> Path:
 
 def _parse_labels(raw: object, source: Path) -> LabelSchema:
     if not isinstance(raw, list) or not raw:
-        raise ValueError(f"{source}: 'labels' must be a non-empty list")
+        raise DataError(source, None, "'labels' must be a non-empty list")
     types = []
     for item in raw:
         if isinstance(item, str):
             item = {"key": item}
         if not isinstance(item, dict) or not isinstance(item.get("key"), str):
-            raise ValueError(f"{source}: each label needs a 'key' string, got {item!r}")
+            raise DataError(source, None, f"each label needs a 'key' string, got {item!r}")
         unknown = set(item) - {"key", "name", "definition", "aliases"}
         if unknown:
-            raise ValueError(f"{source}: label {item['key']!r} has unknown fields {sorted(unknown)}")
+            raise DataError(source, None, f"label {item['key']!r} has unknown fields {sorted(unknown)}")
         types.append(
             LabelType(
                 item["key"],
@@ -155,7 +155,7 @@ def _parse_labels(raw: object, source: Path) -> LabelSchema:
         )
     keys = [t.key for t in types]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"{source}: duplicate label keys in {keys}")
+        raise DataError(source, None, f"duplicate label keys in {keys}")
     return LabelSchema(types)
 
 
@@ -165,9 +165,9 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+        raise DataError(path, None, f"invalid YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a YAML mapping")
+        raise DataError(path, None, "expected a YAML mapping")
     unknown = set(raw) - {
         "name",
         "description",
@@ -178,9 +178,9 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
         "format_instructions",
     }
     if unknown:
-        raise ValueError(f"{path}: unknown fields {sorted(unknown)}")
+        raise DataError(path, None, f"unknown fields {sorted(unknown)}")
     if "user" not in raw:
-        raise ValueError(f"{path}: a prompt needs a 'user' template")
+        raise DataError(path, None, "a prompt needs a 'user' template")
     schema = None
     if "labels" in raw:
         schema = _parse_labels(raw["labels"], path)

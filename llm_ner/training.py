@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from .data import DataError, Example, load_examples
+from .data import DataError, Example, UsageError, load_examples
 from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
 from .parsing import ParseStats, answer_to_spans
@@ -348,9 +348,9 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     # every LoRA run; nothing a user can change.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if not data_args.train_file:
-        raise ValueError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
+        raise UsageError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
     if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (hub id or local directory)")
+        raise UsageError("model_name_or_path is required (hub id or local directory)")
 
     if data_args.tiny_model_arch and not Path(model_args.model_name_or_path).exists():
         with training_args.main_process_first(desc="building the tiny model"):
@@ -374,7 +374,7 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     if data_args.eval_file:
         eval_examples, eval_records, _ = load_split(data_args.eval_file, data_args, prompt, data_args.max_eval_samples)
     if eval_records is None and training_args.eval_strategy != "no":
-        raise ValueError("eval_strategy is set but no eval_file was given")
+        raise UsageError("eval_strategy is set but no eval_file was given")
 
     tokenizer = AutoTokenizer.from_pretrained(
         model_args.model_name_or_path,
