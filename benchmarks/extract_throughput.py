@@ -1,10 +1,11 @@
 """Extraction throughput: the tutorials' one-at-a-time recipe versus our batched engine, in one process.
 
-    python benchmarks/extract_throughput.py                        # random tiny model, fixed answer length
+    python benchmarks/extract_throughput.py                        # random weights, real Qwen2.5 vocabulary
+    python benchmarks/extract_throughput.py --shape Qwen2.5-0.5B-Instruct --sentences 64 --skip-one-at-a-time
     python benchmarks/extract_throughput.py --model runs/tiny-cpu  # the CPU demo's trained model
-    python benchmarks/extract_throughput.py --hidden-size 1024 --num-layers 8 --batch-sizes 1,8,32,128,256  # GPU
 
-Without --model, a random-weight tiny Qwen3 of the given width is built and every answer is
+Without --model, a random-weight model (hidden 512, 4 layers, or --shape) on the real Qwen2.5
+tokenizer (151 936 embedding rows; --tokenizer tiny: one built here) is built and every answer is
 forced to --answer-tokens tokens (random weights never stop), so every setup generates the same
 number of tokens and the timing is that model shape's; constrained answers then end in filler
 after their closing bracket, which the parser skips.
@@ -72,6 +73,12 @@ def main() -> None:
     parser.add_argument("--adapter")
     parser.add_argument("--hidden-size", type=int, default=512, help="random model width (without --model)")
     parser.add_argument("--num-layers", type=int, default=4)
+    parser.add_argument("--shape", help="random weights of a real shape instead, e.g. Qwen2.5-0.5B-Instruct")
+    parser.add_argument("--shapes-file", help="default: ../shared/qwen_shapes.json")
+    parser.add_argument(
+        "--tokenizer", help="tokenizer directory (default: ../shared/tokenizers/qwen2.5; 'tiny': one built here)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--answer-tokens", type=int, default=32, help="fixed answer length (without --model)")
     parser.add_argument("--prompt", help="prompt (default: as trained; cluener_zh_short for the random model)")
     parser.add_argument("--dev-file", help="CLUENER dev (default: $LLM_NER_DATA/dev.json)")
@@ -89,21 +96,15 @@ def main() -> None:
     from llm_ner.parsing import ParseStats, answer_to_spans
 
     fixed = None
+    described = args.model or args.adapter
     with tempfile.TemporaryDirectory() as tmp:
         if args.model or args.adapter:
             settings = resolve_settings(args.model, args.adapter, args.prompt)
         else:
-            from llm_ner.tiny import build_tiny_model, default_texts
+            from train_throughput import build_model_dir, describe_model
 
-            path = build_tiny_model(
-                Path(tmp) / "model",
-                "qwen3",
-                default_texts(),
-                hidden_size=args.hidden_size,
-                num_layers=args.num_layers,
-                num_heads=8,
-                num_kv_heads=4,
-            )
+            path = build_model_dir(args, Path(tmp))
+            described = f"{args.shape or 'random weights'} ({describe_model(path)})"
             settings = resolve_settings(str(path), prompt=args.prompt or "cluener_zh_short")
             fixed = args.answer_tokens
         model, tokenizer = load_model(settings.model, settings.adapter)
@@ -144,10 +145,7 @@ def main() -> None:
         results[f"(c) constrained bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    shape = (
-        args.model
-        or f"random tiny qwen3 (hidden {args.hidden_size}, {args.num_layers} layers), answers fixed at {fixed} tokens"
-    )
+    shape = described + (f", answers fixed at {fixed} tokens" if fixed else "")
     print(f"\nmodel: {shape}; prompt {settings.prompt.name}; device: {device}; {len(texts)} CLUENER dev sentences")
     print(f"{'setup':<26}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'halluc.':>9}")
     for name, r in results.items():
