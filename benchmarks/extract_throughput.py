@@ -79,12 +79,19 @@ def main() -> None:
         "--tokenizer", help="tokenizer directory (default: ../shared/tokenizers/qwen2.5; 'tiny': one built here)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--answer-tokens", type=int, default=32, help="fixed answer length (without --model)")
+    parser.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=32,
+        help="fixed answer length (without --model); 0: answers end by themselves within --max-new-tokens",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="the bound with --answer-tokens 0")
     parser.add_argument("--prompt", help="prompt (default: as trained; cluener_zh_short for the random model)")
     parser.add_argument("--dev-file", help="CLUENER dev (default: $LLM_NER_DATA/dev.json)")
     parser.add_argument("--sentences", type=int, default=256)
     parser.add_argument("--batch-sizes", default="32", help="comma-separated batch sizes for (b) and (c)")
     parser.add_argument("--skip-one-at-a-time", action="store_true")
+    parser.add_argument("--before", metavar="REV", help="also time (c) with llm_ner/constrained.py of a git revision")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -109,6 +116,8 @@ def main() -> None:
             fixed = args.answer_tokens
         model, tokenizer = load_model(settings.model, settings.adapter)
     kwargs = {"max_new_tokens": fixed, "min_new_tokens": fixed} if fixed else {}
+    if fixed == 0:
+        kwargs = {"max_new_tokens": args.max_new_tokens}
     examples, _ = read_cluener(args.dev_file or data_dir() / "dev.json")
     examples = examples[: args.sentences]
     texts = [ex.text for ex in examples]
@@ -124,7 +133,8 @@ def main() -> None:
     results = {}
     generate_answers(model, tokenizer, conversations[:4], texts=texts[:4], batch_size=4)  # warm-up
     if not args.skip_one_at_a_time:
-        answers, seconds = timed(lambda: one_at_a_time(model, tokenizer, conversations, fixed or 512, fixed))
+        limit = fixed or (args.max_new_tokens if fixed == 0 else 512)
+        answers, seconds = timed(lambda: one_at_a_time(model, tokenizer, conversations, limit, fixed or None))
         results["(a) one-at-a-time"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
     for size in [int(s) for s in args.batch_sizes.split(",")]:
         answers, seconds = timed(
@@ -143,21 +153,43 @@ def main() -> None:
             )
         )
         results[f"(c) constrained bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
+        if args.before:
+            from constraint_step import load_constraint_module
+
+            old = load_constraint_module(args.before).MentionsConstraint.for_tokenizer(
+                tokenizer, settings.prompt.schema.keys
+            )
+            answers, seconds = timed(
+                lambda size=size, old_factory=old: generate_answers(
+                    model,
+                    tokenizer,
+                    conversations,
+                    texts=texts,
+                    batch_size=size,
+                    logits_processor_factory=old_factory,
+                    **kwargs,
+                )
+            )
+            results[f"(c) @{args.before} bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     shape = described + (f", answers fixed at {fixed} tokens" if fixed else "")
+    if fixed == 0:
+        shape = described + f", answers bounded by {args.max_new_tokens} tokens"
     print(f"\nmodel: {shape}; prompt {settings.prompt.name}; device: {device}; {len(texts)} CLUENER dev sentences")
-    print(f"{'setup':<26}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'halluc.':>9}")
+    print(f"{'setup':<30}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'repaired':>9}{'halluc.':>9}")
     for name, r in results.items():
         r["sentences_per_s"] = len(texts) / r["seconds"]
         print(
-            f"{name:<26}{r['sentences_per_s']:>9.1f}{r['seconds']:>9.1f}{r['stats']['parse_failures']:>11}"
-            f"{r['stats']['hallucinated']:>9}"
+            f"{name:<30}{r['sentences_per_s']:>9.1f}{r['seconds']:>9.1f}{r['stats']['parse_failures']:>11}"
+            f"{r['stats']['repaired']:>9}{r['stats']['hallucinated']:>9}"
         )
     base = results.get("(a) one-at-a-time")
     for size in [int(s) for s in args.batch_sizes.split(",")]:
         b, c = results[f"(b) batched bs={size}"], results[f"(c) constrained bs={size}"]
         line = f"bs={size}: (c)/(b) time {c['seconds'] / b['seconds']:.2f}x"
+        if args.before:
+            line += f"; (c)@{args.before}/(b) {results[f'(c) @{args.before} bs={size}']['seconds'] / b['seconds']:.2f}x"
         if base:
             line = f"bs={size}: (b)/(a) {b['sentences_per_s'] / base['sentences_per_s']:.1f}x; " + line
         print(line)
