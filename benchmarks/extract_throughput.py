@@ -1,10 +1,11 @@
 """Extraction throughput: the tutorials' one-at-a-time recipe versus our batched engine, in one process.
 
-    python benchmarks/extract_throughput.py                        # random tiny model, fixed answer length
+    python benchmarks/extract_throughput.py                        # random weights, real Qwen2.5 vocabulary
+    python benchmarks/extract_throughput.py --shape Qwen2.5-0.5B-Instruct --sentences 64 --skip-one-at-a-time
     python benchmarks/extract_throughput.py --model runs/tiny-cpu  # the CPU demo's trained model
-    python benchmarks/extract_throughput.py --hidden-size 1024 --num-layers 8 --batch-sizes 1,8,32,128,256  # GPU
 
-Without --model, a random-weight tiny Qwen3 of the given width is built and every answer is
+Without --model, a random-weight model (hidden 512, 4 layers, or --shape) on the real Qwen2.5
+tokenizer (151 936 embedding rows; --tokenizer tiny: one built here) is built and every answer is
 forced to --answer-tokens tokens (random weights never stop), so every setup generates the same
 number of tokens and the timing is that model shape's; constrained answers then end in filler
 after their closing bracket, which the parser skips.
@@ -72,12 +73,25 @@ def main() -> None:
     parser.add_argument("--adapter")
     parser.add_argument("--hidden-size", type=int, default=512, help="random model width (without --model)")
     parser.add_argument("--num-layers", type=int, default=4)
-    parser.add_argument("--answer-tokens", type=int, default=32, help="fixed answer length (without --model)")
+    parser.add_argument("--shape", help="random weights of a real shape instead, e.g. Qwen2.5-0.5B-Instruct")
+    parser.add_argument("--shapes-file", help="default: ../shared/qwen_shapes.json")
+    parser.add_argument(
+        "--tokenizer", help="tokenizer directory (default: ../shared/tokenizers/qwen2.5; 'tiny': one built here)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=32,
+        help="fixed answer length (without --model); 0: answers end by themselves within --max-new-tokens",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=48, help="the bound with --answer-tokens 0")
     parser.add_argument("--prompt", help="prompt (default: as trained; cluener_zh_short for the random model)")
     parser.add_argument("--dev-file", help="CLUENER dev (default: $LLM_NER_DATA/dev.json)")
     parser.add_argument("--sentences", type=int, default=256)
     parser.add_argument("--batch-sizes", default="32", help="comma-separated batch sizes for (b) and (c)")
     parser.add_argument("--skip-one-at-a-time", action="store_true")
+    parser.add_argument("--before", metavar="REV", help="also time (c) with llm_ner/constrained.py of a git revision")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -89,25 +103,21 @@ def main() -> None:
     from llm_ner.parsing import ParseStats, answer_to_spans
 
     fixed = None
+    described = args.model or args.adapter
     with tempfile.TemporaryDirectory() as tmp:
         if args.model or args.adapter:
             settings = resolve_settings(args.model, args.adapter, args.prompt)
         else:
-            from llm_ner.tiny import build_tiny_model, default_texts
+            from train_throughput import build_model_dir, describe_model
 
-            path = build_tiny_model(
-                Path(tmp) / "model",
-                "qwen3",
-                default_texts(),
-                hidden_size=args.hidden_size,
-                num_layers=args.num_layers,
-                num_heads=8,
-                num_kv_heads=4,
-            )
+            path = build_model_dir(args, Path(tmp))
+            described = f"{args.shape or 'random weights'} ({describe_model(path)})"
             settings = resolve_settings(str(path), prompt=args.prompt or "cluener_zh_short")
             fixed = args.answer_tokens
         model, tokenizer = load_model(settings.model, settings.adapter)
     kwargs = {"max_new_tokens": fixed, "min_new_tokens": fixed} if fixed else {}
+    if fixed == 0:
+        kwargs = {"max_new_tokens": args.max_new_tokens}
     examples, _ = read_cluener(args.dev_file or data_dir() / "dev.json")
     examples = examples[: args.sentences]
     texts = [ex.text for ex in examples]
@@ -123,7 +133,8 @@ def main() -> None:
     results = {}
     generate_answers(model, tokenizer, conversations[:4], texts=texts[:4], batch_size=4)  # warm-up
     if not args.skip_one_at_a_time:
-        answers, seconds = timed(lambda: one_at_a_time(model, tokenizer, conversations, fixed or 512, fixed))
+        limit = fixed or (args.max_new_tokens if fixed == 0 else 512)
+        answers, seconds = timed(lambda: one_at_a_time(model, tokenizer, conversations, limit, fixed or None))
         results["(a) one-at-a-time"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
     for size in [int(s) for s in args.batch_sizes.split(",")]:
         answers, seconds = timed(
@@ -142,24 +153,43 @@ def main() -> None:
             )
         )
         results[f"(c) constrained bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
+        if args.before:
+            from constraint_step import load_constraint_module
+
+            old = load_constraint_module(args.before).MentionsConstraint.for_tokenizer(
+                tokenizer, settings.prompt.schema.keys
+            )
+            answers, seconds = timed(
+                lambda size=size, old_factory=old: generate_answers(
+                    model,
+                    tokenizer,
+                    conversations,
+                    texts=texts,
+                    batch_size=size,
+                    logits_processor_factory=old_factory,
+                    **kwargs,
+                )
+            )
+            results[f"(c) @{args.before} bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    shape = (
-        args.model
-        or f"random tiny qwen3 (hidden {args.hidden_size}, {args.num_layers} layers), answers fixed at {fixed} tokens"
-    )
+    shape = described + (f", answers fixed at {fixed} tokens" if fixed else "")
+    if fixed == 0:
+        shape = described + f", answers bounded by {args.max_new_tokens} tokens"
     print(f"\nmodel: {shape}; prompt {settings.prompt.name}; device: {device}; {len(texts)} CLUENER dev sentences")
-    print(f"{'setup':<26}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'halluc.':>9}")
+    print(f"{'setup':<30}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'repaired':>9}{'halluc.':>9}")
     for name, r in results.items():
         r["sentences_per_s"] = len(texts) / r["seconds"]
         print(
-            f"{name:<26}{r['sentences_per_s']:>9.1f}{r['seconds']:>9.1f}{r['stats']['parse_failures']:>11}"
-            f"{r['stats']['hallucinated']:>9}"
+            f"{name:<30}{r['sentences_per_s']:>9.1f}{r['seconds']:>9.1f}{r['stats']['parse_failures']:>11}"
+            f"{r['stats']['repaired']:>9}{r['stats']['hallucinated']:>9}"
         )
     base = results.get("(a) one-at-a-time")
     for size in [int(s) for s in args.batch_sizes.split(",")]:
         b, c = results[f"(b) batched bs={size}"], results[f"(c) constrained bs={size}"]
         line = f"bs={size}: (c)/(b) time {c['seconds'] / b['seconds']:.2f}x"
+        if args.before:
+            line += f"; (c)@{args.before}/(b) {results[f'(c) @{args.before} bs={size}']['seconds'] / b['seconds']:.2f}x"
         if base:
             line = f"bs={size}: (b)/(a) {b['sentences_per_s'] / base['sentences_per_s']:.1f}x; " + line
         print(line)

@@ -1,6 +1,6 @@
 """Training throughput: our default setup versus the public tutorials' recipe, in one process.
 
-    python benchmarks/train_throughput.py                          # tiny random Qwen3, CPU
+    python benchmarks/train_throughput.py --batch-size 4          # CPU: hidden 128, 2 layers, real Qwen2.5 vocab
     python benchmarks/train_throughput.py --shape Qwen2.5-0.5B-Instruct --steps 30   # real shape, GPU
 
 - naive: `transformers.Trainer` + `DataCollatorForSeq2Seq` (every batch padded to its longest
@@ -14,8 +14,9 @@
 
 Same model weights, data, batch size and number of steps; trained tokens per second counts the
 non-padding tokens of the batches. Peak memory is the GPU allocator's peak on CUDA, else the
-process's resident-memory peak above its level before the run. Random weights of a real shape
-give the real model's speed, not its quality.
+process's resident-memory peak above its level before the run. The model has random weights and
+the real Qwen2.5 tokenizer (151 936 embedding rows, as the real checkpoints; ../shared/tokenizers)
+unless --tokenizer tiny; random weights of a real shape give the real model's speed, not its quality.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class PeakMemory:
@@ -81,44 +80,32 @@ class PeakMemory:
 
 
 def build_model_dir(args, workdir: Path) -> Path:
-    from llm_ner.tiny import build_config, build_tiny_model, default_texts
+    """Random weights (a CPU-sized width, or ``--shape``) beside the real Qwen2.5 tokenizer."""
+    from llm_ner.tiny import build_tiny_model, default_texts, read_shape, real_tokenizer_dir, shape_arguments
 
     if args.model:
         return Path(args.model)
-    out = build_tiny_model(
-        workdir / "model",
-        "qwen3",
-        default_texts(),
-        seed=args.seed,
-        hidden_size=args.hidden_size,
-        num_layers=args.num_layers,
-    )
+    tokenizer = None if args.tokenizer == "tiny" else Path(args.tokenizer or real_tokenizer_dir("qwen2.5"))
+    if tokenizer is not None and not (tokenizer / "tokenizer.json").is_file():
+        raise SystemExit(f"error: no tokenizer in {tokenizer} (pass --tokenizer DIR, or --tokenizer tiny)")
+    arch, vocab_size = (None if tokenizer else "qwen3"), None
+    shape = {"hidden_size": args.hidden_size, "num_layers": args.num_layers}
     if args.shape:
-        # The tokenizer stays ours; the weights take the real model's shape and vocabulary size.
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        real = read_shape(args.shape, args.shapes_file)
+        arch, vocab_size, shape = real["model_type"], real["vocab_size"], shape_arguments(real)
+    texts = () if tokenizer else default_texts()
+    return build_tiny_model(
+        workdir / "model", arch, texts, seed=args.seed, tokenizer_dir=tokenizer, vocab_size=vocab_size, **shape
+    )
 
-        from llm_ner.tiny import qwen_chat_template
 
-        spec = dict(json.loads(Path(args.shapes_file).read_text())[args.shape])
-        arch = spec.pop("model_type")
-        tokenizer = AutoTokenizer.from_pretrained(out)
-        tokenizer.chat_template = qwen_chat_template(arch)
-        config = build_config(
-            arch,
-            spec.pop("vocab_size"),
-            hidden_size=spec.pop("hidden_size"),
-            num_layers=spec.pop("num_hidden_layers"),
-            num_heads=spec.pop("num_attention_heads"),
-            num_kv_heads=spec.pop("num_key_value_heads"),
-            intermediate_size=spec.pop("intermediate_size"),
-            **spec,
-        )
-        torch.manual_seed(args.seed)
-        model = AutoModelForCausalLM.from_config(config, dtype=_dtype())
-        out = workdir / args.shape
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    return out
+def describe_model(model_dir: Path) -> str:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    return (
+        f"{config.model_type} hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}"
+    )
 
 
 def _same_settings(args) -> dict:
@@ -221,11 +208,14 @@ def _timed(trainer, counter):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model directory (default: build a tiny random Qwen3)")
+    parser.add_argument("--model", help="model directory (default: random weights on the real Qwen2.5 tokenizer)")
     parser.add_argument(
         "--shape", help="random weights of a real shape from qwen_shapes.json, e.g. Qwen2.5-0.5B-Instruct"
     )
-    parser.add_argument("--shapes-file", default=str(ROOT.parent / "shared" / "qwen_shapes.json"))
+    parser.add_argument("--shapes-file", help="default: ../shared/qwen_shapes.json")
+    parser.add_argument(
+        "--tokenizer", help="tokenizer directory (default: ../shared/tokenizers/qwen2.5; 'tiny': one built here)"
+    )
     parser.add_argument("--train-file", default=None, help="CLUENER file (default: $LLM_NER_DATA/train.json)")
     parser.add_argument("--prompt", default="cluener_zh")
     parser.add_argument("--steps", type=int, default=30)
@@ -248,6 +238,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         model_dir = build_model_dir(args, workdir)
+        described = describe_model(model_dir)
         results = {
             "naive": run_naive(model_dir, records, args, workdir),
             "ours": run_ours(model_dir, records, args, workdir, padding_free=False),
@@ -256,7 +247,7 @@ def main() -> None:
             results["ours+padfree"] = run_ours(model_dir, records, args, workdir, padding_free=True)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     print(
-        f"\nmodel: {args.shape or args.model or 'tiny random qwen3'}; device: {device}; "
+        f"\nmodel: {args.shape or args.model or 'random weights'} ({described}); device: {device}; "
         f"{args.steps} steps x batch {args.batch_size}; prompt {args.prompt}"
     )
     print(f"{'setup':<14}{'tokens/s':>12}{'ratio':>8}{'peak MiB':>10}{'seconds':>9}{'loss':>8}")

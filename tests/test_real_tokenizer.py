@@ -116,7 +116,7 @@ def test_extraction_prompt_is_the_prefix_of_the_training_tokens(real_model, clue
 
     prompt = load_prompt("cluener_zh")
     data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
-    examples, records, prompt = load_split(data_args.train_file, data_args, prompt, limit=16)
+    examples, records, prompt = load_split(data_args.train_file, data_args, prompt, limit=8)
     tokenizer = AutoTokenizer.from_pretrained(real_model(name))
     disable_thinking_by_default(tokenizer)  # as training does
     trainer = make_trainer_class()(
@@ -288,7 +288,7 @@ def test_constrained_generation_with_a_random_model_closes_in_the_budget(real_mo
         for parameter in model.parameters():
             parameter.normal_(0, 0.5)
     prompt = load_prompt("cluener_zh_short")
-    texts = [ex.text for ex in cluener_dev[:32]]
+    texts = [ex.text for ex in cluener_dev[:24]]
     conversations = [prompt.messages(text) for text in texts]
     constraint = MentionsConstraint.for_tokenizer(tokenizer, prompt.schema.keys)
     results = {}
@@ -296,10 +296,10 @@ def test_constrained_generation_with_a_random_model_closes_in_the_budget(real_mo
         answers = generate_answers(
             model,
             tokenizer,
-            conversations if factory else conversations[:16],
+            conversations if factory else conversations[:12],
             texts=texts,
-            batch_size=32,
-            max_new_tokens=20,
+            batch_size=24,
+            max_new_tokens=16,
             logits_processor_factory=factory,
         )
         totals = ParseStats()
@@ -307,7 +307,7 @@ def test_constrained_generation_with_a_random_model_closes_in_the_budget(real_mo
             totals += answer_to_spans(text, answer, prompt.schema)[1]
         results[name] = (totals, answers)
     print(f"\nfree: {results['free'][0].as_dict()}\nconstrained: {results['constrained'][0].as_dict()}")
-    assert results["free"][0].parse_failures > 12
+    assert results["free"][0].parse_failures > 9
     totals, answers = results["constrained"]
     assert totals.parse_failures == totals.repaired == totals.hallucinated == totals.unknown_label == 0
     assert totals.aligned > 0 and len(set(answers)) > 8
