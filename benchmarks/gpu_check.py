@@ -109,7 +109,7 @@ def make_model_dir(shape: str, shapes_file: Path, tokenizers: Path, out: Path, s
             with gzip.open(path) as packed, open(out / path.stem, "wb") as unpacked:
                 shutil.copyfileobj(packed, unpacked)
         elif path.is_file():
-            shutil.copy(path, out / path.name)
+            shutil.copyfile(path, out / path.name)  # not the read-only mode of a shared copy
     tokenizer = AutoTokenizer.from_pretrained(out)
     disable_thinking_by_default(tokenizer)
     config = AutoConfig.for_model(model_type, **spec)
