@@ -11,6 +11,7 @@ sentences are done the parts are merged into OUTPUT in input order. Under
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -18,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .confidence import scores_field
 from .data import DataError, Example, Span, example_to_cluener, guess_format, load_examples
 from .generation import PROMPT_COPY, read_run_metadata
-from .parsing import ParseStats, answer_to_spans
+from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
 
 INPUT_FORMATS = ("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
@@ -233,16 +235,37 @@ class ResumableOutput:
 
 
 def make_record(
-    example: Example, pieces: list[tuple[int, str]], answers: list[str], prompt: PromptTemplate
+    example: Example,
+    pieces: list[tuple[int, str]],
+    answers: list[str],
+    prompt: PromptTemplate,
+    token_scores: list | None = None,
 ) -> tuple[dict, ParseStats]:
-    """The output record of one sentence from the answers of its pieces."""
+    """The output record of one sentence from the answers of its pieces.
+
+    ``token_scores[k]`` = (char ranges of the tokens, their log-probabilities) of answer k adds the
+    entity ``scores`` and the ``answer_score`` (see `llm_ner.confidence`).
+    """
     stats = ParseStats()
     spans: set[Span] = set()
-    for (offset, piece), answer in zip(pieces, answers):
-        piece_spans, piece_stats = answer_to_spans(piece, answer, prompt.schema)
+    scores: dict[Span, float] = {}
+    for k, ((offset, piece), answer) in enumerate(zip(pieces, answers)):
+        if token_scores is not None:
+            ranges, logprobs = token_scores[k]
+            piece_spans, piece_stats, piece_scores = answer_to_scored_spans(
+                piece, answer, ranges, logprobs, prompt.schema
+            )
+            scores.update({Span(s.start + offset, s.end + offset, s.label): v for s, v in piece_scores.items()})
+        else:
+            piece_spans, piece_stats = answer_to_spans(piece, answer, prompt.schema)
         stats += piece_stats
         spans.update(Span(s.start + offset, s.end + offset, s.label) for s in piece_spans)
-    record = example_to_cluener(Example(example.id, example.text, sorted(spans)))
+    predicted = Example(example.id, example.text, sorted(spans))
+    record = example_to_cluener(predicted)
+    if token_scores is not None:
+        record["scores"] = scores_field(predicted, scores)
+        logprobs = [value for _, values in token_scores for value in values]
+        record["answer_score"] = round(math.exp(sum(logprobs) / len(logprobs)), 6) if logprobs else None
     record["raw"] = answers[0] if len(answers) == 1 else answers
     record["parse"] = {k: v for k, v in stats.as_dict().items() if v}
     return record, stats
@@ -268,7 +291,7 @@ def extract(
     """
     from tqdm.auto import tqdm
 
-    from .generation import generate_answers
+    from .generation import generate_answers, token_char_ranges
 
     store = ResumableOutput(output, rank)
     done = store.done_ids()
@@ -294,6 +317,7 @@ def extract(
             batch = [mine[i] for i in by_length[start : start + batch_size]]
             texts = [piece for ex in batch for _, piece in pieces_of[ex.id]]
             conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
+            token_logprobs: list = []
             answers = generate_answers(
                 model,
                 tokenizer,
@@ -302,11 +326,22 @@ def extract(
                 batch_size=len(texts),
                 max_new_tokens=max_new_tokens,
                 logits_processor_factory=processor_factory,
+                token_logprobs=token_logprobs,
             )
+            token_scores = [
+                (token_char_ranges(tokenizer, ids, answer), logprobs)
+                for (ids, logprobs), answer in zip(token_logprobs, answers)
+            ]
             records, cursor = [], 0
             for ex in batch:
                 n = len(pieces_of[ex.id])
-                record, stats = make_record(ex, pieces_of[ex.id], answers[cursor : cursor + n], settings.prompt)
+                record, stats = make_record(
+                    ex,
+                    pieces_of[ex.id],
+                    answers[cursor : cursor + n],
+                    settings.prompt,
+                    token_scores[cursor : cursor + n],
+                )
                 cursor += n
                 totals += stats
                 records.append(record)
