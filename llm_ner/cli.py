@@ -264,7 +264,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
     out = run_report(args.gold, args.pred, args.out, args.published, args.resamples, args.seed, args.note)
-    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and {out / 'f1_per_class.png'}", file=sys.stderr)
+    print(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'} and the charts", file=sys.stderr)
     return 0
 
 
@@ -487,9 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="side-by-side report of several systems (markdown, JSON, PNG chart)",
+        help="side-by-side report of several systems (markdown, HTML sentence browser, JSON, PNG charts)",
         description="Scores every prediction file against the same gold file with `llm-ner evaluate`'s metrics "
-        "and writes report.md, report.json and f1_per_class.png: per-system tables, the F1 summary with "
+        "and writes report.md, report.html (with a sentence browser), report.json and PNG charts: per-system tables, "
+        "the F1 summary with "
         "published figures marked as such, error breakdowns and paired bootstrap intervals.",
     )
     report.add_argument("--gold", required=True)

@@ -366,4 +366,6 @@ function render() {
 }
 counts(); setup(); refilter();
 document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+// time from navigation start to the load event (page, inline charts and the first page of sentences)
+addEventListener("load", () => setTimeout(() => { document.body.dataset.loadMs = performance.now().toFixed(0); }));
 """.replace("__PAGE__", str(PAGE_SIZE))
