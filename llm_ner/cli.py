@@ -17,6 +17,7 @@ from .data import (
     UsageError,
     atomic_path,
     check_output_path,
+    example_to_cluener,
     guess_format,
     load_examples,
     write_cluener,
@@ -25,7 +26,7 @@ from .data import (
 from .data_sources import CLUENER_URL
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
 
-INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes")
+INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano")
 
 
 # argparse types: numbers are checked while the command line is parsed, before any model loads.
@@ -110,7 +111,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         check_output_path(args.json, {"--gold": args.gold, "--pred": args.pred}, "--json")
     gold, gold_report = load_examples(args.gold, args.gold_format, lenient=args.lenient)
-    pred, pred_report = load_examples(args.pred, "cluener", lenient=args.lenient, allow_empty=True)
+    pred, pred_report = load_examples(args.pred, args.pred_format, lenient=args.lenient, allow_empty=True)
+    if args.min_score is not None:
+        pred = _filter_min_score(args.pred, pred, args.min_score)
     for report in (gold_report, pred_report):
         if report.skipped or report.warnings:
             report.print()
@@ -121,6 +124,58 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         write_text_atomic(json.dumps(result, ensure_ascii=False, indent=2) + "\n", args.json)
         print(f"\nwrote {args.json}", file=sys.stderr)
+    return 0
+
+
+def _filter_min_score(path: str, pred: list, min_score: float) -> list:
+    """`evaluate --min-score`: drop predicted entities scoring below the threshold."""
+    from .confidence import filter_by_score, read_scores
+
+    if min_score > 1:
+        raise UsageError(f"--min-score is a probability: between 0 and 1, got {min_score}")
+    scores = read_scores(path)
+    if not scores:
+        raise UsageError(f"--min-score: {path} carries no entity scores (write them with `llm-ner extract`)")
+    kept, dropped = filter_by_score(pred, scores, min_score)
+    total = sum(len(ex.spans) for ex in pred)
+    print(f"--min-score {min_score}: kept {total - dropped} of {total} predicted entities", file=sys.stderr)
+    return kept
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .annotation_formats import write_annotations
+    from .confidence import read_scores
+
+    examples, report = load_examples(args.pred, args.input_format, lenient=args.lenient, allow_empty=True)
+    if report.skipped or report.warnings:
+        report.print()
+    if args.to == "cluener":
+        if args.gold:
+            raise UsageError("--gold goes with --to labelstudio (gold spans as annotations beside the predictions)")
+        count = write_jsonl_atomic((example_to_cluener(ex) for ex in examples), args.output)
+    else:
+        gold = None
+        if args.gold:
+            if args.to != "labelstudio":
+                raise UsageError("--gold needs --to labelstudio (doccano has no separate pre-annotations)")
+            gold_examples, gold_report = load_examples(args.gold, args.gold_format, lenient=args.lenient)
+            gold = {ex.id: ex for ex in gold_examples}
+        scores = read_scores(args.pred) if args.input_format in ("auto", "cluener", "labelstudio", "doccano") else {}
+        count = write_annotations(examples, args.output, args.to, scores, gold, as_annotation=args.as_annotation)
+    print(f"wrote {count} {args.to} records to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .confidence import select_for_annotation
+
+    if args.by == "disagreement" and len(args.pred) != 2:
+        raise UsageError("--by disagreement needs two --pred files (two systems on the same sentences)")
+    if args.by == "uncertainty" and len(args.pred) != 1:
+        raise UsageError("--by uncertainty takes one --pred file (with scores from `llm-ner extract`)")
+    records = select_for_annotation(args.pred, args.n, args.by, args.input_format, args.lenient)
+    count = write_jsonl_atomic(records, args.output)
+    print(f"wrote {count} sentences to annotate next ({args.by}) to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -286,7 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import run_report
 
     out = run_report(args.gold, args.pred, args.out, args.published, args.resamples, args.seed, args.note)
-    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and {out / 'f1_per_class.png'}", file=sys.stderr)
+    print(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'} and the charts", file=sys.stderr)
     return 0
 
 
@@ -355,6 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gold", required=True, help="gold file (CLUENER or BIO)")
     evaluate.add_argument("--pred", required=True, help="predictions (CLUENER JSON lines)")
     evaluate.add_argument("--gold-format", default="auto", choices=INPUT_FORMATS)
+    evaluate.add_argument(
+        "--pred-format", default="cluener", choices=INPUT_FORMATS, help="predictions format (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--min-score",
+        type=positive_float,
+        metavar="X",
+        help="score only predicted entities whose confidence (written by `llm-ner extract`) is at least X (0-1]",
+    )
     evaluate.add_argument("--json", metavar="OUT", help="also write all scores as JSON")
     evaluate.add_argument("--lenient", action="store_true", help="skip bad records instead of stopping")
     evaluate.set_defaults(func=cmd_evaluate)
@@ -438,7 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("--output", required=True, help="CLUENER JSON lines for `llm-ner evaluate`")
     extract.add_argument(
-        "--input-format", default="auto", choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
+        "--input-format",
+        default="auto",
+        choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano"),
     )
     extract.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
     extract.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
@@ -578,7 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
     bpredict.add_argument("--output", required=True)
     bpredict.add_argument("--batch-size", type=positive_int, default=64)
     bpredict.add_argument(
-        "--input-format", default="auto", choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
+        "--input-format",
+        default="auto",
+        choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano"),
     )
     bpredict.add_argument("--lenient", action="store_true")
     bpredict.add_argument("--quiet", action="store_true")
@@ -586,9 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser(
         "report",
-        help="side-by-side report of several systems (markdown, JSON, PNG chart)",
+        help="side-by-side report of several systems (markdown, HTML sentence browser, JSON, PNG charts)",
         description="Scores every prediction file against the same gold file with `llm-ner evaluate`'s metrics "
-        "and writes report.md, report.json and f1_per_class.png: per-system tables, the F1 summary with "
+        "and writes report.md, report.html (with a sentence browser), report.json and PNG charts: per-system tables, "
+        "the F1 summary with "
         "published figures marked as such, error breakdowns and paired bootstrap intervals.",
     )
     report.add_argument("--gold", required=True)
@@ -607,6 +676,44 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--seed", type=non_negative_int, default=0)
     report.add_argument("--note", help="a paragraph for the top of report.md (how the systems were trained)")
     report.set_defaults(func=cmd_report)
+
+    export = sub.add_parser(
+        "export",
+        help="write predictions (or gold) for Label Studio / doccano, or annotations back as CLUENER",
+        description="Predictions become pre-annotations to correct: Label Studio tasks with the predictions "
+        "(and each entity's confidence as its score) and, with --gold, the gold spans as the annotation; or "
+        "doccano JSON lines. --to cluener reads a corrected Label Studio / doccano file (--input-format) back "
+        "into CLUENER JSON lines for training.",
+    )
+    export.add_argument("pred", metavar="PRED", help="predictions or annotations to convert")
+    export.add_argument("--to", required=True, choices=("labelstudio", "doccano", "cluener"))
+    export.add_argument("--output", required=True, help="output file")
+    export.add_argument("--gold", help="gold file whose spans become the Label Studio annotation")
+    export.add_argument("--gold-format", default="auto", choices=INPUT_FORMATS)
+    export.add_argument("--input-format", default="auto", choices=INPUT_FORMATS, help="format of PRED")
+    export.add_argument(
+        "--as-annotation",
+        action="store_true",
+        help="Label Studio: write PRED's spans as the (finished) annotation instead of a prediction",
+    )
+    export.add_argument("--lenient", action="store_true", help="skip bad records instead of stopping")
+    export.set_defaults(func=cmd_export)
+
+    select = sub.add_parser(
+        "select",
+        help="pick the sentences to annotate next: least certain, or where two systems disagree most",
+        description="Writes the N sentences whose predictions are least certain (1 - the lowest entity or "
+        "answer score written by `llm-ner extract`) or, with two --pred files, where the systems disagree "
+        "most (spans only one predicts). Output: CLUENER JSON lines with the first file's predictions and "
+        "scores, ready for `llm-ner export --to labelstudio`.",
+    )
+    select.add_argument("--pred", required=True, action="append", help="predictions (give two for disagreement)")
+    select.add_argument("-n", type=positive_int, default=100, help="sentences to pick (default: %(default)s)")
+    select.add_argument("--by", required=True, choices=("uncertainty", "disagreement"))
+    select.add_argument("--output", required=True, help="CLUENER JSON lines of the chosen sentences")
+    select.add_argument("--input-format", default="cluener", choices=INPUT_FORMATS)
+    select.add_argument("--lenient", action="store_true")
+    select.set_defaults(func=cmd_select)
 
     merge = sub.add_parser(
         "merge",

@@ -54,9 +54,9 @@ class TokenTrie:
     """The vocabulary's regular tokens as a byte trie: node = {byte: child, -1: [token ids]}."""
 
     def __init__(self, tokenizer):
-        from .tiny import bytes_to_unicode
+        from .tiny import unicode_to_bytes
 
-        decoder = {char: byte for byte, char in bytes_to_unicode().items()}
+        decoder = unicode_to_bytes()
         special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
         self.root: dict = {}
         self.token_bytes: dict[int, bytes] = {}

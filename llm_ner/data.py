@@ -576,7 +576,8 @@ def load_examples(
     scheme: str | None = None,
     allow_empty: bool = False,
 ) -> tuple[list[Example], LoadReport]:
-    """Read CLUENER or char-per-line tag data (``input_format``: auto, cluener, bio)."""
+    """Read CLUENER, char-per-line tag data, Label Studio or doccano (``input_format``: auto, cluener, bio,
+    bioes, bmes, labelstudio, doccano; auto means cluener or a tag file)."""
     if input_format == "auto":
         input_format = guess_format(path)
     if input_format == "cluener":
@@ -585,4 +586,8 @@ def load_examples(
         if input_format != "bio" and scheme is None:
             scheme = input_format
         return read_bio(path, scheme=scheme, labels=labels, lenient=lenient, allow_empty=allow_empty)
-    raise ValueError(f"unknown input format {input_format!r} (auto, cluener, bio, bioes, bmes)")
+    if input_format in ("labelstudio", "doccano"):
+        from .annotation_formats import read_annotations
+
+        return read_annotations(path, input_format, labels=labels, lenient=lenient, allow_empty=allow_empty)
+    raise ValueError(f"unknown input format {input_format!r} (auto, cluener, bio, bioes, bmes, labelstudio, doccano)")

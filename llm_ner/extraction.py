@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .confidence import scores_field
 from .data import (
     DataError,
     Example,
@@ -32,7 +34,7 @@ from .data import (
     write_text_atomic,
 )
 from .generation import PROMPT_COPY, read_run_metadata
-from .parsing import ParseStats, answer_to_spans
+from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
 
 INPUT_FORMATS = ("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
@@ -299,9 +301,7 @@ class ResumableOutput:
                 if earlier.get(key) != fingerprint.get(key)
             ]
             if differences:
-                raise ResumeMismatch(
-                    f"{results} was made with other settings ({'; '.join(differences)}); {restart}"
-                )
+                raise ResumeMismatch(f"{results} was made with other settings ({'; '.join(differences)}); {restart}")
         stray, changed = [], []
         for record_id, record in self.done_records().items():
             if record_id not in texts:
@@ -369,16 +369,37 @@ def _write_json_atomic(path: Path, obj) -> None:
 
 
 def make_record(
-    example: Example, pieces: list[tuple[int, str]], answers: list[str], prompt: PromptTemplate
+    example: Example,
+    pieces: list[tuple[int, str]],
+    answers: list[str],
+    prompt: PromptTemplate,
+    token_scores: list | None = None,
 ) -> tuple[dict, ParseStats]:
-    """The output record of one sentence from the answers of its pieces."""
+    """The output record of one sentence from the answers of its pieces.
+
+    ``token_scores[k]`` = (char ranges of the tokens, their log-probabilities) of answer k adds the
+    entity ``scores`` and the ``answer_score`` (see `llm_ner.confidence`).
+    """
     stats = ParseStats()
     spans: set[Span] = set()
-    for (offset, piece), answer in zip(pieces, answers):
-        piece_spans, piece_stats = answer_to_spans(piece, answer, prompt.schema)
+    scores: dict[Span, float] = {}
+    for k, ((offset, piece), answer) in enumerate(zip(pieces, answers)):
+        if token_scores is not None:
+            ranges, logprobs = token_scores[k]
+            piece_spans, piece_stats, piece_scores = answer_to_scored_spans(
+                piece, answer, ranges, logprobs, prompt.schema
+            )
+            scores.update({Span(s.start + offset, s.end + offset, s.label): v for s, v in piece_scores.items()})
+        else:
+            piece_spans, piece_stats = answer_to_spans(piece, answer, prompt.schema)
         stats += piece_stats
         spans.update(Span(s.start + offset, s.end + offset, s.label) for s in piece_spans)
-    record = example_to_cluener(Example(example.id, example.text, sorted(spans)))
+    predicted = Example(example.id, example.text, sorted(spans))
+    record = example_to_cluener(predicted)
+    if token_scores is not None:
+        record["scores"] = scores_field(predicted, scores)
+        logprobs = [value for _, values in token_scores for value in values]
+        record["answer_score"] = round(math.exp(sum(logprobs) / len(logprobs)), 6) if logprobs else None
     record["raw"] = answers[0] if len(answers) == 1 else answers
     record["parse"] = {k: v for k, v in stats.as_dict().items() if v}
     return record, stats
@@ -407,7 +428,7 @@ def extract(
     """
     from tqdm.auto import tqdm
 
-    from .generation import generate_answers
+    from .generation import generate_answers, token_char_ranges
 
     store = ResumableOutput(output, rank)
     done = store.done_ids()
@@ -418,7 +439,9 @@ def extract(
     pieces_of = {ex.id: split_long(ex.text, max_chars) for ex in mine}
     work = [(ex, k) for ex in mine for k in range(len(pieces_of[ex.id]))]
     work.sort(key=lambda item: -len(pieces_of[item[0].id][item[1]][1]))
-    answers_of: dict[str, list[str | None]] = {ex.id: [None] * len(pieces_of[ex.id]) for ex in mine}
+    answers_of: dict[str, list[tuple[str, tuple | None] | None]] = {
+        ex.id: [None] * len(pieces_of[ex.id]) for ex in mine
+    }
     bar = tqdm(
         total=len(mine),
         unit="sent",
@@ -436,9 +459,11 @@ def extract(
             batch = work[start : start + batch_size]
             texts = [pieces_of[ex.id][k][1] for ex, k in batch]
             conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
+            token_logprobs: list | None = None
             if answer is not None:
                 answers = answer(conversations, texts)
             else:
+                token_logprobs = []
                 answers = generate_answers(
                     model,
                     tokenizer,
@@ -447,12 +472,21 @@ def extract(
                     batch_size=len(texts),
                     max_new_tokens=max_new_tokens,
                     logits_processor_factory=processor_factory,
+                    token_logprobs=token_logprobs,
                 )
             records = []
-            for (ex, k), piece_answer in zip(batch, answers):
-                answers_of[ex.id][k] = piece_answer
+            for row, ((ex, k), piece_answer) in enumerate(zip(batch, answers)):
+                scored = None
+                if token_logprobs is not None:
+                    ids, logprobs = token_logprobs[row]
+                    scored = (token_char_ranges(tokenizer, ids, piece_answer), logprobs)
+                answers_of[ex.id][k] = (piece_answer, scored)
                 if all(a is not None for a in answers_of[ex.id]):
-                    record, stats = make_record(ex, pieces_of[ex.id], answers_of.pop(ex.id), settings.prompt)
+                    done = answers_of.pop(ex.id)
+                    token_scores = None if token_logprobs is None else [s for _, s in done]
+                    record, stats = make_record(
+                        ex, pieces_of[ex.id], [a for a, _ in done], settings.prompt, token_scores
+                    )
                     totals += stats
                     records.append(record)
             if records:

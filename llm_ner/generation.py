@@ -176,6 +176,65 @@ def generate_batch(
     return answers
 
 
+class ChosenTokenLogprobs:
+    """A last logits processor that records, per step, the log-probability of the greedy choice.
+
+    It sees the scores after every other processor (the constraint mask included), so under
+    greedy decoding the chosen token is the arg max and its probability is the one recorded.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        self.steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values.cpu())
+        return scores
+
+    def row(self, row: int, length: int) -> list[float]:
+        """Log-probabilities of the first ``length`` tokens of batch row ``row``."""
+        return [float(step[row]) for step in self.steps[:length]]
+
+
+class _Chain:
+    """Logits processors applied in turn (a LogitsProcessorList cannot sit inside generate's own list)."""
+
+    def __init__(self, *processors) -> None:
+        self.processors = processors
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for processor in self.processors:
+            scores = processor(input_ids, scores)
+        return scores
+
+
+def token_char_ranges(tokenizer, ids: Sequence[int], answer: str) -> list[tuple[int, int]] | None:
+    """The characters of ``answer`` each token produced (a token ending inside a multi-byte
+    character covers that character); None when the tokens' bytes do not spell the answer."""
+    import codecs
+
+    from .tiny import unicode_to_bytes
+
+    byte_of = unicode_to_bytes()
+    pieces = []
+    for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(list(ids))):
+        try:
+            pieces.append(bytes(byte_of[ch] for ch in token))
+        except (KeyError, TypeError):  # added or special tokens: their decoded text
+            pieces.append(tokenizer.decode([token_id], skip_special_tokens=True).encode("utf-8"))
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")  # as the tokenizer decodes
+    ranges, parts, emitted = [], [], 0
+    for piece in pieces:
+        start = emitted  # a character begun by an earlier token is also this token's
+        text = decoder.decode(piece)
+        parts.append(text)
+        emitted += len(text)
+        ranges.append((start, emitted + (1 if decoder.getstate()[0] else 0)))
+    parts.append(decoder.decode(b"", final=True))
+    if "".join(parts) != answer:
+        return None
+    return ranges
+
+
 def generate_answers(
     model,
     tokenizer,
@@ -187,6 +246,7 @@ def generate_answers(
     logits_processor_factory: Callable | None = None,
     min_new_tokens: int | None = None,
     reuse_prefix: bool = True,
+    token_logprobs: list | None = None,
 ) -> list[str]:
     """Answers for chat prompts, in input order.
 
@@ -196,13 +256,16 @@ def generate_answers(
     ``logits_processor_factory(texts, prompt_width)`` builds a per-batch logits processor
     (constrained decoding); it needs ``texts``. ``min_new_tokens`` (benchmarks only) fixes the
     answer length of random-weight models. The instruction prefix all prompts share is computed
-    once and its KV cache reused by every batch (``reuse_prefix``).
+    once and its KV cache reused by every batch (``reuse_prefix``). A ``token_logprobs`` list
+    receives, per answer, ``(token ids, log-probability of each token as chosen)``.
     """
     prompts = [chat_prompt_ids(tokenizer, messages) for messages in conversations]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = stop_token_ids(tokenizer, model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     answers: list[str] = [""] * len(prompts)
+    if token_logprobs is not None:
+        token_logprobs[:] = [None] * len(prompts)
     was_training = model.training
     model.eval()
     shared = shared_prefix_length(prompts)
@@ -221,9 +284,14 @@ def generate_answers(
                 processor = logits_processor_factory([texts[i] for i in batch], max(len(p) for p in batch_prompts))
                 if hasattr(processor, "max_new_tokens"):  # a constraint that must close within the budget
                     processor.max_new_tokens = limit
+            recorder = ChosenTokenLogprobs() if token_logprobs is not None else None
+            if recorder is not None:
+                processor = recorder if processor is None else _Chain(processor, recorder)
             ids = generate_batch(model, batch_prompts, limit, pad_id, stops, processor, min_new_tokens, prefix)
-            for i, answer_ids in zip(batch, ids):
+            for row, (i, answer_ids) in enumerate(zip(batch, ids)):
                 answers[i] = tokenizer.decode(answer_ids, skip_special_tokens=True)
+                if recorder is not None:
+                    token_logprobs[i] = (answer_ids, recorder.row(row, len(answer_ids)))
             if progress is not None:
                 progress(len(batch))
     finally:

@@ -155,6 +155,77 @@ def error_breakdown(gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span
     return {label: {kind: counts[kind] for kind in ERROR_KINDS} for label, counts in sorted(table.items())}
 
 
+PREDICTION_KINDS = ("correct", "wrong_type", "wrong_boundary", "wrong_type_and_boundary", "spurious")
+NONE_TYPE = "none"
+
+
+def classify_sentence(gold_spans: Sequence[Span], pred_spans: Sequence[Span]) -> tuple[list[str], list[bool]]:
+    """Error kind of every prediction and whether every gold span was missed, for one sentence.
+
+    A prediction is ``correct`` (in gold), ``wrong_type`` (a gold span has its boundaries),
+    ``wrong_boundary`` (overlaps a gold span of its type), ``wrong_type_and_boundary`` (overlaps
+    another gold span) or ``spurious`` (overlaps none), the first that applies; a gold span is
+    missed when no prediction overlaps it. Spurious and missed totals equal `error_breakdown`'s.
+    """
+    gold_set = set(gold_spans)
+    kinds = []
+    for p in pred_spans:
+        overlapping = [g for g in gold_set if g.overlaps(p)]
+        if p in gold_set:
+            kinds.append("correct")
+        elif any((g.start, g.end) == (p.start, p.end) for g in overlapping):
+            kinds.append("wrong_type")
+        elif any(g.label == p.label for g in overlapping):
+            kinds.append("wrong_boundary")
+        elif overlapping:
+            kinds.append("wrong_type_and_boundary")
+        else:
+            kinds.append("spurious")
+    missed = [not any(p.overlaps(g) for p in pred_spans) for g in gold_spans]
+    return kinds, missed
+
+
+def _best_prediction(g: Span, pred_spans: set[Span]) -> Span | None:
+    """The prediction `error_breakdown` judges a gold span by: exact, same bounds, same type, any overlap."""
+    overlapping = sorted(p for p in pred_spans if p.overlaps(g))
+    for test in (
+        lambda p: p == g,
+        lambda p: (p.start, p.end) == (g.start, g.end),
+        lambda p: p.label == g.label,
+        lambda p: True,
+    ):
+        found = next((p for p in overlapping if test(p)), None)
+        if found is not None:
+            return found
+    return None
+
+
+def confusion_matrix(
+    gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]], labels: Sequence[str]
+) -> dict[str, list]:
+    """Gold type x predicted type counts with ``none`` for missed (column) and spurious (row).
+
+    Every gold span counts once, in the column of the prediction `error_breakdown` judges it by
+    (so wrong-boundary predictions of the right type sit on the diagonal) or under ``none`` when
+    no prediction overlaps it; a prediction overlapping no gold span counts in the ``none`` row.
+    Row sums of the gold types are the class supports.
+    """
+    _check_lengths(gold, pred)
+    names = list(dict.fromkeys([*labels, *sorted({s.label for spans in [*gold, *pred] for s in spans})]))
+    names.append(NONE_TYPE)
+    index = {name: i for i, name in enumerate(names)}
+    matrix = [[0] * len(names) for _ in names]
+    for gold_spans, pred_spans in zip(gold, pred):
+        pred_set, gold_set = set(pred_spans), set(gold_spans)
+        for g in gold_set:
+            p = _best_prediction(g, pred_set)
+            matrix[index[g.label]][index[p.label if p else NONE_TYPE]] += 1
+        for p in pred_set:
+            if not any(p.overlaps(g) for g in gold_set):
+                matrix[index[NONE_TYPE]][index[p.label]] += 1
+    return {"labels": names, "matrix": matrix}
+
+
 def _check_lengths(gold: Sequence, pred: Sequence) -> None:
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")

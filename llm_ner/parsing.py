@@ -205,19 +205,21 @@ def _exact_occurrences(text: str, mention: str):
         position = text.find(mention, position + 1)
 
 
-def align_mentions(text: str, mentions: list[tuple[str, str]], stats: ParseStats | None = None) -> list[Span]:
+def align_mentions(
+    text: str, mentions: list[tuple[str, str]], stats: ParseStats | None = None, placed: list | None = None
+) -> list[Span]:
     """Place mentions listed in reading order with a left-to-right cursor.
 
     Each mention takes its next occurrence after the previous mention; failing that (nested
     or out-of-order mentions) the first occurrence not already taken with the same label.
     Strings found only after folding full-width forms, case and spaces are counted as
-    ``normalized``.
+    ``normalized``. ``placed`` (a list) receives ``(index of the mention, span)`` of each placed one.
     """
     stats = stats if stats is not None else ParseStats()
     spans: set[Span] = set()
     prev_start = prev_end = 0
     normalized: _NormalizedText | None = None
-    for mention, label in mentions:
+    for index, (mention, label) in enumerate(mentions):
         places = list(_exact_occurrences(text, mention))
         folded = False
         if not places:
@@ -236,6 +238,8 @@ def align_mentions(text: str, mentions: list[tuple[str, str]], stats: ParseStats
             continue
         span = Span(choice[0], choice[1], label)
         spans.add(span)
+        if placed is not None:
+            placed.append((index, span))
         stats.aligned += 1
         stats.normalized += int(folded)
         prev_start, prev_end = span.start, span.end
@@ -283,3 +287,72 @@ def answer_to_spans(text: str, answer: str, schema: LabelSchema | None = None) -
     """Parse an answer of either format and align it to ``text``; never raises."""
     mentions, found, stats = parse_answer(answer, schema)
     return align_spans(text, mentions, found, stats), stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Confidence: the probability of each mention's tokens
+
+
+_STRING = r'"((?:[^"\\]|\\.)*)"'
+_VALUE_AFTER_KEY = re.compile(r":\s*" + _STRING)
+
+
+def mention_char_ranges(answer: str, mentions: list[tuple[str, str]]) -> list[list[tuple[int, int]]]:
+    """For each parsed mention, the answer characters of its entity string and of the label string that
+    follows it (``{"text": ENTITY, "label": LABEL}``), found left to right; empty when not found."""
+    found, cursor = [], 0
+    for mention, _ in mentions:
+        literal = json.dumps(mention, ensure_ascii=False)
+        position = answer.find(literal, cursor)
+        if position < 0 and answer.endswith(literal[:-1]):  # cut off inside its last entity: no closing quote
+            position = len(answer) - len(literal) + 1
+        if position < 0:
+            found.append([])
+            continue
+        ranges = [(position + 1, position + len(literal) - 1)]
+        cursor = position + len(literal)
+        label = _VALUE_AFTER_KEY.match(answer, cursor) or _VALUE_AFTER_KEY.search(answer, cursor)
+        if label and answer[cursor : label.start()].strip(' ,\n"').lower() in LABEL_KEYS:
+            ranges.append(label.span(1))
+            cursor = label.end()
+        found.append(ranges)
+    return found
+
+
+def answer_to_scored_spans(
+    text: str,
+    answer: str,
+    token_ranges: list[tuple[int, int]] | None,
+    logprobs: list[float],
+    schema: LabelSchema | None = None,
+) -> tuple[list[Span], ParseStats, dict[Span, float]]:
+    """`answer_to_spans` plus each span's score: the product of the probabilities of the tokens that
+    wrote its entity string and label (mentions answers; grouped answers: the entity string only).
+    ``token_ranges[k]`` are the answer characters of token k (`generation.token_char_ranges`)."""
+    import math
+
+    mentions, found, stats = parse_answer(answer, schema)
+    placed: list[tuple[int, Span]] = []
+    if found == "grouped":
+        spans = align_grouped(text, mentions, stats)
+    else:
+        spans = align_mentions(text, mentions, stats, placed)
+    if token_ranges is None:
+        return spans, stats, {}
+    char_ranges = mention_char_ranges(answer, mentions)
+    if found == "grouped":  # one entity string can become several spans; each takes the string's score
+        by_key = {(m, lab): i for i, (m, lab) in enumerate(mentions)}
+        placed = [
+            (by_key[(text[s.start : s.end], s.label)], s) for s in spans if (text[s.start : s.end], s.label) in by_key
+        ]
+    scores = {}
+    for index, span in placed:
+        ranges = char_ranges[index]
+        if not ranges:
+            continue
+        tokens = [
+            k for k, (a, b) in enumerate(token_ranges) if b > a and any(a < end and start < b for start, end in ranges)
+        ]
+        if tokens:
+            scores[span] = math.exp(sum(logprobs[k] for k in tokens if k < len(logprobs)))
+    return spans, stats, scores

@@ -11,14 +11,16 @@ bootstrap confidence intervals of micro-F1 differences), ``report.json`` and ``f
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Example, UsageError, atomic_path, check_output_path, load_examples
+from .data import DataError, Example, UsageError, check_output_path, load_examples
 from .metrics import evaluate, format_error_table, format_scores_table, match_predictions
 
 PUBLISHED_MARK = "published, not re-run"
@@ -38,6 +40,13 @@ def parse_counters(path: str | Path) -> dict[str, int] | None:
                     if isinstance(value, int):
                         totals[key] = totals.get(key, 0) + value
     return totals or None
+
+
+def read_system_scores(predictions: dict[str, str]) -> dict[str, dict]:
+    """Per system the entity confidences its prediction file carries (`llm-ner extract`), if any."""
+    from .confidence import read_scores
+
+    return {name: read_scores(path) for name, path in predictions.items()}
 
 
 def parse_pred_arguments(values: Sequence[str]) -> list[tuple[str, str]]:
@@ -258,6 +267,73 @@ def load_published(path: str | Path) -> dict:
     return published
 
 
+def plot_confusion(confusion: dict, title: str, path: str | Path) -> None:
+    """A confusion matrix as a heatmap (color: share of the gold row; numbers: counts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names, matrix = confusion["labels"], np.array(confusion["matrix"], dtype=float)
+    shares = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.55 * len(names)))
+    axis.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if matrix[i, j]:
+                color = "white" if shares[i, j] > 0.5 else "black"
+                axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
+    axis.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(len(names)), names, fontsize=8)
+    axis.set_xlabel("predicted type")
+    axis.set_ylabel("gold type")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _file_name(system: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in system)
+
+
+def write_browser_and_matrices(
+    report: dict,
+    gold: Sequence[Example],
+    systems: dict[str, Sequence[Example]],
+    out: Path,
+    scores: dict[str, dict] | None = None,
+) -> dict[str, str]:
+    """Confusion matrices (into ``report`` and as PNGs), PR curves of scored systems, and report.html.
+
+    Returns the chart files written, by name. ``scores[system]`` maps sentence id -> {span: score}.
+    """
+    from .metrics import confusion_matrix
+    from .report_html import browser_data, write_report_html
+
+    images = {"f1_per_class": str(out / "f1_per_class.png")}
+    aligned = {}
+    for name, predictions in systems.items():
+        aligned[name], _ = match_predictions(gold, predictions)
+        confusion = confusion_matrix([ex.spans for ex in gold], [ex.spans for ex in aligned[name]], report["labels"])
+        report["systems"][name]["confusion"] = confusion
+        path = out / f"confusion_{_file_name(name)}.png"
+        plot_confusion(confusion, f"{name}: gold type x predicted type", path)
+        images[f"confusion:{name}"] = str(path)
+    for name, by_id in (scores or {}).items():
+        if by_id:
+            from .confidence import plot_pr_curve, pr_curve
+
+            curve = pr_curve(gold, aligned[name], by_id)
+            report["systems"][name]["pr_curve"] = {k: v for k, v in curve.items() if k != "points"}
+            path = out / f"pr_{_file_name(name)}.png"
+            plot_pr_curve(curve, name, path)
+            images[f"pr:{name}"] = str(path)
+    data = browser_data(gold, aligned, report["labels"], scores)
+    write_report_html(report, data, out / "report.html", images)
+    return images
+
+
 def run_report(
     gold_path: str,
     preds: Sequence[str],
@@ -295,11 +371,17 @@ def run_report(
             )
         for warning in result.get("warnings", []):
             print(f"warning: {name}: {warning}", file=sys.stderr)
-    # All three files are written to temporary files first and renamed together at the end: a failure
-    # leaves the previous report as it was, never a mix of old and new files.
-    with ExitStack() as stack:
-        tmp = {name: stack.enter_context(atomic_path(path)) for name, path in outputs.items()}
-        plot_f1_per_class(report, tmp["f1_per_class.png"])
-        tmp["report.md"].write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
-        tmp["report.json"].write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    # Every file is written into a staging folder first and moved into place only when all exist: a
+    # failure leaves the previous report as it was, never a mix of old and new files.
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
+    try:
+        plot_f1_per_class(report, staging / "f1_per_class.png")
+        write_browser_and_matrices(report, gold, systems, staging, read_system_scores(report["predictions"]))
+        (staging / "report.md").write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
+        (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        for written in sorted(staging.iterdir()):
+            os.replace(written, out / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -47,6 +47,11 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars)))
 
 
+def unicode_to_bytes() -> dict[str, int]:
+    """The inverse of `bytes_to_unicode`: a byte-level token's characters back to its bytes."""
+    return {char: byte for byte, char in bytes_to_unicode().items()}
+
+
 def build_vocab(texts: Iterable[str], max_words: int = 400) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Byte-level BPE vocab and merges: every character of ``texts`` becomes a single token, and
     the ``max_words`` most frequent multi-character ASCII pre-tokens (JSON keys, label names) too.

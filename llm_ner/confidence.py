@@ -1,0 +1,227 @@
+"""Entity confidence: the scores `llm-ner extract` writes, filtering by them, PR curves, what to annotate next.
+
+An entity's score is the probability, under the decoding that produced the answer, of the tokens
+of its entity string and its label: the product of the chosen tokens' probabilities after every
+logits processor (so after the constraint mask with ``--constrained``). A prediction record keeps
+the CLUENER ``label`` field untouched and adds ``scores`` with the same shape, one score per
+occurrence: ``{"label": {"name": {"张三": [[0, 1]]}}, "scores": {"name": {"张三": [0.93]}}}``, plus
+``answer_score``, the geometric mean of the probabilities of all answer tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .data import Example, Span
+
+
+def scores_field(example: Example, scores: dict[Span, float]) -> dict:
+    """The ``scores`` object of a record, shaped like its CLUENER ``label`` object."""
+    field: dict[str, dict[str, list[float]]] = {}
+    for span in example.spans:
+        if span in scores:
+            field.setdefault(span.label, {}).setdefault(example.mention(span), []).append(round(scores[span], 6))
+    return field
+
+
+def record_scores(record: dict) -> dict[Span, float]:
+    """Span -> score of one CLUENER prediction record with a ``scores`` field (CLUENER offsets)."""
+    label, scores = record.get("label"), record.get("scores")
+    if not isinstance(label, dict) or not isinstance(scores, dict):
+        return {}
+    found = {}
+    for type_, entities in label.items():
+        for entity, offsets in (entities or {}).items() if isinstance(entities, dict) else ():
+            values = (scores.get(type_) or {}).get(entity) if isinstance(scores.get(type_), dict) else None
+            if not isinstance(values, list) or not isinstance(offsets, list):
+                continue
+            for pair, value in zip(offsets, values):
+                if isinstance(value, (int, float)) and isinstance(pair, list) and len(pair) == 2:
+                    found[Span(pair[0], pair[1] + 1, type_)] = float(value)
+    return found
+
+
+def read_scores(path: str | Path) -> dict[str, dict[Span, float]]:
+    """Sentence id -> span -> score from a prediction file (CLUENER with ``scores``, or Label Studio /
+    doccano with per-region scores); empty when the file carries none."""
+    path = Path(path)
+    by_id: dict[str, dict[Span, float]] = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        head = handle.read(1).lstrip()
+    if head == "[":
+        from .annotation_formats import read_annotations
+
+        read_annotations(path, "labelstudio", lenient=True, allow_empty=True, scores=by_id)
+        return by_id
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for index, line in enumerate(handle):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # the format readers report bad lines
+            if not isinstance(record, dict):
+                continue
+            found = record_scores(record)
+            if not found and isinstance(record.get("scores"), list) and isinstance(record.get("label"), list):
+                found = {
+                    Span(a, b, t): float(v)
+                    for (a, b, t), v in zip(record["label"], record["scores"])
+                    if isinstance(v, (int, float))
+                }
+            if found:
+                by_id[str(record.get("id", index))] = found
+    return by_id
+
+
+def filter_by_score(
+    examples: Sequence[Example], scores: dict[str, dict[Span, float]], min_score: float
+) -> tuple[list[Example], int]:
+    """Keep predictions scoring at least ``min_score``; spans without a score are kept. Returns the
+    filtered examples and the number of spans dropped."""
+    kept, dropped = [], 0
+    for ex in examples:
+        known = scores.get(ex.id, {})
+        spans = [s for s in ex.spans if known.get(s, min_score) >= min_score]
+        dropped += len(ex.spans) - len(spans)
+        kept.append(Example(ex.id, ex.text, spans))
+    return kept, dropped
+
+
+def pr_curve(gold: Sequence[Example], pred: Sequence[Example], scores: dict[str, dict[Span, float]]) -> dict:
+    """Span-level precision and recall as the threshold falls through every score (pred aligned to gold).
+
+    ``auc`` is the area under the step curve (average precision scaled by the highest recall);
+    ``random_auc`` is what a ranking unrelated to correctness gives on average (overall precision
+    times overall recall): a score that ranks correct entities first has ``auc`` above it.
+    Unscored predictions count as scoring 1.
+    """
+    total_gold = sum(len(set(ex.spans)) for ex in gold)
+    items = []
+    for g, p in zip(gold, pred):
+        gold_set, known = set(g.spans), scores.get(p.id, {})
+        items += [(known.get(s, 1.0), s in gold_set) for s in set(p.spans)]
+    items.sort(key=lambda item: -item[0])
+    points, correct, previous_recall, auc = [], 0, 0.0, 0.0
+    best = {"threshold": 1.0, "precision": 0.0, "recall": 0.0, "f1": 0.0}
+    for i, (score, hit) in enumerate(items):
+        correct += hit
+        if i + 1 < len(items) and items[i + 1][0] == score:
+            continue  # one point per distinct threshold
+        precision, recall = correct / (i + 1), correct / total_gold if total_gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        auc += (recall - previous_recall) * precision
+        previous_recall = recall
+        points.append({"threshold": score, "precision": precision, "recall": recall, "f1": f1})
+        if f1 > best["f1"]:
+            best = dict(points[-1])
+    overall_p = correct / len(items) if items else 0.0
+    return {
+        "points": points,
+        "auc": auc,
+        "random_auc": overall_p * previous_recall,
+        "best": best,
+        "predictions": len(items),
+    }
+
+
+def plot_pr_curve(curve: dict, name: str, path: str | Path) -> None:
+    """The precision-recall curve with the best-F1 threshold marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 4))
+    recall = [p["recall"] for p in curve["points"]]
+    precision = [p["precision"] for p in curve["points"]]
+    axis.step(recall, precision, where="post", label=f"{name} (AUC {curve['auc']:.3f})")
+    overall = precision[-1] if precision else 0.0
+    axis.axhline(overall, color="grey", linestyle=":", label=f"random ranking (AUC {curve['random_auc']:.3f})")
+    best = curve["best"]
+    axis.plot([best["recall"]], [best["precision"]], "o", color="red")
+    axis.annotate(
+        f"best F1 {best['f1']:.3f}\nscore >= {best['threshold']:.3g}",
+        (best["recall"], best["precision"]),
+        textcoords="offset points",
+        xytext=(8, -24),
+        fontsize=8,
+    )
+    axis.set_xlabel("recall")
+    axis.set_ylabel("precision")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.legend(fontsize=8, loc="lower left")
+    axis.set_title(f"{name}: precision-recall over the confidence threshold", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def uncertainty(example: Example, scores: dict[Span, float], answer_score: float | None) -> float:
+    """1 minus the least certain of the sentence's entity scores and its answer score (0 when none)."""
+    values = [scores[s] for s in example.spans if s in scores]
+    if answer_score is not None:
+        values.append(answer_score)
+    return 1.0 - min(values) if values else 0.0
+
+
+def disagreement(a: Example, b: Example) -> tuple[int, float]:
+    """Spans only one system predicts, and that count over the union (the Jaccard distance)."""
+    first, second = set(a.spans), set(b.spans)
+    union = first | second
+    differ = len(first ^ second)
+    return differ, differ / len(union) if union else 0.0
+
+
+def read_answer_scores(path: str | Path) -> dict[str, float]:
+    """Sentence id -> ``answer_score`` of a prediction file written by `llm-ner extract`."""
+    found = {}
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for index, line in enumerate(handle):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("answer_score"), (int, float)):
+                found[str(record.get("id", index))] = float(record["answer_score"])
+    return found
+
+
+def select_for_annotation(
+    paths: Sequence[str], n: int, by: str, input_format: str = "cluener", lenient: bool = False
+) -> list[dict]:
+    """The ``n`` sentences to annotate next as CLUENER records (the first file's spans and scores) with a
+    ``select`` field saying why: least certain first (``uncertainty``, one file) or most disagreement
+    (``disagreement``, two files matched by id). Ties keep file order."""
+    from .data import example_to_cluener, load_examples
+
+    first, _ = load_examples(paths[0], input_format, lenient=lenient, allow_empty=True)
+    scores = read_scores(paths[0])
+    if by == "uncertainty":
+        answers = read_answer_scores(paths[0])
+        if not scores and not answers:
+            raise ValueError(f"{paths[0]}: no scores to rank by (write them with `llm-ner extract`)")
+        ranked = [(uncertainty(ex, scores.get(ex.id, {}), answers.get(ex.id)), ex) for ex in first]
+        ranked.sort(key=lambda item: -item[0])
+        reasons = [{"uncertainty": round(value, 6)} for value, _ in ranked[:n]]
+    elif by == "disagreement":
+        second, _ = load_examples(paths[1], input_format, lenient=lenient, allow_empty=True)
+        other = {ex.id: ex for ex in second}
+        missing = [ex.id for ex in first if ex.id not in other]
+        if missing:
+            raise ValueError(f"{paths[1]}: no prediction for id {missing[0]!r} of {paths[0]} ({len(missing)} missing)")
+        ranked = [(disagreement(ex, other[ex.id]), ex) for ex in first]
+        ranked.sort(key=lambda item: (-item[0][0], -item[0][1]))
+        reasons = [{"disagreement": d, "jaccard_distance": round(j, 6)} for (d, j), _ in ranked[:n]]
+    else:
+        raise ValueError(f"unknown selection {by!r} (uncertainty, disagreement)")
+    records = []
+    for (_, example), reason in zip(ranked[:n], reasons):
+        record = example_to_cluener(example)
+        if scores.get(example.id):
+            record["scores"] = scores_field(example, scores[example.id])
+        record["select"] = reason
+        records.append(record)
+    return records
