@@ -482,6 +482,11 @@ def run_extraction(args) -> int:
     from .generation import load_model
 
     state = PartialState(cpu=args.device == "cpu")
+    device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
+    if device.startswith("cuda") and not _cuda():
+        raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
+    if args.load_in_4bit and not device.startswith("cuda"):
+        raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
     settings = resolve_settings(args.model, args.adapter, args.prompt, args.format)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     check_unique_ids(examples, args.input)
@@ -511,11 +516,6 @@ def run_extraction(args) -> int:
             store.clear()
         store.start(fingerprint)
     state.wait_for_everyone()
-    device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
-    if device.startswith("cuda") and not _cuda():
-        raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
-    if args.load_in_4bit and not device.startswith("cuda"):
-        raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
     model, tokenizer = load_model(
         settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
     )
