@@ -299,9 +299,7 @@ class ResumableOutput:
                 if earlier.get(key) != fingerprint.get(key)
             ]
             if differences:
-                raise ResumeMismatch(
-                    f"{results} was made with other settings ({'; '.join(differences)}); {restart}"
-                )
+                raise ResumeMismatch(f"{results} was made with other settings ({'; '.join(differences)}); {restart}")
         stray, changed = [], []
         for record_id, record in self.done_records().items():
             if record_id not in texts:
