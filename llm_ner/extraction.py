@@ -523,6 +523,13 @@ def run_extraction(args) -> int:
 
     remote = getattr(args, "backend", "local") == "openai"
     state = PartialState(cpu=args.device == "cpu" or remote)
+    device = None
+    if not remote:  # checked before --restart can discard anything
+        device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
+        if device.startswith("cuda") and not _cuda():
+            raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
+        if args.load_in_4bit and not device.startswith("cuda"):
+            raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
     # The openai backend loads no model: the served model's name stands in for --model.
     model_name = args.model or (args.served_model if remote else None)
     settings = resolve_settings(model_name, args.adapter, args.prompt, args.format)
@@ -562,11 +569,6 @@ def run_extraction(args) -> int:
 
         backend, answer = backend_from_args(args, settings.prompt.schema)
     else:
-        device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
-        if device.startswith("cuda") and not _cuda():
-            raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
-        if args.load_in_4bit and not device.startswith("cuda"):
-            raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
         model, tokenizer = load_model(
             settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
         )

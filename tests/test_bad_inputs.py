@@ -397,6 +397,17 @@ def test_resume_keeps_records_beyond_a_smaller_limit_and_refuses_a_foreign_outpu
     assert "p.json.parts exists but was not written" in capsys.readouterr().err
 
 
+def test_unavailable_device_fails_before_anything_is_discarded(ctx, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU; the case is a CPU-only machine asked for --device cuda")
+    before = ctx["done"].read_bytes()
+    assert main(["extract", *_extract(ctx, ctx["gold"], ctx["done"], "--device", "cuda", "--restart")]) == 2
+    assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
+    assert ctx["done"].read_bytes() == before  # --restart did not discard the results before the failure
+
+
 def test_fingerprint_sees_retrained_weights(ctx, tmp_path):
     from llm_ner.extraction import directory_identity
 
