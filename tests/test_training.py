@@ -261,7 +261,7 @@ def test_metric_for_best_model_eval_f1_picks_the_best_checkpoint(tiny_models, cl
     trainer keeps checkpoint-2 as best and loads it at the end."""
     import llm_ner.training as training
 
-    scripted = iter([0.2, 0.5, 0.3])
+    scripted = iter([0.2, 0.5, 0.3, 0.0, 0.0])  # steps 1-3, then any final evaluation
     real = training.f1_metrics
 
     def f1_metrics(gold, answers, prompt, prefix="eval"):
@@ -272,7 +272,7 @@ def test_metric_for_best_model_eval_f1_picks_the_best_checkpoint(tiny_models, cl
     extra = ["--max_steps", "3", "--eval_steps", "1", "--save_steps", "1", "--f1_eval_samples", "2"]
     extra += ["--f1_max_new_tokens", "2", "--metric_for_best_model", "eval_f1", "--load_best_model_at_end", "true"]
     trainer = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, *extra))
-    assert [e["eval_f1"] for e in trainer.state.log_history if "eval_f1" in e] == [0.2, 0.5, 0.3]
+    assert [e["eval_f1"] for e in trainer.state.log_history if "eval_f1" in e][:3] == [0.2, 0.5, 0.3]
     assert trainer.state.best_metric == 0.5
     assert Path(trainer.state.best_model_checkpoint).name == "checkpoint-2"
 
