@@ -15,7 +15,9 @@ from llm_ner.prompting import load_prompt
 from llm_ner.training import NERDataArguments, load_split, make_trainer_class
 
 model_dir, train_file, out = sys.argv[1:4]
-_, records, _ = load_split(train_file, NERDataArguments(train_file=train_file), load_prompt("cluener_zh_short"), limit=6)
+_, records, _ = load_split(
+    train_file, NERDataArguments(train_file=train_file), load_prompt("cluener_zh_short"), limit=6
+)
 trainer = make_trainer_class()(
     model=model_dir,
     args=SFTConfig(

@@ -137,7 +137,9 @@ def test_batched_extraction_equals_one_by_one(diverse_qwen, dev_slice, tmp_path)
     outs = []
     for batch in ("16", "1"):
         out = tmp_path / f"b{batch}.json"
-        args = extract_args(diverse_qwen, dev_slice, out, "--limit", "10", "--batch-size", batch, "--max-new-tokens", "10")
+        args = extract_args(
+            diverse_qwen, dev_slice, out, "--limit", "10", "--batch-size", batch, "--max-new-tokens", "10"
+        )
         cli(["extract", *args])
         outs.append([(r["id"], r["raw"]) for r in records(out)])
     assert outs[0] == outs[1]

@@ -363,7 +363,15 @@ def test_resume_from_checkpoint_continues_the_run(tiny_models, cluener_dir, tmp_
 
     def run(out, *extra, callbacks=()):
         args = train_args(
-            tiny_models["qwen2"], cluener_dir, out, "--max_steps", "4", "--f1_eval_samples", "0", "--eval_strategy", "no"
+            tiny_models["qwen2"],
+            cluener_dir,
+            out,
+            "--max_steps",
+            "4",
+            "--f1_eval_samples",
+            "0",
+            "--eval_strategy",
+            "no",
         )
         return main([*args, "--learning_rate", "5e-3", "--warmup_steps", "1", *extra], callbacks=list(callbacks))
 
