@@ -62,18 +62,8 @@ def qwen_tokenizer_dir():
 
 
 def two_cpu_process_launch() -> list[str]:
-    """`accelerate launch` with 2 CPU processes, without a saved accelerate config."""
-    return [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "2",
-        "--cpu",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    """A launcher of 2 CPU processes (gloo): `torchrun --standalone --nproc_per_node 2`.
+
+    Not `accelerate launch --cpu --num_processes 2`: without an MPI hostfile that starts ONE
+    process (accelerate 1.15's simple launcher leaves multi-CPU spawning to mpirun/torchrun)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

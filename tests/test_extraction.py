@@ -44,6 +44,24 @@ def noisy_qwen(tiny_qwen, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def diverse_qwen(tiny_qwen, tmp_path_factory):
+    """The tiny model with weights ~ N(0, 1): its greedy answers differ from sentence to sentence
+    (7 distinct of the first 10 dev sentences), so equivalence tests can see a mix-up."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 1.0)
+    out = tmp_path_factory.mktemp("diverse") / "qwen3"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_qwen).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
 def dev_slice(tmp_path_factory, cluener_dev):
     path = tmp_path_factory.mktemp("data") / "dev48.json"
     lines = [json.dumps({"id": f"d{i}", "text": ex.text}, ensure_ascii=False) for i, ex in enumerate(cluener_dev[:48])]
@@ -115,14 +133,17 @@ def test_extract_writes_cluener_in_input_order(tiny_qwen, dev_slice, tmp_path, c
     assert len(again) == 48
 
 
-def test_batched_extraction_equals_one_by_one(tiny_qwen, dev_slice, tmp_path):
+def test_batched_extraction_equals_one_by_one(diverse_qwen, dev_slice, tmp_path):
     outs = []
     for batch in ("16", "1"):
         out = tmp_path / f"b{batch}.json"
-        args = extract_args(tiny_qwen, dev_slice, out, "--limit", "10", "--batch-size", batch, "--max-new-tokens", "10")
+        args = extract_args(
+            diverse_qwen, dev_slice, out, "--limit", "10", "--batch-size", batch, "--max-new-tokens", "10"
+        )
         cli(["extract", *args])
         outs.append([(r["id"], r["raw"]) for r in records(out)])
     assert outs[0] == outs[1]
+    assert len({raw for _, raw in outs[0]}) >= 5  # answers differ per sentence: a mix-up would show
 
 
 def test_resume_after_kill(tiny_qwen, cluener_dir, cluener_dev, tmp_path):
@@ -175,16 +196,17 @@ def test_interrupt_keeps_finished_batches(tmp_path):
     assert ResumableOutput(tmp_path / "o.json").done_ids() == {"0", "1"}
 
 
-def test_two_process_sharding_matches_one_process(tiny_qwen, dev_slice, tmp_path):
+def test_two_process_sharding_matches_one_process(diverse_qwen, dev_slice, tmp_path):
     single = tmp_path / "single.json"
-    cli(["extract", *extract_args(tiny_qwen, dev_slice, single, "--max-new-tokens", "10")])
+    cli(["extract", *extract_args(diverse_qwen, dev_slice, single, "--max-new-tokens", "10")])
+    assert len({r["raw"] for r in records(single)}) >= 10  # answers differ per sentence
     sharded = tmp_path / "sharded.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [
             *two_cpu_process_launch(),
             str(ROOT / "scripts" / "extract.py"),
-            *extract_args(tiny_qwen, dev_slice, sharded, "--max-new-tokens", "10", "--device", "cpu"),
+            *extract_args(diverse_qwen, dev_slice, sharded, "--max-new-tokens", "10", "--device", "cpu"),
         ],
         capture_output=True,
         text=True,

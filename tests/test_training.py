@@ -207,6 +207,80 @@ def test_batched_generation_matches_one_at_a_time(tiny_models, cluener_dev):
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in stop_token_ids(tokenizer, model)
 
 
+def _loss_trainer(model_dir, cluener_dir, tmp_path, **config):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+
+    data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
+    _, records, _ = load_split(data_args.train_file, data_args, load_prompt("cluener_zh_short"), limit=6)
+    return make_trainer_class()(
+        model=str(model_dir),
+        args=SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=None, **config),
+        train_dataset=Dataset.from_list(records),
+        processing_class=AutoTokenizer.from_pretrained(model_dir),
+    )
+
+
+def test_gradient_accumulation_loss_equals_the_whole_batch_loss(tiny_models, cluener_dir, tmp_path):
+    """Two micro-batches, each divided by the answer tokens of both (`num_items_in_batch`, as the
+    Trainer passes under gradient accumulation), sum to the loss of the whole batch; the short
+    and the long half have different token counts, so a per-micro-batch mean would not."""
+    trainer = _loss_trainer(tiny_models["qwen3"], cluener_dir, tmp_path)
+    features = sorted((trainer.train_dataset[i] for i in range(6)), key=lambda f: len(f["input_ids"]))
+    whole = trainer.data_collator(features)
+    count = torch.tensor(int((whole["labels"][:, 1:] != -100).sum()))
+    halves = [trainer.data_collator(features[:2]), trainer.data_collator(features[2:])]
+    assert len({int((h["labels"][:, 1:] != -100).sum()) for h in halves}) == 2
+    with torch.no_grad():
+        full = float(trainer.compute_loss(trainer.model, whole))
+        accumulated = sum(float(trainer.compute_loss(trainer.model, h, num_items_in_batch=count)) for h in halves)
+    assert accumulated == pytest.approx(full, rel=1e-5)
+
+
+def test_two_process_loss_scale(tiny_models, cluener_dir, tmp_path):
+    """Under DDP (2 CPU processes) the mean of the processes' losses is the whole batch's loss:
+    scaled once for DDP's gradient averaging, not twice, not zero times."""
+    out = tmp_path / "losses.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+    command = [
+        *two_cpu_process_launch(),
+        str(ROOT / "tests" / "ddp_loss_check.py"),
+        str(tiny_models["qwen3"]),
+        str(cluener_dir / "dev.json"),
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert len(result["per_process"]) == 2 and result["per_process"][0] != result["per_process"][1]
+    mean = sum(result["per_process"]) / 2
+    assert mean == pytest.approx(result["whole_batch"], rel=1e-5)
+
+
+def test_metric_for_best_model_eval_f1_picks_the_best_checkpoint(tiny_models, cluener_dir, tmp_path, monkeypatch):
+    """`metric_for_best_model: eval_f1` with scripted F1 0.2, 0.5, 0.3 at steps 1, 2, 3: the
+    trainer keeps checkpoint-2 as best and loads it at the end."""
+    import llm_ner.training as training
+
+    scripted = iter([0.2, 0.5, 0.3, 0.0, 0.0])  # steps 1-3, then any final evaluation
+    real = training.f1_metrics
+
+    def f1_metrics(gold, answers, prompt, prefix="eval"):
+        return {**real(gold, answers, prompt, prefix), f"{prefix}_f1": next(scripted)}
+
+    monkeypatch.setattr(training, "f1_metrics", f1_metrics)
+    out = tmp_path / "best"
+    extra = ["--max_steps", "3", "--eval_steps", "1", "--save_steps", "1", "--f1_eval_samples", "2"]
+    extra += ["--f1_max_new_tokens", "2", "--metric_for_best_model", "eval_f1", "--load_best_model_at_end", "true"]
+    trainer = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, *extra))
+    assert [e["eval_f1"] for e in trainer.state.log_history if "eval_f1" in e][:3] == [0.2, 0.5, 0.3]
+    assert trainer.state.best_metric == 0.5
+    assert Path(trainer.state.best_model_checkpoint).name == "checkpoint-2"
+
+
 def _training_log(out: Path) -> list[dict]:
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     return state["log_history"]
@@ -235,7 +309,7 @@ def test_lora_training_writes_adapter_metadata_and_f1(tiny_models, cluener_dir, 
     assert load_prompt(out / "prompt.yaml").messages("x") == load_prompt("cluener_zh_short").messages("x")
     assert (out / "train_config.yaml").is_file() and (out / "tokenizer_config.json").is_file()
     evals = [entry for entry in _training_log(out) if "eval_f1" in entry]
-    assert evals and 0.0 <= evals[0]["eval_f1"] <= 1.0 and "eval_parse_failure_rate" in evals[0]
+    assert evals and "eval_parse_failure_rate" in evals[0]  # eval_f1 itself: the metric_for_best_model test
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
@@ -270,7 +344,11 @@ def test_qlora_4bit_training_on_cpu(tiny_models, cluener_dir, tmp_path, arch):
     assert trainer.state.global_step == 2 and (out / "adapter_model.safetensors").is_file()
 
 
-def test_resume_from_checkpoint_reaches_the_same_final_step(tiny_models, cluener_dir, tmp_path):
+def test_resume_from_checkpoint_continues_the_run(tiny_models, cluener_dir, tmp_path):
+    """Stopped after step 2 and resumed, a run takes only steps 3-4 and ends with the weights of
+    an uninterrupted run: step, data position, optimizer moments and learning-rate schedule all
+    came from the checkpoint (a restart would take 4 steps; lost optimizer or scheduler state
+    would change the weights)."""
     from transformers import TrainerCallback
 
     from llm_ner.training import main
@@ -280,16 +358,40 @@ def test_resume_from_checkpoint_reaches_the_same_final_step(tiny_models, cluener
             if state.global_step == 2:
                 control.should_training_stop = True
 
+    class Steps(TrainerCallback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seen.append(state.global_step)
+
+    def run(out, *extra, callbacks=()):
+        args = train_args(
+            tiny_models["qwen2"],
+            cluener_dir,
+            out,
+            "--max_steps",
+            "4",
+            "--f1_eval_samples",
+            "0",
+            "--eval_strategy",
+            "no",
+        )
+        return main([*args, "--learning_rate", "5e-3", "--warmup_steps", "1", *extra], callbacks=list(callbacks))
+
+    straight = run(tmp_path / "straight")
     out = tmp_path / "resume"
-    args = train_args(
-        tiny_models["qwen2"], cluener_dir, out, "--max_steps", "4", "--f1_eval_samples", "0", "--eval_strategy", "no"
-    )
-    first = main(args, callbacks=[StopAfterTwo()])
+    first = run(out, callbacks=[StopAfterTwo()])
     assert first.state.global_step == 2 and (out / "checkpoint-2").is_dir()
-    second = main([*args, "--resume_from_checkpoint", str(out / "checkpoint-2")])
-    assert second.state.global_step == 4
-    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
-    assert state["global_step"] == 4
+    steps = Steps()
+    second = run(out, "--resume_from_checkpoint", str(out / "checkpoint-2"), callbacks=[steps])
+    assert steps.seen == [3, 4] and second.state.global_step == 4
+    resumed = dict(second.model.named_parameters())
+    changed = False
+    for name, parameter in straight.model.named_parameters():
+        assert torch.allclose(parameter, resumed[name], atol=1e-6), name
+        changed |= not torch.allclose(parameter, dict(first.model.named_parameters())[name], atol=1e-6)
+    assert changed  # steps 3-4 moved the weights, so the comparison means something
 
 
 def test_merge_gives_the_same_outputs_and_keeps_thinking_off(tiny_models, cluener_dir, tmp_path):

@@ -30,10 +30,7 @@ class CRF(nn.Module):
         moved = self.transitions[tags[:, :-1], tags[:, 1:]]  # (batch, length - 1)
         last = mask.long().sum(1) - 1
         return (
-            self.start[tags[:, 0]]
-            + (emitted * mask).sum(1)
-            + (moved * mask[:, 1:]).sum(1)
-            + self.end[tags[rows, last]]
+            self.start[tags[:, 0]] + (emitted * mask).sum(1) + (moved * mask[:, 1:]).sum(1) + self.end[tags[rows, last]]
         )
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
