@@ -9,7 +9,6 @@ first page of sentences; navigation start to the load event) and the wall time o
 """
 
 import argparse
-import random
 import re
 import statistics
 import subprocess
@@ -21,30 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from llm_ner.cli import main as cli  # noqa: E402
-from llm_ner.data import Example, Span, read_cluener, write_cluener  # noqa: E402
+from llm_ner.data import read_cluener, write_cluener  # noqa: E402
 from llm_ner.data_sources import available_data_dir  # noqa: E402
-
-
-def perturbed(examples, seed, rate):
-    rng = random.Random(seed)
-    labels = sorted({s.label for ex in examples for s in ex.spans})
-    out = []
-    for ex in examples:
-        spans = []
-        for s in ex.spans:
-            r = rng.random()
-            if r < rate:
-                continue
-            if r < 2 * rate:
-                s = Span(s.start, s.end, rng.choice([label for label in labels if label != s.label]))
-            elif r < 3 * rate and s.end < len(ex.text):
-                s = Span(s.start, s.end + 1, s.label)
-            spans.append(s)
-        if rng.random() < rate and len(ex.text) > 2:
-            start = rng.randrange(len(ex.text) - 1)
-            spans.append(Span(start, start + 2, rng.choice(labels)))
-        out.append(Example(ex.id, ex.text, sorted(set(spans))))
-    return out
+from tests.test_report_html import perturbed  # noqa: E402  (the test's systems, measured here)
 
 
 def dump(browser: str, url: str) -> tuple[float, str]:
