@@ -19,14 +19,14 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .data import DataError, Example, LoadReport, Span, _read_lines, find_overlaps
+from .data import DataError, Example, LoadReport, Span, find_overlaps, read_lines
 
 ANNOTATION_FORMATS = ("labelstudio", "doccano")
 
 
 def _records(path: Path) -> Iterable[tuple[int | str, object]]:
     """(where, decoded object) of a JSON array file (where = "record N") or of JSON lines (where = line)."""
-    lines = list(_read_lines(path))
+    lines = list(read_lines(path))
     first = next((line for _, line in lines if line.strip()), "")
     if first.lstrip().startswith("["):
         try:
