@@ -47,7 +47,8 @@ def qwen25_dir(tmp_path_factory):
 
 @pytest.mark.skipif(
     os.environ.get("LLM_NER_TEST_QUICKSTART_MODEL") != "1",
-    reason="the quickstart --model end-to-end run takes minutes; set LLM_NER_TEST_QUICKSTART_MODEL=1 to run it",
+    reason="the quickstart --model end-to-end run takes minutes: .ci/run runs it as its own step "
+    "(LLM_NER_TEST_QUICKSTART_MODEL=1)",
 )
 def test_quickstart_with_a_model_directory(qwen25_dir, tmp_path):
     out = tmp_path / "run"
