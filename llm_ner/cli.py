@@ -135,7 +135,7 @@ def _filter_min_score(path: str, pred: list, min_score: float) -> list:
         raise UsageError(f"--min-score is a probability: between 0 and 1, got {min_score}")
     scores = read_scores(path)
     if not scores:
-        raise UsageError(f"--min-score: {path} carries no entity scores (write them with `llm-ner extract`)")
+        raise DataError(path, None, "carries no entity scores for --min-score (write them with `llm-ner extract`)")
     kept, dropped = filter_by_score(pred, scores, min_score)
     total = sum(len(ex.spans) for ex in pred)
     print(f"--min-score {min_score}: kept {total - dropped} of {total} predicted entities", file=sys.stderr)
@@ -742,7 +742,9 @@ def user_facing_error(exc: BaseException) -> tuple[int, str] | None:
 
     if isinstance(exc, UsageError):
         return 2, str(exc)
-    if isinstance(exc, (DataError, ResumeMismatch)):
+    from .openai_backend import ServerError
+
+    if isinstance(exc, (DataError, ResumeMismatch, ServerError)):
         return 1, str(exc)
     if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError, http.client.HTTPException)):
         return 1, f"cannot reach the server: {exc}"

@@ -195,14 +195,14 @@ def select_for_annotation(
     """The ``n`` sentences to annotate next as CLUENER records (the first file's spans and scores) with a
     ``select`` field saying why: least certain first (``uncertainty``, one file) or most disagreement
     (``disagreement``, two files matched by id). Ties keep file order."""
-    from .data import example_to_cluener, load_examples
+    from .data import DataError, example_to_cluener, load_examples
 
     first, _ = load_examples(paths[0], input_format, lenient=lenient, allow_empty=True)
     scores = read_scores(paths[0])
     if by == "uncertainty":
         answers = read_answer_scores(paths[0])
         if not scores and not answers:
-            raise ValueError(f"{paths[0]}: no scores to rank by (write them with `llm-ner extract`)")
+            raise DataError(paths[0], None, "no scores to rank by (write them with `llm-ner extract`)")
         ranked = [(uncertainty(ex, scores.get(ex.id, {}), answers.get(ex.id)), ex) for ex in first]
         ranked.sort(key=lambda item: -item[0])
         reasons = [{"uncertainty": round(value, 6)} for value, _ in ranked[:n]]
@@ -211,7 +211,9 @@ def select_for_annotation(
         other = {ex.id: ex for ex in second}
         missing = [ex.id for ex in first if ex.id not in other]
         if missing:
-            raise ValueError(f"{paths[1]}: no prediction for id {missing[0]!r} of {paths[0]} ({len(missing)} missing)")
+            raise DataError(
+                paths[1], None, f"no prediction for id {missing[0]!r} of {paths[0]} ({len(missing)} missing)"
+            )
         ranked = [(disagreement(ex, other[ex.id]), ex) for ex in first]
         ranked.sort(key=lambda item: (-item[0][0], -item[0][1]))
         reasons = [{"disagreement": d, "jaccard_distance": round(j, 6)} for (d, j), _ in ranked[:n]]

@@ -477,13 +477,13 @@ def extract(
             records = []
             for row, ((ex, k), piece_answer) in enumerate(zip(batch, answers)):
                 scored = None
-                if token_logprobs is not None:
+                if token_logprobs:  # an engine that records no token scores leaves the list empty
                     ids, logprobs = token_logprobs[row]
                     scored = (token_char_ranges(tokenizer, ids, piece_answer), logprobs)
                 answers_of[ex.id][k] = (piece_answer, scored)
                 if all(a is not None for a in answers_of[ex.id]):
                     done = answers_of.pop(ex.id)
-                    token_scores = None if token_logprobs is None else [s for _, s in done]
+                    token_scores = None if not token_logprobs else [s for _, s in done]
                     record, stats = make_record(
                         ex, pieces_of[ex.id], [a for a, _ in done], settings.prompt, token_scores
                     )

@@ -215,7 +215,7 @@ def test_evaluate_min_score_and_the_report_pr_curve(cluener_dev, tmp_path, capsy
     assert json.loads(out.read_text())["span"] == json.loads(reference.read_text())["span"]
     assert cli(["evaluate", "--gold", str(gold_path), "--pred", str(filtered), "--min-score", "0.5"]) == 1
     assert "carries no entity scores" in capsys.readouterr().err
-    assert cli(["evaluate", "--gold", str(gold_path), "--pred", str(pred_path), "--min-score", "2"]) == 1
+    assert cli(["evaluate", "--gold", str(gold_path), "--pred", str(pred_path), "--min-score", "2"]) == 2
     # the report: a PR curve for the scored system only, better than random on this planted ranking
     report_dir = tmp_path / "report"
     args = ["report", "--gold", str(gold_path), "--pred", f"llm={pred_path}", "--pred", f"crf={gold_path}"]

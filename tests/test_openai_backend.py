@@ -132,13 +132,13 @@ def test_unreachable_server_and_unknown_model(noisy_qwen, transformers_serve, cl
     closed = f"http://127.0.0.1:{free_port()}/v1"
     assert cli([*base, "--base-url", closed, "--served-model", "m"]) == 1
     assert "cannot reach an OpenAI-compatible server" in capsys.readouterr().err
-    assert cli([*base, "--base-url", transformers_serve, "--served-model", "no-such-model"]) == 1
+    assert cli([*base, "--base-url", transformers_serve, "--served-model", "no-such-model"]) == 2  # usage
     err = capsys.readouterr().err
     assert "does not serve 'no-such-model'" in err and str(noisy_qwen) in err
     assert not (tmp_path / "o.json").exists()
     with pytest.raises(SystemExit):  # --concurrency uses positive_int
         cli([*base, "--base-url", closed, "--served-model", "m", "--concurrency", "0"])
-    assert cli(["extract", "--model", "x", "--input", str(source), "--output", "o", "--base-url", closed]) == 1
+    assert cli(["extract", "--model", "x", "--input", str(source), "--output", "o", "--base-url", closed]) == 2
     assert "need --backend openai" in capsys.readouterr().err
 
 
