@@ -45,7 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from extract_throughput import one_at_a_time  # noqa: E402
-from train_throughput import PeakMemory  # noqa: E402
+from train_throughput import PeakMemory, naive_data  # noqa: E402
 
 SHAPES = {"small": "Qwen2.5-0.5B-Instruct", "qlora": "Qwen2.5-7B-Instruct", "lora8b": "Qwen3-8B"}
 CONFIGS = {
@@ -213,32 +213,15 @@ def train_ours(name: str, model_dir: Path, data: Path, workdir: Path, steps: int
 def train_naive(name: str, model_dir: Path, data: Path, workdir: Path, steps: int, smoke: bool) -> dict:
     """The public tutorials' recipe with the same LoRA and batches: Trainer + DataCollatorForSeq2Seq,
     every batch padded to its longest sample, random order, full-vocabulary logits everywhere."""
-    from datasets import Dataset
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-    from llm_ner.generation import chat_prompt_ids
     from llm_ner.training import NERDataArguments, load_split
 
     config = _config(name, model_dir, data, workdir / f"naive-{name}", steps, smoke)
     data_args = NERDataArguments(train_file=config["train_file"], prompt=config["prompt"])
     _, records, _ = load_split(data_args.train_file, data_args, _prompt(config["prompt"]), config["max_train_samples"])
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    answer_end = [tokenizer.convert_tokens_to_ids("<|im_end|>")] + tokenizer("\n")["input_ids"]
-
-    def tokenize(record):
-        prompt = chat_prompt_ids(tokenizer, record["prompt"])
-        answer = tokenizer(record["completion"][0]["content"])["input_ids"] + answer_end
-        ids = prompt + answer
-        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt) + answer}
-
-    counter = {"tokens": 0}
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
-
-    def counting_collator(features):
-        batch = collator(features)
-        counter["tokens"] += int(batch["attention_mask"].sum())
-        return batch
+    dataset, counting_collator, counter = naive_data(AutoTokenizer.from_pretrained(model_dir), records)
 
     timer = _train_timer()
     _free()
@@ -270,7 +253,6 @@ def train_naive(name: str, model_dir: Path, data: Path, workdir: Path, steps: in
             dataloader_num_workers=0,
             remove_unused_columns=False,
         )
-        dataset = Dataset.from_list([tokenize(r) for r in records])
         trainer = Trainer(
             model=model, args=args, train_dataset=dataset, data_collator=counting_collator, callbacks=[timer]
         )

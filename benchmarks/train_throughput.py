@@ -124,26 +124,23 @@ def _same_settings(args) -> dict:
     )
 
 
-def run_naive(model_dir, records, args, workdir):
+def naive_data(tokenizer, records):
+    """The tutorials' data path: prompt + answer + ``<|im_end|>\n`` tokenized one by one, labels on the
+    answer, `DataCollatorForSeq2Seq` padding to each batch's longest. Returns the dataset, a collator
+    that counts the tokens it passes on, and that counter."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq
 
     from llm_ner.generation import chat_prompt_ids
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    newline = tokenizer("\n")["input_ids"]
+    answer_end = [tokenizer.convert_tokens_to_ids("<|im_end|>")] + tokenizer("\n")["input_ids"]
 
     def tokenize(record):
         prompt = chat_prompt_ids(tokenizer, record["prompt"])
-        answer = tokenizer(record["completion"][0]["content"])["input_ids"] + [im_end] + newline
-        return {
-            "input_ids": prompt + answer,
-            "attention_mask": [1] * (len(prompt) + len(answer)),
-            "labels": [-100] * len(prompt) + answer,
-        }
+        answer = tokenizer(record["completion"][0]["content"])["input_ids"] + answer_end
+        ids = prompt + answer
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt) + answer}
 
-    dataset = Dataset.from_list([tokenize(r) for r in records])
     counter = {"tokens": 0}
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
 
@@ -152,6 +149,13 @@ def run_naive(model_dir, records, args, workdir):
         counter["tokens"] += int(batch["attention_mask"].sum())
         return batch
 
+    return Dataset.from_list([tokenize(r) for r in records]), counting_collator, counter
+
+
+def run_naive(model_dir, records, args, workdir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    dataset, counting_collator, counter = naive_data(AutoTokenizer.from_pretrained(model_dir), records)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(), attn_implementation="sdpa")
     training_args = TrainingArguments(
         output_dir=str(workdir / "naive"),
