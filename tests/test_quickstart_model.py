@@ -17,32 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKENIZERS = ROOT.parent / "shared" / "tokenizers"
 
 
-def random_model_on_real_tokenizer(out: Path, tokenizer_dir: Path) -> Path:
-    """Random weights of a small Qwen2 shape with the real tokenizer's vocabulary and chat template."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    from llm_ner.tiny import build_config
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = build_config("qwen2", 151936, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1)
-    ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
-    config.bos_token_id, config.eos_token_id, config.pad_token_id = ids[0], ids[1], ids[0]
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.generation_config = GenerationConfig(eos_token_id=[ids[1], ids[0]], pad_token_id=ids[0])
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def qwen25_dir(tmp_path_factory):
     tokenizer = TOKENIZERS / "qwen2.5"
     if not (tokenizer / "tokenizer.json").is_file():
         pytest.skip(f"needs the real Qwen2.5 tokenizer in {tokenizer}")
     # Named like the hub model, so the quickstart picks configs/qwen2.5-0.5b-lora.yaml by itself.
-    return random_model_on_real_tokenizer(tmp_path_factory.mktemp("models") / "Qwen2.5-0.5B-Instruct", tokenizer)
+    from llm_ner.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("models") / "Qwen2.5-0.5B-Instruct"
+    shape = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 1}
+    return build_tiny_model(out, "qwen2", tokenizer_dir=tokenizer, **shape)
 
 
 @pytest.mark.skipif(
