@@ -76,11 +76,7 @@ def prefix_cache(model, prefix: Sequence[int]):
     # Our own cache object, filled in place: a mixed-precision wrapper (accelerate) would
     # convert the returned copy to float32 while generation writes the autocast dtype.
     cache = DynamicCache(config=model.config)
-    # A PEFT model's generate() runs the base model's own forward, not the outer forward that a
-    # mixed-precision wrapper patched: fill the prefix through the same forward, so the cache and
-    # the generated keys have one dtype.
-    runner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    runner(input_ids=ids, use_cache=True, **{cache_argument(runner): cache})
+    model(input_ids=ids, use_cache=True, **{cache_argument(model): cache})
     return cache
 
 

@@ -261,6 +261,10 @@ def make_trainer_class():
                     texts=[ex.text for ex in shard],
                     batch_size=self.f1_batch_size,
                     max_new_tokens=self.f1_max_new_tokens,
+                    # Under the trainer's mixed-precision wrapper the instruction prefix and the generated
+                    # tokens can come out in different dtypes (which forward generate() runs differs between
+                    # transformers versions and PEFT wrapping); a per-batch cache avoids mixing them.
+                    reuse_prefix=False,
                 )
                 if shard
                 else []
