@@ -67,3 +67,19 @@ def two_cpu_process_launch() -> list[str]:
     Not `accelerate launch --cpu --num_processes 2`: without an MPI hostfile that starts ONE
     process (accelerate 1.15's simple launcher leaves multi-CPU spawning to mpirun/torchrun)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def redraw_weights(model_dir: Path, out: Path, std: float, seed: int = 1) -> Path:
+    """A copy of a saved model (tokenizer included) with every weight drawn from N(0, std), seeded:
+    its greedy answers differ from sentence to sentence, so equivalence tests can see a mix-up."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, std)
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
+    return out

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import redraw_weights
 
 from llm_ner.cli import main as cli
 from llm_ner.confidence import filter_by_score, pr_curve, read_scores, select_for_annotation
@@ -22,17 +23,8 @@ QWEN_TOKENIZER = ROOT.parent / "shared" / "tokenizers" / "qwen2.5"
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory):
     """A tiny Qwen3 with large random weights: free output is varied, constrained output has entities."""
-    from transformers import AutoModelForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny") / "qwen3"
-    build_tiny_model(path, "qwen3", default_texts(limit=40), hidden_size=64)
-    model = AutoModelForCausalLM.from_pretrained(path)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.5)
-    model.save_pretrained(path)
-    return path
+    base = build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen3", "qwen3", default_texts(limit=40), hidden_size=64)
+    return redraw_weights(base, base.with_name("noisy"), std=0.5)
 
 
 from llm_ner.generation import _Chain  # noqa: E402

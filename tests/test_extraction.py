@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import two_cpu_process_launch
+from conftest import redraw_weights, two_cpu_process_launch
 
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, read_cluener, write_bio
@@ -29,36 +29,14 @@ def tiny_qwen(tmp_path_factory, cluener_dir):
 @pytest.fixture(scope="module")
 def noisy_qwen(tiny_qwen, tmp_path_factory):
     """The tiny model with large random weights: its free output is varied garbage."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_qwen)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.5)
-    out = tmp_path_factory.mktemp("noisy") / "qwen3"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_qwen).save_pretrained(out)
-    return out
+    return redraw_weights(tiny_qwen, tmp_path_factory.mktemp("noisy") / "qwen3", std=0.5)
 
 
 @pytest.fixture(scope="module")
 def diverse_qwen(tiny_qwen, tmp_path_factory):
     """The tiny model with weights ~ N(0, 1): its greedy answers differ from sentence to sentence
     (7 distinct of the first 10 dev sentences), so equivalence tests can see a mix-up."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_qwen)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 1.0)
-    out = tmp_path_factory.mktemp("diverse") / "qwen3"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_qwen).save_pretrained(out)
-    return out
+    return redraw_weights(tiny_qwen, tmp_path_factory.mktemp("diverse") / "qwen3", std=1.0)
 
 
 @pytest.fixture(scope="module")

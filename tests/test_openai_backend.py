@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import redraw_weights
 
 from llm_ner.cli import main as cli
 from llm_ner.openai_backend import OpenAIBackend, ServerError, mentions_json_schema
@@ -56,18 +57,8 @@ def stop(process: subprocess.Popen) -> None:
 def noisy_model(out: Path) -> Path:
     """A tiny Qwen3 with large random weights: greedy answers differ from sentence to sentence,
     so equal answers from two backends mean the same tokens were generated."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tiny = build_tiny_model(out.with_name(out.name + "-base"), "qwen3", default_texts(), hidden_size=64)
-    model = AutoModelForCausalLM.from_pretrained(tiny)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 2.0)
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny).save_pretrained(out)
-    return out
+    return redraw_weights(tiny, out, std=2.0)
 
 
 @pytest.fixture(scope="module")
