@@ -356,6 +356,29 @@ def cmd_merge(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model, prompt and decoding options that `extract` and `serve` share."""
+    parser.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
+    parser.add_argument("--adapter", help="LoRA adapter directory (a training output)")
+    parser.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
+    parser.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
+    parser.add_argument("--max-new-tokens", type=positive_int, help="answer length bound (default: from text length)")
+    parser.add_argument(
+        "--max-chars",
+        type=positive_int,
+        default=256,
+        help="split longer texts at punctuation, spans shifted back (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--constrained",
+        action="store_true",
+        help="constrained decoding: answers always parse, entities are substrings, labels known",
+    )
+    parser.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 on GPU, float32 on CPU")
+    parser.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
+    parser.add_argument("--load-in-4bit", action="store_true", help="load the base model in 4-bit (bitsandbytes)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-ner",
@@ -493,41 +516,21 @@ def build_parser() -> argparse.ArgumentParser:
         "them. "
         "Data-parallel: `accelerate launch --num_processes N scripts/extract.py ...`.",
     )
-    extract.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
-    extract.add_argument("--adapter", help="LoRA adapter directory (a training output)")
     extract.add_argument(
         "--input",
         required=True,
         help='plain text (one sentence a line), JSON lines with "text" (and "id"), CLUENER or BIO files',
     )
     extract.add_argument("--output", required=True, help="CLUENER JSON lines for `llm-ner evaluate`")
+    add_model_options(extract)
     extract.add_argument(
         "--input-format",
         default="auto",
         choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano"),
     )
-    extract.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
-    extract.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
     extract.add_argument(
         "--batch-size", type=positive_int, default=32, help="sentences (or pieces) per batch (default: %(default)s)"
     )
-    extract.add_argument(
-        "--max-new-tokens", type=positive_int, help="answer length bound (default: from sentence length)"
-    )
-    extract.add_argument(
-        "--max-chars",
-        type=positive_int,
-        default=256,
-        help="split longer sentences at punctuation, spans shifted back (default: %(default)s)",
-    )
-    extract.add_argument(
-        "--constrained",
-        action="store_true",
-        help="constrained decoding: answers always parse, entities are substrings, labels known",
-    )
-    extract.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: bf16 on GPU, float32 on CPU")
-    extract.add_argument("--device", type=device_name, help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
-    extract.add_argument("--load-in-4bit", action="store_true", help="load the base model in 4-bit (bitsandbytes)")
     extract.add_argument("--limit", type=positive_int, help="only the first N sentences")
     extract.add_argument("--restart", action="store_true", help="discard earlier results instead of resuming")
     extract.add_argument("--lenient", action="store_true", help="skip bad input records instead of stopping")
@@ -562,11 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate (dynamic batching). Full queue -> 503 with Retry-After; too large -> 413; bad JSON -> 400. "
         "GET / is a page that highlights the entities of pasted text.",
     )
-    serve.add_argument("--model", help="model: hub id or local directory (default: the adapter's base model)")
-    serve.add_argument("--adapter", help="LoRA adapter directory (a training output)")
-    serve.add_argument("--prompt", help="prompt YAML or name (default: the one saved at training time)")
-    serve.add_argument("--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)")
-    serve.add_argument("--constrained", action="store_true", help="constrained decoding (mentions format)")
+    add_model_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s; 0.0.0.0 exposes it)")
     serve.add_argument("--port", type=positive_int, default=8000, help="(default: %(default)s)")
     serve.add_argument("--max-batch", type=positive_int, default=32, help="texts per generate (default: %(default)s)")
@@ -586,16 +585,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-body-bytes", type=positive_int, default=1_000_000, help="request body size (default: %(default)s)"
     )
-    serve.add_argument(
-        "--max-chars",
-        type=positive_int,
-        default=256,
-        help="split longer texts at punctuation, as extract does (default: %(default)s)",
-    )
-    serve.add_argument("--max-new-tokens", type=positive_int, help="answer length bound (default: from text length)")
-    serve.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, float32 on CPU), float32, bfloat16")
-    serve.add_argument("--device", help="cpu, cuda, cuda:1 (default: GPU if available)")
-    serve.add_argument("--load-in-4bit", action="store_true", help="load the base model in 4-bit (bitsandbytes)")
     serve.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(func=cmd_serve)
 
