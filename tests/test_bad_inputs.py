@@ -120,6 +120,16 @@ def extract(*extra, source="gold", output="out"):
     ]
 
 
+def bpredict(*extra, model="baseline", source="gold", output="o"):
+    """A `baseline predict` row: model, input and output are names in the context (else paths under root)."""
+
+    def path(c, name):
+        return str(c[name] if name in c else c["root"] / name)
+
+    return lambda c: ["baseline", "predict", "--model", path(c, model), "--input", path(c, source),
+                      "--output", path(c, output), *extra]  # fmt: skip
+
+
 def report(*extra):
     return lambda c: [
         "report",
@@ -167,16 +177,7 @@ CASES = [
     ),
     (
         "baseline predict output == input",
-        lambda c: [
-            "baseline",
-            "predict",
-            "--model",
-            str(c["baseline"]),
-            "--input",
-            str(c["gold"]),
-            "--output",
-            str(c["gold"]),
-        ],
+        bpredict(output="gold"),
         2,
         "--output",
     ),
@@ -203,18 +204,7 @@ CASES = [
     ("extract --max-chars x", extract("--max-chars", "x"), 2, "not a whole number"),
     (
         "baseline predict --batch-size 0",
-        lambda c: [
-            "baseline",
-            "predict",
-            "--model",
-            str(c["baseline"]),
-            "--input",
-            str(c["gold"]),
-            "--output",
-            "o",
-            "--batch-size",
-            "0",
-        ],
+        bpredict("--batch-size", "0"),
         2,
         ">= 1",
     ),
@@ -228,16 +218,7 @@ CASES = [
     ("extract: JSON lines, first line an array", extract(source="array_first"), 1, "expected a JSON object"),
     (
         "baseline predict: first line an array",
-        lambda c: [
-            "baseline",
-            "predict",
-            "--model",
-            str(c["baseline"]),
-            "--input",
-            str(c["array_first"]),
-            "--output",
-            "o",
-        ],
+        bpredict(source="array_first"),
         1,
         "array.jsonl:1: expected a JSON object",
     ),
@@ -262,16 +243,7 @@ CASES = [
     ("extract --dtype bogus", extract("--dtype", "bogus"), 2, "--dtype: invalid choice: 'bogus'"),
     (
         "baseline predict, truncated model.pt",
-        lambda c: [
-            "baseline",
-            "predict",
-            "--model",
-            str(c["truncated_baseline"]),
-            "--input",
-            str(c["gold"]),
-            "--output",
-            str(c["root"] / "p.json"),
-        ],
+        bpredict(model="truncated_baseline", output="p.json"),
         1,
         "cannot load the weights",
     ),
