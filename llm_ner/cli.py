@@ -273,8 +273,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
     if args.quiet:
         quiet_libraries()
-    if args.constrained and args.format == "grouped":
-        raise UsageError("--constrained supports the mentions answer format only")
     check_output_path(args.output, {"--input": args.input})
     if args.backend == "local" and (args.base_url or args.served_model):
         raise UsageError("--base-url and --served-model need --backend openai")
@@ -284,8 +282,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import run_server
 
-    if args.constrained and args.format == "grouped":
-        raise UsageError("--constrained supports the mentions answer format only")
     if args.max_chars > args.max_text_chars:
         raise UsageError("--max-chars (piece length) must not exceed --max-text-chars (longest text accepted)")
     return run_server(args)

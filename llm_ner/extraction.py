@@ -132,9 +132,14 @@ class RunSettings:
 
 
 def resolve_settings(
-    model: str | None, adapter: str | None = None, prompt: str | None = None, answer_format: str | None = None
+    model: str | None,
+    adapter: str | None = None,
+    prompt: str | None = None,
+    answer_format: str | None = None,
+    constrained: bool = False,
 ) -> RunSettings:
-    """Use the prompt and format saved at training time unless given explicitly."""
+    """Use the prompt and format saved at training time unless given explicitly; `UsageError` for
+    constrained decoding of a format it does not support (also when the format comes from training)."""
     metadata = None
     for candidate in (adapter, model):
         if candidate and Path(candidate).is_dir():
@@ -169,6 +174,8 @@ def resolve_settings(
         source = "defaults"
         notes.append(f"no training metadata (llm_ner.json) found; using prompt {DEFAULT_PROMPT}")
     fmt = answer_format or (metadata or {}).get("answer_format") or "mentions"
+    if constrained and fmt != "mentions":
+        raise UsageError(f"--constrained supports the mentions answer format only (this run's format: {fmt})")
     return RunSettings(model, adapter, template, fmt, source, notes)
 
 
@@ -532,7 +539,7 @@ def run_extraction(args) -> int:
             raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
     # The openai backend loads no model: the served model's name stands in for --model.
     model_name = args.model or (args.served_model if remote else None)
-    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format)
+    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format, args.constrained)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     check_unique_ids(examples, args.input)
     texts = {ex.id: ex.text for ex in examples}

@@ -303,7 +303,7 @@ def run_server(args) -> int:
     from .extraction import resolve_settings
     from .generation import load_model
 
-    settings = resolve_settings(args.model, args.adapter, args.prompt, args.format)
+    settings = resolve_settings(args.model, args.adapter, args.prompt, args.format, args.constrained)
     for note in settings.notes:
         print(f"note: {note}", file=sys.stderr)
     model, tokenizer = load_model(

@@ -13,7 +13,7 @@ import pytest
 from conftest import redraw_weights, two_cpu_process_launch
 
 from llm_ner.cli import main as cli
-from llm_ner.data import Example, Span, read_cluener, write_bio
+from llm_ner.data import Example, Span, UsageError, read_cluener, write_bio
 from llm_ner.extraction import ResumableOutput, make_record, read_inputs, split_long
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
@@ -277,3 +277,15 @@ def test_constrained_flag_on_the_command_line(tiny_qwen, dev_slice, tmp_path):
                 ["extract", "--model", "m", "--input", "i", "--output", "o", "--constrained", "--format", "grouped"]
             )
         )
+
+
+def test_constrained_refuses_a_grouped_format_saved_at_training(tmp_path):
+    from llm_ner.extraction import resolve_settings
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "llm_ner.json").write_text(json.dumps({"answer_format": "grouped"}), encoding="utf-8")
+    (run / "prompt.yaml").write_text((ROOT / "prompts" / "cluener_zh_short.yaml").read_text(encoding="utf-8"))
+    assert resolve_settings(str(run)).answer_format == "grouped"
+    with pytest.raises(UsageError, match="mentions answer format only.*grouped"):
+        resolve_settings(str(run), constrained=True)
