@@ -13,6 +13,8 @@ from pathlib import Path
 
 from . import __version__
 from .data import (
+    INPUT_FORMATS,
+    SENTENCE_INPUT_FORMATS,
     DataError,
     UsageError,
     atomic_path,
@@ -25,9 +27,6 @@ from .data import (
 )
 from .data_sources import CLUENER_URL
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
-
-INPUT_FORMATS = ("auto", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano")
-
 
 # argparse types: numbers are checked while the command line is parsed, before any model loads.
 
@@ -522,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument(
         "--input-format",
         default="auto",
-        choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano"),
+        choices=SENTENCE_INPUT_FORMATS,
     )
     extract.add_argument(
         "--batch-size", type=positive_int, default=32, help="sentences (or pieces) per batch (default: %(default)s)"
@@ -631,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     bpredict.add_argument(
         "--input-format",
         default="auto",
-        choices=("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano"),
+        choices=SENTENCE_INPUT_FORMATS,
     )
     bpredict.add_argument("--lenient", action="store_true")
     bpredict.add_argument("--quiet", action="store_true")

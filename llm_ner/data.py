@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TAG_SCHEMES = ("bio", "bioes", "bmes")
+# Labelled data (`load_examples`), and sentences to label (`extraction.read_inputs`: also plain
+# text and JSON lines with a "text" field). Every --input-format choice list is one of these two.
+INPUT_FORMATS = ("auto", "cluener", *TAG_SCHEMES, "labelstudio", "doccano")
+SENTENCE_INPUT_FORMATS = ("auto", "text", "jsonl", *INPUT_FORMATS[1:])
 
 
 class DataError(ValueError):
@@ -590,4 +594,4 @@ def load_examples(
         from .annotation_formats import read_annotations
 
         return read_annotations(path, input_format, labels=labels, lenient=lenient, allow_empty=allow_empty)
-    raise ValueError(f"unknown input format {input_format!r} (auto, cluener, bio, bioes, bmes, labelstudio, doccano)")
+    raise UsageError(f"unknown input format {input_format!r} ({', '.join(INPUT_FORMATS)})")

@@ -613,6 +613,8 @@ def run_extraction(args) -> int:
             f"this run: {summarize(stats)}" + (" (process 0 only)" if state.num_processes > 1 else ""), file=sys.stderr
         )
         print(f"wrote {written} records to {args.output}", file=sys.stderr)
+    state.wait_for_everyone()
+    state.destroy_process_group()  # see training.train: an open group can abort the exit
     return 0
 
 

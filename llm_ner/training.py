@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from .data import DataError, Example, UsageError, load_examples
+from .data import INPUT_FORMATS, DataError, Example, UsageError, load_examples
 from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
 from .parsing import ParseStats, answer_to_spans
-from .prompting import PromptTemplate, load_prompt, to_conversation
+from .prompting import ANSWER_FORMATS, PromptTemplate, load_prompt, to_conversation
 from .versions import check_versions
 
 # Qwen3 must never think: every record carries this, and the saved template defaults to it.
@@ -41,9 +41,11 @@ class NERDataArguments:
     eval_file: str | None = field(
         default=None, metadata={"help": "Dev data (same formats); CLUENER/BIO is needed for F1 during training."}
     )
-    input_format: str = field(default="auto", metadata={"help": "auto, cluener, bio, bioes or bmes."})
+    input_format: str = field(
+        default="auto", metadata={"help": "format of train_file/eval_file (auto guesses)", "choices": INPUT_FORMATS}
+    )
     prompt: str = field(default="cluener_zh", metadata={"help": "Prompt YAML path or shipped name."})
-    answer_format: str = field(default="mentions", metadata={"help": "mentions or grouped."})
+    answer_format: str = field(default="mentions", metadata={"help": "answer JSON layout", "choices": ANSWER_FORMATS})
     lenient: bool = field(default=False, metadata={"help": "Skip bad records (reported) instead of stopping."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
     max_eval_samples: int | None = field(
@@ -439,6 +441,10 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
             print(f"final evaluation: {summary}", file=sys.stderr)
     if trainer.accelerator.is_main_process:
         print(f"model saved to {training_args.output_dir}", file=sys.stderr)
+    # Under torchrun, a process leaving with its gloo/NCCL group alive can abort at exit ("terminate
+    # called without an active exception") after everything was saved; end the group first.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return trainer
 
 
