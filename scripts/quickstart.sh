@@ -5,7 +5,7 @@
 #   baseline -> side-by-side report with the published BERT-CRF figures.
 # A from-scratch Qwen3 this small proves the plumbing, not quality.
 #
-#   bash scripts/quickstart.sh            # all of CLUENER train/dev, about 13 minutes on 2 cores
+#   bash scripts/quickstart.sh            # all of CLUENER train/dev, about 9 minutes on 2 cores
 #   bash scripts/quickstart.sh --quick    # 2000 train / 300 dev sentences, 1 epoch, about 2 minutes
 #   bash scripts/quickstart.sh --model Qwen/Qwen2.5-0.5B-Instruct   # a real model (hub id or local directory):
 #       LoRA with the matching configs/*.yaml (or --config FILE), on the GPU when there is one

@@ -19,9 +19,7 @@ def test_floors_agree_in_pyproject_ci_and_code():
         match = re.match(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", spec)
         if match:
             lower[match[1]] = match[2]
-    pinned = dict(
-        line.split("==") for line in (ROOT / ".ci" / "floors.txt").read_text().splitlines() if "==" in line
-    )
+    pinned = dict(line.split("==") for line in (ROOT / ".ci" / "floors.txt").read_text().splitlines() if "==" in line)
     for name, floor in FLOORS.items():
         assert lower[name] == floor, f"pyproject.toml floor of {name}"
         assert pinned[name] == floor, f".ci/floors.txt pin of {name}"
