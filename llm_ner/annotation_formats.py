@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .data import DataError, Example, LoadReport, Span, find_overlaps, read_lines
+from .data import DataError, Example, LoadReport, Span, find_overlaps, read_lines, write_jsonl_atomic, write_text_atomic
 
 ANNOTATION_FORMATS = ("labelstudio", "doccano")
 
@@ -242,8 +242,6 @@ def write_annotations(
     as_annotation: bool = False,
 ) -> int:
     """Write Label Studio JSON (an array of tasks) or doccano JSON lines; temp file + rename."""
-    from .cli import write_jsonl_atomic
-
     scores = scores or {}
     if output_format == "doccano":
         return write_jsonl_atomic((doccano_record(ex, scores.get(ex.id)) for ex in examples), path)
@@ -252,17 +250,5 @@ def write_annotations(
     tasks = [
         labelstudio_task(ex, scores.get(ex.id), (gold or {}).get(ex.id), as_annotation=as_annotation) for ex in examples
     ]
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("[\n" + ",\n".join(json.dumps(t, ensure_ascii=False) for t in tasks) + "\n]\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic("[\n" + ",\n".join(json.dumps(t, ensure_ascii=False) for t in tasks) + "\n]\n", path)
     return len(tasks)

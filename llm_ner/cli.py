@@ -17,12 +17,11 @@ from .data import (
     SENTENCE_INPUT_FORMATS,
     DataError,
     UsageError,
-    atomic_path,
     check_output_path,
-    example_to_cluener,
     guess_format,
     load_examples,
     write_cluener,
+    write_jsonl_atomic,
     write_text_atomic,
 )
 from .data_sources import CLUENER_URL
@@ -71,16 +70,6 @@ def device_name(value: str) -> str:
     if not _DEVICE.match(value):
         raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, mps)")
     return value
-
-
-def write_jsonl_atomic(records, path: str | Path) -> int:
-    """Write JSON lines to a temporary file beside ``path`` and rename it into place."""
-    count = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    return count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +140,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.to == "cluener":
         if args.gold:
             raise UsageError("--gold goes with --to labelstudio (gold spans as annotations beside the predictions)")
-        count = write_jsonl_atomic((example_to_cluener(ex) for ex in examples), args.output)
+        count = write_cluener(examples, args.output)
     else:
         gold = None
         if args.gold:

@@ -137,6 +137,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
+        # mkstemp makes the file 0600 and the rename keeps that: give the output the mode a plain
+        # open() would (0666 less the umask), so predictions and reports stay shareable.
+        os.chmod(tmp, 0o666 & ~_umask())
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -144,10 +147,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def _umask() -> int:
+    """The process umask (reading it means setting it; restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(text: str, path: str | Path) -> None:
     """Write a UTF-8 text file via a temporary file and a rename."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_jsonl_atomic(records: Iterable[dict], path: str | Path) -> int:
+    """Write JSON lines via a temporary file and a rename; returns the number of records."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,12 +312,7 @@ def example_to_cluener(example: Example, with_id: bool = True) -> dict:
 
 def write_cluener(examples: Iterable[Example], path: str | Path, with_id: bool = True) -> int:
     """Write CLUENER JSON lines; returns the number of records written."""
-    count = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for example in examples:
-            out.write(json.dumps(example_to_cluener(example, with_id), ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    return write_jsonl_atomic((example_to_cluener(example, with_id) for example in examples), path)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,18 +26,17 @@ from .data import (
     Example,
     Span,
     UsageError,
-    atomic_path,
     example_to_cluener,
     guess_format,
     load_examples,
     read_lines,
+    write_jsonl_atomic,
     write_text_atomic,
 )
 from .generation import PROMPT_COPY, read_run_metadata
 from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
 
-INPUT_FORMATS = ("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?；;…])")
 _CLAUSE_END = re.compile(r"(?<=[，,、：:])")
 
@@ -357,12 +356,7 @@ class ResumableOutput:
         run = self.parts / RUN_FILE
         if run.is_file():  # checked equal to the output's run record (if any) before the run
             _write_json_atomic(self.run_file, json.loads(run.read_text(encoding="utf-8")))
-        count = 0
-        with atomic_path(self.output) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-            for record_id in order:
-                if record_id in by_id:
-                    handle.write(json.dumps(by_id[record_id], ensure_ascii=False) + "\n")
-                    count += 1
+        count = write_jsonl_atomic((by_id[i] for i in order if i in by_id), self.output)
         self._remove_parts()
         return count
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import Example
+from .data import Example, write_text_atomic
 from .metrics import ERROR_KINDS, PREDICTION_KINDS, classify_sentence
 
 PAGE_SIZE = 50
@@ -198,17 +196,7 @@ def render_html(report: dict, data: dict, images: dict[str, str] | None = None) 
 def write_report_html(report: dict, data: dict, path: str | Path, images: dict[str, str] | None = None) -> Path:
     """Write report.html via a temporary file and a rename."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(render_html(report, data, images))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(render_html(report, data, images), path)
     return path
 
 

@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 
 import pytest
 
@@ -247,3 +249,21 @@ def test_load_examples_guesses_format(tmp_path):
     assert load_examples(bio)[0][0].spans == [Span(0, 1, "PER")]
     with pytest.raises(ValueError, match="unknown input format"):
         load_examples(cl, "xml")
+
+
+def test_outputs_get_the_mode_a_plain_open_gives(tmp_path):
+    """Atomic writes go through mkstemp (0600); the renamed output must be 0666 less the umask,
+    like `open(path, "w")`, or predictions and reports become private to their owner."""
+    from llm_ner.annotation_formats import write_annotations
+    from llm_ner.data import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        examples = [Example("0", "张三在北京", [Span(0, 2, "name")])]
+        write_cluener(examples, tmp_path / "a.json")
+        write_annotations(examples, tmp_path / "b.json", "labelstudio")
+        write_text_atomic("x", tmp_path / "c.txt")
+        for name in ("a.json", "b.json", "c.txt"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    finally:
+        os.umask(old)
