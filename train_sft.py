@@ -19,9 +19,8 @@ def main(data_args: NERDataArguments, training_args, model_args):
 
 
 if __name__ == "__main__":
-    data_args, training_args, model_args = parse_arguments()
     try:
-        main(data_args, training_args, model_args)
+        main(*parse_arguments())  # parsing checks the library versions too
     except Exception as exc:  # expected failures (bad data, missing model, ...) in one line; bugs keep the traceback
         expected = user_facing_error(exc)
         if expected is None:

@@ -16,6 +16,8 @@ from .data import (
     INPUT_FORMATS,
     SENTENCE_INPUT_FORMATS,
     DataError,
+    ResumeMismatch,
+    ServerError,
     UsageError,
     check_output_path,
     guess_format,
@@ -26,6 +28,7 @@ from .data import (
 )
 from .data_sources import CLUENER_URL
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
+from .versions import DependencyVersionError
 
 # argparse types: numbers are checked while the command line is parsed, before any model loads.
 
@@ -711,13 +714,9 @@ def user_facing_error(exc: BaseException) -> tuple[int, str] | None:
     import traceback
     import urllib.error
 
-    from .extraction import ResumeMismatch
-
     if isinstance(exc, UsageError):
         return 2, str(exc)
-    from .openai_backend import ServerError
-
-    if isinstance(exc, (DataError, ResumeMismatch, ServerError)):
+    if isinstance(exc, (DataError, ResumeMismatch, ServerError, DependencyVersionError)):
         return 1, str(exc)
     if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError, http.client.HTTPException)):
         return 1, f"cannot reach the server: {exc}"

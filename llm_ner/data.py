@@ -116,6 +116,14 @@ class UsageError(ValueError):
     """A bad combination of arguments or settings: printed as one line, no traceback."""
 
 
+class ResumeMismatch(ValueError):
+    """Earlier results that were not made by this run's settings and input; the message says what differs."""
+
+
+class ServerError(OSError):
+    """The server could not be reached, or refused or failed a request after all retries."""
+
+
 def check_output_path(output: str | Path, inputs: dict[str, str | Path | None], option: str = "--output") -> None:
     """Refuse (`UsageError`) an output that is one of the inputs: writing it would destroy the input."""
     out = Path(output)

@@ -24,6 +24,7 @@ from .confidence import scores_field
 from .data import (
     DataError,
     Example,
+    ResumeMismatch,
     Span,
     UsageError,
     example_to_cluener,
@@ -252,10 +253,6 @@ def run_fingerprint(settings: RunSettings, **options) -> dict:
         "answer_format": settings.answer_format,
         **options,
     }
-
-
-class ResumeMismatch(ValueError):
-    """Earlier results that were not made by this run's settings and input; the message says what differs."""
 
 
 class ResumableOutput:

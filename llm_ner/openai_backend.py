@@ -25,15 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .data import ServerError
 from .generation import default_max_new_tokens
 from .prompting import LabelSchema
 
 API_KEY_ENVS = ("LLM_NER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-class ServerError(OSError):
-    """The server could not be reached, or refused or failed a request after all retries."""
 
 
 def api_key() -> str | None:

@@ -146,3 +146,17 @@ def test_python_dash_m_help():
     done = subprocess.run([sys.executable, "-m", "llm_ner", "--help"], capture_output=True, text=True)
     assert done.returncode == 0
     assert "convert" in done.stdout and "evaluate" in done.stdout
+
+
+def test_a_data_error_is_reported_without_loading_torch(tmp_path):
+    """The error handler must not import the model stages (torch) to classify a bad record."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"text": 5}\n', encoding="utf-8")
+    code = (
+        "import sys\nfrom llm_ner.cli import main\n"
+        f"rc = main(['evaluate', '--gold', {str(bad)!r}, '--pred', {str(bad)!r}])\n"
+        "print(rc, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["1", "False"], done.stderr
+    assert f"{bad}:1: missing \"text\" string" in done.stderr

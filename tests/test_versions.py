@@ -55,3 +55,13 @@ def test_training_refuses_old_transformers_before_loading(monkeypatch, tmp_path)
     monkeypatch.setattr(versions, "version", lambda name: "5.1.0" if name == "transformers" else FLOORS[name])
     with pytest.raises(DependencyVersionError, match="transformers 5.1.0"):
         train(NERDataArguments(train_file=str(tmp_path / "missing.json")), None, None)
+
+
+def test_an_old_library_is_one_line_not_a_traceback():
+    from llm_ner.cli import user_facing_error
+
+    try:
+        check_versions(["transformers"], installed={"transformers": "5.1.0"})
+    except DependencyVersionError as exc:
+        code, message = user_facing_error(exc)
+    assert code == 1 and message.startswith("transformers 5.1.0 is older")
