@@ -19,7 +19,17 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .data import DataError, Example, LoadReport, Span, find_overlaps, read_lines, write_jsonl_atomic, write_text_atomic
+from .data import (
+    DataError,
+    Example,
+    LoadReport,
+    Span,
+    claim_id,
+    find_overlaps,
+    read_lines,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 
 ANNOTATION_FORMATS = ("labelstudio", "doccano")
 
@@ -151,6 +161,7 @@ def read_annotations(
     parse = _labelstudio_task if input_format == "labelstudio" else _doccano_record
     report = LoadReport(str(path))
     examples: list[Example] = []
+    first_seen: dict[str, str] = {}
     index = 0
     try:
         records = list(_records(path))
@@ -165,13 +176,15 @@ def read_annotations(
             for span in spans:
                 if allowed is not None and span.label not in allowed:
                     raise ValueError(f"unknown label {span.label!r} (known: {', '.join(sorted(allowed))})")
+            place = where if isinstance(where, str) else f"line {where}"
+            record_id = claim_id(first_seen, record_id if record_id is not None else str(index - 1), place)
         except ValueError as exc:
             error = DataError(path, where, str(exc))  # type: ignore[arg-type]  # "record N" for JSON arrays
             if not lenient:
                 raise error from None
             report.skipped.append(error)
             continue
-        example = Example(record_id if record_id is not None else str(index - 1), text, spans)
+        example = Example(record_id, text, spans)
         for a, b in find_overlaps(example.spans):
             report.warnings.append(
                 f"{path}:{where}: overlapping spans {example.mention(a)!r} and {example.mention(b)!r}"

@@ -254,6 +254,15 @@ def _cluener_record(obj: object, labels: frozenset[str] | None) -> tuple[str | N
     return record_id, text, sorted(spans)
 
 
+def claim_id(first_seen: dict[str, str], record_id: str, where: str) -> str:
+    """``record_id``, remembered at ``where``; a `ValueError` if an earlier record has it (given in
+    the file or assigned from the record index: both must be unique for matching by id)."""
+    if record_id in first_seen:
+        raise ValueError(f"duplicate id {record_id!r} (first at {first_seen[record_id]})")
+    first_seen[record_id] = where
+    return record_id
+
+
 def read_cluener(
     path: str | Path,
     labels: Iterable[str] | None = None,
@@ -269,7 +278,7 @@ def read_cluener(
     allowed = frozenset(labels) if labels is not None else None
     report = LoadReport(str(path))
     examples: list[Example] = []
-    first_line: dict[str, int] = {}
+    first_seen: dict[str, str] = {}
     index = 0
     for number, line in read_lines(path):
         if not line.strip():
@@ -281,8 +290,7 @@ def read_cluener(
             except json.JSONDecodeError as exc:
                 raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
             record_id, text, spans = _cluener_record(obj, allowed)
-            if record_id is not None and record_id in first_line:
-                raise ValueError(f"duplicate id {record_id!r} (first at line {first_line[record_id]})")
+            record_id = claim_id(first_seen, record_id if record_id is not None else str(index - 1), f"line {number}")
         except ValueError as exc:
             reason = str(exc)
             if index == 1 and line.strip().startswith("["):
@@ -292,9 +300,7 @@ def read_cluener(
                 raise error from None
             report.skipped.append(error)
             continue
-        if record_id is not None:
-            first_line[record_id] = number
-        example = Example(record_id if record_id is not None else str(index - 1), text, spans)
+        example = Example(record_id, text, spans)
         for a, b in find_overlaps(example.spans):
             report.warnings.append(
                 f"{path}:{number}: overlapping spans {example.mention(a)!r} ({a.label} "

@@ -532,7 +532,6 @@ def run_extraction(args) -> int:
     model_name = args.model or (args.served_model if remote else None)
     settings = resolve_settings(model_name, args.adapter, args.prompt, args.format, args.constrained)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
-    check_unique_ids(examples, args.input)
     texts = {ex.id: ex.text for ex in examples}
     all_ids = [ex.id for ex in examples]
     if args.limit:
@@ -607,17 +606,6 @@ def run_extraction(args) -> int:
     state.wait_for_everyone()
     state.destroy_process_group()  # see training.train: an open group can abort the exit
     return 0
-
-
-def check_unique_ids(examples: Sequence[Example], path: str | Path) -> None:
-    """Raise `DataError` naming the first id used twice and both of its records."""
-    first: dict[str, int] = {}
-    for index, ex in enumerate(examples):
-        if ex.id in first:
-            raise DataError(
-                path, None, f"duplicate id {ex.id!r} (records {first[ex.id] + 1} and {index + 1}); ids must be unique"
-            )
-        first[ex.id] = index
 
 
 def _cuda() -> bool:

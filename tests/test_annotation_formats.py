@@ -113,3 +113,21 @@ def test_bad_records_name_the_file_and_line_or_record(tmp_path):
     evaluate = ["evaluate", "--gold", str(studio), "--gold-format", "labelstudio", "--pred", str(doccano)]
     assert cli([*evaluate, "--pred-format", "doccano"]) == 1  # stops at the first bad record
     assert cli([*evaluate, "--pred-format", "doccano", "--lenient"]) == 0
+
+
+def test_duplicate_ids_are_refused_like_cluener(tmp_path):
+    """Matching predictions to gold is by id: a repeated id (given, or a given id equal to another
+    record's index) is a DataError at the record, not a traceback in `evaluate`."""
+    doccano = tmp_path / "dup.jsonl"
+    doccano.write_text(
+        '{"id": 1, "text": "李四去上海", "label": []}\n{"text": "王五", "label": []}\n', encoding="utf-8"
+    )
+    with pytest.raises(DataError, match=r"dup.jsonl:2: duplicate id '1' \(first at line 1\)"):
+        load_examples(doccano, "doccano")
+    studio = tmp_path / "dup.json"
+    task = {"id": 7, "data": {"text": "李四去上海"}, "annotations": [{"result": []}]}
+    studio.write_text(json.dumps([task, task], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(DataError, match=r"dup.json:record 2: duplicate id '7' \(first at record 1\)"):
+        load_examples(studio, "labelstudio")
+    assert [e.id for e in load_examples(studio, "labelstudio", lenient=True)[0]] == ["7"]
+    assert cli(["evaluate", "--gold", str(doccano), "--gold-format", "doccano", "--pred", str(doccano)]) == 1

@@ -267,3 +267,16 @@ def test_outputs_get_the_mode_a_plain_open_gives(tmp_path):
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
     finally:
         os.umask(old)
+
+
+def test_an_assigned_id_may_not_repeat_a_given_one(tmp_path):
+    """A record without an id gets its index; if another record was given that id, evaluate would
+    match two sentences to one: refused with both places named."""
+    path = tmp_path / "ids.json"
+    write_lines(path, ['{"id": "1", "text": "甲"}', '{"text": "乙"}'])
+    with pytest.raises(DataError, match=r"ids.json:2: duplicate id '1' \(first at line 1\)"):
+        read_cluener(path)
+    write_lines(path, ['{"text": "甲"}', '{"id": "0", "text": "乙"}'])
+    with pytest.raises(DataError, match=r"ids.json:2: duplicate id '0' \(first at line 1\)"):
+        read_cluener(path)
+    assert [e.id for e in read_cluener(path, lenient=True)[0]] == ["0"]
