@@ -246,13 +246,17 @@ def align_mentions(
     return sorted(spans)
 
 
-def align_grouped(text: str, mentions: list[tuple[str, str]], stats: ParseStats | None = None) -> list[Span]:
-    """Place ``label -> strings`` answers: all occurrences, longest first, no overlaps."""
+def align_grouped(
+    text: str, mentions: list[tuple[str, str]], stats: ParseStats | None = None, placed: list | None = None
+) -> list[Span]:
+    """Place ``label -> strings`` answers: all occurrences, longest first, no overlaps.
+
+    ``placed`` (a list) receives ``(index of the mention, span)`` of each placed span."""
     stats = stats if stats is not None else ParseStats()
-    candidates: list[Span] = []
+    candidates: list[tuple[Span, int]] = []
     seen: set[tuple[str, str]] = set()
     normalized: _NormalizedText | None = None
-    for mention, label in mentions:
+    for index, (mention, label) in enumerate(mentions):
         if (mention, label) in seen:
             stats.duplicates += 1
             continue
@@ -266,21 +270,28 @@ def align_grouped(text: str, mentions: list[tuple[str, str]], stats: ParseStats 
             stats.hallucinated += 1
             continue
         stats.aligned += 1
-        candidates.extend(Span(s, e, label) for s, e in places)
+        candidates.extend((Span(s, e, label), index) for s, e in places)
     chosen: list[Span] = []
-    for span in sorted(candidates, key=lambda s: (s.start - s.end, s.start)):
+    for span, index in sorted(candidates, key=lambda c: (c[0].start - c[0].end, c[0].start)):
         if not any(span.overlaps(other) for other in chosen):
             chosen.append(span)
+            if placed is not None:
+                placed.append((index, span))
     return sorted(chosen)
 
 
 def align_spans(
-    text: str, mentions: list[tuple[str, str]], answer_format: str, stats: ParseStats | None = None
+    text: str,
+    mentions: list[tuple[str, str]],
+    answer_format: str,
+    stats: ParseStats | None = None,
+    placed: list | None = None,
 ) -> list[Span]:
-    """Spans of ``text`` for parsed mentions of the given format (``mentions``/``grouped``)."""
+    """Spans of ``text`` for parsed mentions of the given format (``mentions``/``grouped``);
+    ``placed`` as in `align_mentions`."""
     if answer_format == "grouped":
-        return align_grouped(text, mentions, stats)
-    return align_mentions(text, mentions, stats)
+        return align_grouped(text, mentions, stats, placed)
+    return align_mentions(text, mentions, stats, placed)
 
 
 def answer_to_spans(text: str, answer: str, schema: LabelSchema | None = None) -> tuple[list[Span], ParseStats]:
@@ -332,19 +343,11 @@ def answer_to_scored_spans(
     import math
 
     mentions, found, stats = parse_answer(answer, schema)
-    placed: list[tuple[int, Span]] = []
-    if found == "grouped":
-        spans = align_grouped(text, mentions, stats)
-    else:
-        spans = align_mentions(text, mentions, stats, placed)
+    placed: list[tuple[int, Span]] = []  # grouped: one entity string can become several spans, each with its score
+    spans = align_spans(text, mentions, found, stats, placed)
     if token_ranges is None:
         return spans, stats, {}
     char_ranges = mention_char_ranges(answer, mentions)
-    if found == "grouped":  # one entity string can become several spans; each takes the string's score
-        by_key = {(m, lab): i for i, (m, lab) in enumerate(mentions)}
-        placed = [
-            (by_key[(text[s.start : s.end], s.label)], s) for s in spans if (text[s.start : s.end], s.label) in by_key
-        ]
     scores = {}
     for index, span in placed:
         ranges = char_ranges[index]

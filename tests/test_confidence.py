@@ -124,6 +124,30 @@ def test_entity_score_is_the_product_of_its_entity_and_label_tokens():
     )
 
 
+def test_grouped_strings_score_every_span_they_place_folded_ones_too():
+    """A grouped entity string scores each of its spans, also where it was found only after folding
+    full-width forms (the span's text then differs from the string)."""
+    answer = '{"company": ["ABC公司"], "address": ["北京"]}'
+    ranges = [(i, i + 1) for i in range(len(answer))]
+    logprobs = [-0.01 * (i + 1) for i in range(len(answer))]
+    text = "ＡＢＣ公司在北京，ＡＢＣ公司"
+    spans, stats, scores = answer_to_scored_spans(text, answer, ranges, logprobs, load_prompt().schema)
+    assert spans == [Span(0, 5, "company"), Span(6, 8, "address"), Span(9, 14, "company")]
+    assert stats.normalized == 1
+
+    def product(start, length):
+        return math.exp(sum(logprobs[i] for i in range(start, start + length)))
+
+    company = product(answer.index("ABC公司"), 5)
+    assert scores == pytest.approx(
+        {
+            Span(0, 5, "company"): company,
+            Span(9, 14, "company"): company,
+            Span(6, 8, "address"): product(answer.index("北京"), 2),
+        }
+    )
+
+
 @pytest.mark.skipif(not QWEN_TOKENIZER.is_dir(), reason=f"needs the real Qwen tokenizer in {QWEN_TOKENIZER}")
 def test_token_char_ranges_with_the_real_qwen_tokenizer():
     from transformers import AutoTokenizer
