@@ -267,6 +267,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     check_output_path(args.output, {"--input": args.input})
     if args.backend == "local" and (args.base_url or args.served_model):
         raise UsageError("--base-url and --served-model need --backend openai")
+    if args.backend == "openai" and not (args.base_url and args.served_model):
+        raise UsageError("--backend openai needs --base-url and --served-model")
     return run_extraction(args)
 
 

@@ -137,9 +137,11 @@ def resolve_settings(
     prompt: str | None = None,
     answer_format: str | None = None,
     constrained: bool = False,
+    served: bool = False,
 ) -> RunSettings:
     """Use the prompt and format saved at training time unless given explicitly; `UsageError` for
-    constrained decoding of a format it does not support (also when the format comes from training)."""
+    constrained decoding of a format it does not support (also when the format comes from training).
+    ``served``: ``model`` names a server's model (vLLM names it by its path there), not a directory here."""
     metadata = None
     for candidate in (adapter, model):
         if candidate and Path(candidate).is_dir():
@@ -157,7 +159,7 @@ def resolve_settings(
     if not model:
         raise UsageError("--model is required (hub id or local directory)")
     looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1  # hub ids are org/name
-    if looks_like_path and not Path(model).expanduser().is_dir():
+    if looks_like_path and not served and not Path(model).expanduser().is_dir():
         raise UsageError(f"--model {model}: no such directory (a hub id looks like org/name)")
     notes = []
     if prompt:
@@ -529,8 +531,14 @@ def run_extraction(args) -> int:
         if args.load_in_4bit and not device.startswith("cuda"):
             raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
     # The openai backend loads no model: the served model's name stands in for --model.
-    model_name = args.model or (args.served_model if remote else None)
-    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format, args.constrained)
+    served = remote and not args.model
+    model_name = args.served_model if served else args.model
+    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format, args.constrained, served)
+    backend = answer = None
+    if remote:  # the server and its model checked before --restart can discard anything
+        from .openai_backend import backend_from_args
+
+        backend, answer = backend_from_args(args, settings.prompt.schema)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     texts = {ex.id: ex.text for ex in examples}
     all_ids = [ex.id for ex in examples]
@@ -560,12 +568,8 @@ def run_extraction(args) -> int:
             store.clear()
         store.start(fingerprint)
     state.wait_for_everyone()
-    model = tokenizer = answer = backend = None
-    if remote:
-        from .openai_backend import backend_from_args
-
-        backend, answer = backend_from_args(args, settings.prompt.schema)
-    else:
+    model = tokenizer = None
+    if not remote:
         model, tokenizer = load_model(
             settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
         )

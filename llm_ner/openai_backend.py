@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .data import ServerError
+from .data import ServerError, UsageError
 from .generation import default_max_new_tokens
 from .prompting import LabelSchema
 
@@ -73,7 +73,7 @@ class OpenAIBackend:
     def __post_init__(self):
         parts = urlsplit(self.base_url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
+            raise UsageError(
                 f"--base-url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.base_url!r}"
             )
         self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
@@ -210,10 +210,6 @@ class OpenAIBackend:
 
 def backend_from_args(args, schema: LabelSchema) -> tuple[OpenAIBackend, Callable]:
     """The backend of `llm-ner extract --backend openai`, checked against the server."""
-    from .data import UsageError
-
-    if not args.base_url or not args.served_model:
-        raise UsageError("--backend openai needs --base-url and --served-model")
     backend = OpenAIBackend(
         args.base_url,
         args.served_model,

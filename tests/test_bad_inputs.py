@@ -266,6 +266,18 @@ CASES = [
         2,
         "--pred expects NAME=FILE",
     ),
+    (
+        "openai backend without its server or model",
+        extract("--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"),
+        2,
+        "--backend openai needs --base-url and --served-model",
+    ),
+    (
+        "openai backend, a base URL that is not http(s)",
+        extract("--backend", "openai", "--base-url", "ftp://127.0.0.1/v1", "--served-model", "m"),
+        2,
+        "--base-url must be an http(s) URL",
+    ),
     # 11: clear messages
     (
         "duplicate ids name the id and lines",
@@ -378,6 +390,22 @@ def test_unavailable_device_fails_before_anything_is_discarded(ctx, capsys):
     assert main(["extract", *_extract(ctx, ctx["gold"], ctx["done"], "--device", "cuda", "--restart")]) == 2
     assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
     assert ctx["done"].read_bytes() == before  # --restart did not discard the results before the failure
+
+
+def test_unreachable_server_fails_before_anything_is_discarded(ctx, capsys):
+    """--backend openai checks the server before --restart clears the earlier results. The served
+    model's name may be a path on the server (vLLM's default): it is not looked for here."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    before = ctx["done"].read_bytes()
+    arguments = ["extract", "--backend", "openai", "--base-url", closed, "--served-model", "/models/qwen-ner"]
+    arguments += ["--input", str(ctx["gold"]), "--output", str(ctx["done"]), "--retries", "0", "--restart", "--quiet"]
+    assert main(arguments) == 1
+    assert "cannot reach an OpenAI-compatible server" in capsys.readouterr().err
+    assert ctx["done"].read_bytes() == before
 
 
 def test_fingerprint_sees_retrained_weights(ctx, tmp_path):
