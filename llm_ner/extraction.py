@@ -519,17 +519,16 @@ def run_extraction(args) -> int:
     """`llm-ner extract`: load, shard, extract, merge (arguments from the CLI parser)."""
     from accelerate import PartialState
 
-    from .generation import load_model
+    from .generation import check_device, load_model
 
     remote = getattr(args, "backend", "local") == "openai"
     state = PartialState(cpu=args.device == "cpu" or remote)
     device = None
     if not remote:  # checked before --restart can discard anything
-        device = args.device or (f"cuda:{state.local_process_index}" if _cuda() else "cpu")
-        if device.startswith("cuda") and not _cuda():
-            raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
-        if args.load_in_4bit and not device.startswith("cuda"):
-            raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
+        import torch
+
+        device = args.device or (f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu")
+        device = check_device(device, args.load_in_4bit)
     # The openai backend loads no model: the served model's name stands in for --model.
     served = remote and not args.model
     model_name = args.served_model if served else args.model
@@ -610,9 +609,3 @@ def run_extraction(args) -> int:
     state.wait_for_everyone()
     state.destroy_process_group()  # see training.train: an open group can abort the exit
     return 0
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -358,6 +358,17 @@ def read_run_metadata(path: str | Path) -> dict | None:
     return None
 
 
+def check_device(device: str, load_in_4bit: bool = False) -> str:
+    """``device``; `UsageError` for a CUDA device where no GPU is visible, or 4-bit weights off CUDA."""
+    from .data import UsageError
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is available to this process")
+    if load_in_4bit and not device.startswith("cuda"):
+        raise UsageError("--load-in-4bit needs a CUDA GPU (bitsandbytes)")
+    return device
+
+
 def load_model(
     model_name_or_path: str,
     adapter: str | None = None,
@@ -375,8 +386,7 @@ def load_model(
     from .versions import check_versions
 
     check_versions(("transformers", "peft") if adapter else ("transformers",))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"), load_in_4bit)
     if dtype == "auto":
         torch_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:

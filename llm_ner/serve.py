@@ -58,9 +58,10 @@ class Engine:
         constrained: bool = False,
         max_new_tokens: int | None = None,
         max_chars: int = 256,
+        batch_size: int = 32,
     ):
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.max_new_tokens, self.max_chars = max_new_tokens, max_chars
+        self.max_new_tokens, self.max_chars, self.batch_size = max_new_tokens, max_chars, batch_size
         self.processor_factory = None
         if constrained:
             from .constrained import MentionsConstraint
@@ -68,7 +69,8 @@ class Engine:
             self.processor_factory = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
 
     def run(self, texts: list[str]) -> list[dict]:
-        """One batched generate over every piece of ``texts``; one result per text."""
+        """Every piece of ``texts`` in generate batches of at most ``batch_size`` rows (a batch of
+        long texts has many pieces: bounded GPU memory); one result per text."""
         from .generation import generate_answers
 
         pieces = [split_long(text, self.max_chars) for text in texts]
@@ -79,7 +81,7 @@ class Engine:
             self.tokenizer,
             conversations,
             texts=flat,
-            batch_size=max(1, len(flat)),
+            batch_size=self.batch_size,
             max_new_tokens=self.max_new_tokens,
             logits_processor_factory=self.processor_factory,
         )
@@ -309,7 +311,7 @@ def run_server(args) -> int:
     model, tokenizer = load_model(
         settings.model, settings.adapter, dtype=args.dtype, device=args.device, load_in_4bit=args.load_in_4bit
     )
-    engine = Engine(model, tokenizer, settings, args.constrained, args.max_new_tokens, args.max_chars)
+    engine = Engine(model, tokenizer, settings, args.constrained, args.max_new_tokens, args.max_chars, args.max_batch)
     limits = Limits(
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,

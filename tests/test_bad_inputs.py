@@ -390,6 +390,11 @@ def test_unavailable_device_fails_before_anything_is_discarded(ctx, capsys):
     assert main(["extract", *_extract(ctx, ctx["gold"], ctx["done"], "--device", "cuda", "--restart")]) == 2
     assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
     assert ctx["done"].read_bytes() == before  # --restart did not discard the results before the failure
+    # serve loads through the same check: one line, no traceback from inside torch
+    assert main(["serve", "--model", str(ctx["model"]), "--device", "cuda"]) == 2
+    assert "--device cuda: no CUDA GPU" in capsys.readouterr().err
+    assert main(["serve", "--model", str(ctx["model"]), "--load-in-4bit"]) == 2
+    assert "--load-in-4bit needs a CUDA GPU" in capsys.readouterr().err
 
 
 def test_unreachable_server_fails_before_anything_is_discarded(ctx, capsys):
@@ -550,3 +555,21 @@ def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
     assert max(sizes) <= 4 and sum(sizes) == 13 + 2  # 13 pieces of 4 sentences at most
     written = ResumableOutput(tmp_path / "o.json").done_records()
     assert set(written) == {"long", "s1", "s2"} and len(written["long"]["raw"]) == 13
+
+
+def test_served_pieces_respect_the_batch_size(monkeypatch):
+    """`llm-ner serve` splits long texts like extract; its generate batches stay at --max-batch rows."""
+    import llm_ner.generation as generation
+    from llm_ner.extraction import resolve_settings
+    from llm_ner.serve import Engine
+
+    calls = []
+
+    def fake_generate(model, tokenizer, conversations, texts, batch_size, **_):
+        calls.append((len(texts), batch_size))
+        return ["[]"] * len(texts)
+
+    monkeypatch.setattr(generation, "generate_answers", fake_generate)
+    engine = Engine(None, None, resolve_settings("model-not-loaded"), max_chars=24, batch_size=4)
+    results = engine.run(["很长的句子。" * 50, "张三"])
+    assert calls == [(14, 4)] and len(results) == 2 and len(results[0]["raw"]) == 13
