@@ -104,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     gold, gold_report = load_examples(args.gold, args.gold_format, lenient=args.lenient)
     pred, pred_report = load_examples(args.pred, args.pred_format, lenient=args.lenient, allow_empty=True)
     if args.min_score is not None:
-        pred = _filter_min_score(args.pred, pred, args.min_score)
+        pred = _filter_min_score(args.pred, args.pred_format, pred, args.min_score)
     for report in (gold_report, pred_report):
         if report.skipped or report.warnings:
             report.print()
@@ -118,13 +118,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _filter_min_score(path: str, pred: list, min_score: float) -> list:
+def _filter_min_score(path: str, input_format: str, pred: list, min_score: float) -> list:
     """`evaluate --min-score`: drop predicted entities scoring below the threshold."""
     from .confidence import filter_by_score, read_scores
 
     if min_score > 1:
         raise UsageError(f"--min-score is a probability: between 0 and 1, got {min_score}")
-    scores = read_scores(path)
+    scores = read_scores(path, input_format)
     if not scores:
         raise DataError(path, None, "carries no entity scores for --min-score (write them with `llm-ner extract`)")
     kept, dropped = filter_by_score(pred, scores, min_score)
@@ -151,7 +151,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 raise UsageError("--gold needs --to labelstudio (doccano has no separate pre-annotations)")
             gold_examples, gold_report = load_examples(args.gold, args.gold_format, lenient=args.lenient)
             gold = {ex.id: ex for ex in gold_examples}
-        scores = read_scores(args.pred) if args.input_format in ("auto", "cluener", "labelstudio", "doccano") else {}
+        scores = read_scores(args.pred, args.input_format)
         count = write_annotations(examples, args.output, args.to, scores, gold, as_annotation=args.as_annotation)
     print(f"wrote {count} {args.to} records to {args.output}", file=sys.stderr)
     return 0

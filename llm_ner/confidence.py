@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import Example, Span
+from .data import Example, Span, read_lines
 
 
 def scores_field(example: Example, scores: dict[Span, float]) -> dict:
@@ -43,36 +43,40 @@ def record_scores(record: dict) -> dict[Span, float]:
     return found
 
 
-def read_scores(path: str | Path) -> dict[str, dict[Span, float]]:
+def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[Span, float]]:
     """Sentence id -> span -> score from a prediction file (CLUENER with ``scores``, or Label Studio /
-    doccano with per-region scores); empty when the file carries none."""
-    path = Path(path)
+    doccano with per-region scores); empty when the file carries none. Ids as the format's reader
+    assigns them; ``auto`` takes a JSON array for Label Studio."""
     by_id: dict[str, dict[Span, float]] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        head = handle.read(1).lstrip()
-    if head == "[":
+    if input_format == "auto":
+        first = next((line.lstrip() for _, line in read_lines(Path(path)) if line.strip()), "")
+        input_format = "labelstudio" if first.startswith("[") else "cluener"
+    if input_format in ("labelstudio", "doccano"):
         from .annotation_formats import read_annotations
 
-        read_annotations(path, "labelstudio", lenient=True, allow_empty=True, scores=by_id)
-        return by_id
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for index, line in enumerate(handle):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # the format readers report bad lines
-            if not isinstance(record, dict):
-                continue
+        read_annotations(path, input_format, lenient=True, allow_empty=True, scores=by_id)
+    elif input_format == "cluener":
+        for record_id, record in _prediction_records(path):
             found = record_scores(record)
-            if not found and isinstance(record.get("scores"), list) and isinstance(record.get("label"), list):
-                found = {
-                    Span(a, b, t): float(v)
-                    for (a, b, t), v in zip(record["label"], record["scores"])
-                    if isinstance(v, (int, float))
-                }
             if found:
-                by_id[str(record.get("id", index))] = found
+                by_id[record_id] = found
     return by_id
+
+
+def _prediction_records(path: str | Path):
+    """(id, record) of each JSON object line; a record without ``id`` gets its index among the
+    non-blank lines, as `data.read_cluener` numbers them. Bad lines are skipped: the readers report them."""
+    index = 0
+    for _, line in read_lines(Path(path)):
+        if not line.strip():
+            continue
+        index += 1
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield str(record["id"]) if record.get("id") is not None else str(index - 1), record
 
 
 def filter_by_score(
@@ -177,16 +181,11 @@ def disagreement(a: Example, b: Example) -> tuple[int, float]:
 
 def read_answer_scores(path: str | Path) -> dict[str, float]:
     """Sentence id -> ``answer_score`` of a prediction file written by `llm-ner extract`."""
-    found = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for index, line in enumerate(handle):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("answer_score"), (int, float)):
-                found[str(record.get("id", index))] = float(record["answer_score"])
-    return found
+    return {
+        record_id: float(record["answer_score"])
+        for record_id, record in _prediction_records(path)
+        if isinstance(record.get("answer_score"), (int, float))
+    }
 
 
 def select_for_annotation(
@@ -198,7 +197,7 @@ def select_for_annotation(
     from .data import DataError, example_to_cluener, load_examples
 
     first, _ = load_examples(paths[0], input_format, lenient=lenient, allow_empty=True)
-    scores = read_scores(paths[0])
+    scores = read_scores(paths[0], input_format)
     if by == "uncertainty":
         answers = read_answer_scores(paths[0])
         if not scores and not answers:

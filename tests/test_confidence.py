@@ -11,7 +11,7 @@ from conftest import redraw_weights
 
 from llm_ner.cli import main as cli
 from llm_ner.confidence import filter_by_score, pr_curve, read_scores, select_for_annotation
-from llm_ner.data import Example, Span, read_cluener, write_cluener
+from llm_ner.data import Example, Span, load_examples, read_cluener, write_cluener
 from llm_ner.parsing import answer_to_scored_spans
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
@@ -282,3 +282,37 @@ def test_extract_writes_scores_that_evaluate_and_select_read(tiny_qwen, cluener_
     assert spans > 3 and sum(len(v) for v in scores.values()) == spans  # every entity has a score
     assert all(0 < v <= 1 for by_span in scores.values() for v in by_span.values())
     assert select_for_annotation([str(out)], 5, "uncertainty")
+
+
+def test_scores_attach_to_the_ids_the_readers_give(tmp_path):
+    """Records without ids are numbered by the readers over non-blank lines; the scores must land
+    on the same sentences, also after a blank line, a BOM or a Label Studio array on its second line."""
+    from llm_ner.annotation_formats import write_annotations
+    from llm_ner.confidence import read_answer_scores
+
+    records = [
+        {
+            "text": "张三",
+            "label": {"name": {"张三": [[0, 1]]}},
+            "scores": {"name": {"张三": [0.25]}},
+            "answer_score": 0.5,
+        },
+        {
+            "text": "李四",
+            "label": {"name": {"李四": [[0, 1]]}},
+            "scores": {"name": {"李四": [0.75]}},
+            "answer_score": 0.9,
+        },
+    ]
+    path = tmp_path / "pred.json"
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    path.write_text("\ufeff" + lines[0] + "\n\n" + lines[1] + "\n", encoding="utf-8")
+    examples, _ = load_examples(path)
+    assert [ex.id for ex in examples] == ["0", "1"]
+    assert read_scores(path) == {"0": {Span(0, 2, "name"): 0.25}, "1": {Span(0, 2, "name"): 0.75}}
+    assert read_answer_scores(path) == {"0": 0.5, "1": 0.9}
+    studio = tmp_path / "pred.labelstudio.json"
+    write_annotations(examples, studio, "labelstudio", read_scores(path))
+    studio.write_text("\n" + studio.read_text(encoding="utf-8"), encoding="utf-8")
+    assert read_scores(studio) == {"0": {Span(0, 2, "name"): 0.25}, "1": {Span(0, 2, "name"): 0.75}}
+    assert read_scores(studio, "labelstudio") == read_scores(studio)
