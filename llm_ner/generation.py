@@ -184,15 +184,21 @@ class ChosenTokenLogprobs:
     """
 
     def __init__(self) -> None:
-        self.steps: list[torch.Tensor] = []
+        self.steps: list[torch.Tensor] = []  # on the model's device: no copy to the host per token
+        self._table: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        self.steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values.cpu())
+        self.steps.append(torch.log_softmax(scores.float(), dim=-1).max(dim=-1).values)
+        self._table = None
         return scores
 
     def row(self, row: int, length: int) -> list[float]:
         """Log-probabilities of the first ``length`` tokens of batch row ``row``."""
-        return [float(step[row]) for step in self.steps[:length]]
+        if not self.steps:
+            return []
+        if self._table is None:  # one copy to the host for the whole batch
+            self._table = torch.stack(self.steps).cpu()
+        return self._table[:length, row].tolist()
 
 
 class _Chain:
