@@ -203,12 +203,9 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
         "num_kv_heads": args.num_kv_heads,
         "intermediate_size": args.intermediate_size,
     }
-    defaults = {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2}
-    for name, value in explicit.items():  # explicit sizes override the shape
+    for name, value in explicit.items():  # explicit sizes override the shape (else build_config's defaults)
         if value is not None:
             shape[name] = value
-        elif not args.shape and name in defaults:
-            shape[name] = defaults[name]
     if args.hidden_size is not None or args.num_heads is not None:
         shape.pop("head_dim", None)  # follows the new width
     if args.tokenizer:

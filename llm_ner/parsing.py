@@ -322,7 +322,7 @@ def mention_char_ranges(answer: str, mentions: list[tuple[str, str]]) -> list[li
             continue
         ranges = [(position + 1, position + len(literal) - 1)]
         cursor = position + len(literal)
-        label = _VALUE_AFTER_KEY.match(answer, cursor) or _VALUE_AFTER_KEY.search(answer, cursor)
+        label = _VALUE_AFTER_KEY.search(answer, cursor)
         if label and answer[cursor : label.start()].strip(' ,\n"').lower() in LABEL_KEYS:
             ranges.append(label.span(1))
             cursor = label.end()
