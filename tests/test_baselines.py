@@ -301,3 +301,27 @@ def test_long_sentences_are_split_for_prediction(tmp_path, cluener_dev):
     text = "张三" * 40
     [result] = predict_examples(model, batcher, [Example("0", text)])
     assert all(0 <= s.start < s.end <= len(text) for s in result.spans)
+
+
+def test_weights_of_the_former_bidirectional_lstm_still_load_and_agree():
+    """Models saved before `BiLSTM` had one packed bidirectional nn.LSTM (`lstm.weight_ih_l0`,
+    `lstm.weight_ih_l0_reverse`, ...): renamed on load, they give the same outputs as before."""
+    from torch import nn
+
+    from llm_ner.baselines import bilstm_state_renamed
+    from llm_ner.baselines.models import BiLSTMCRF
+
+    torch.manual_seed(0)
+    old_lstm = nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+    model = BiLSTMCRF(vocab_size=20, num_tags=5, embedding_dim=8, hidden_size=12).eval()
+    old_state = {k: v for k, v in model.state_dict().items() if not k.startswith("lstm.")}
+    old_state.update({f"lstm.{k}": v for k, v in old_lstm.state_dict().items()})
+    missing, unexpected = model.load_state_dict(bilstm_state_renamed(old_state), strict=False)
+    assert not missing and not unexpected
+    x = torch.randn(3, 7, 8)
+    lengths = torch.tensor([7, 3, 5])
+    mask = torch.arange(7).unsqueeze(0) < lengths.unsqueeze(1)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    before, _ = nn.utils.rnn.pad_packed_sequence(old_lstm(packed)[0], batch_first=True, total_length=7)
+    after = model.lstm(x, mask)
+    assert torch.allclose(after[mask], before[mask], atol=1e-6)

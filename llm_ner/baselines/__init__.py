@@ -12,6 +12,7 @@ import dataclasses
 import json
 import pickle
 import random
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -305,12 +306,24 @@ def load_baseline(model_dir: str | Path):
     if not isinstance(state, dict):
         raise DataError(weights, None, "not a state dict of baseline weights")
     try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing, unexpected = model.load_state_dict(bilstm_state_renamed(state), strict=False)
     except RuntimeError as exc:  # shapes differ
         raise DataError(weights, None, f"weights do not fit {CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
     if unexpected or [k for k in missing if not k.startswith("encoder.")]:
         raise DataError(weights, None, f"weights do not fit {CONFIG_FILE} (missing or unexpected tensors)")
     return model, batcher
+
+
+def bilstm_state_renamed(state: dict) -> dict:
+    """Weights saved when ``lstm`` was one bidirectional ``nn.LSTM`` (``lstm.weight_ih_l0``,
+    ``..._reverse``), renamed for `models.BiLSTM`'s two directions; other keys unchanged."""
+    renamed = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"lstm\.((?:weight|bias)_(?:ih|hh)_l0)(_reverse)?", key)
+        if match:
+            key = f"lstm.{'backward' if match[2] else 'forward'}_lstm.{match[1]}"
+        renamed[key] = value
+    return renamed
 
 
 def log_stderr(message: str) -> None:
