@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .data import Example
-from .extraction import RunSettings, make_record, split_long
+from .data import Example, split_long
+from .extraction import RunSettings, make_record
 from .parsing import ParseStats
 
 
