@@ -136,18 +136,7 @@ def error_breakdown(gold: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span
     for gold_spans, pred_spans in zip(gold, pred):
         pred_spans = set(pred_spans)
         for g in set(gold_spans):
-            overlapping = [p for p in pred_spans if p.overlaps(g)]
-            same_bounds = [p for p in overlapping if (p.start, p.end) == (g.start, g.end)]
-            if g in pred_spans:
-                kind = "correct"
-            elif same_bounds:
-                kind = "wrong_type"
-            elif any(p.label == g.label for p in overlapping):
-                kind = "wrong_boundary"
-            elif overlapping:
-                kind = "wrong_type_and_boundary"
-            else:
-                kind = "missed"
+            kind, _ = judge_gold_span(g, pred_spans)
             table.setdefault(g.label, Counter())[kind] += 1
         for p in pred_spans:
             if not any(p.overlaps(g) for g in gold_spans):
@@ -185,19 +174,20 @@ def classify_sentence(gold_spans: Sequence[Span], pred_spans: Sequence[Span]) ->
     return kinds, missed
 
 
-def _best_prediction(g: Span, pred_spans: set[Span]) -> Span | None:
-    """The prediction `error_breakdown` judges a gold span by: exact, same bounds, same type, any overlap."""
+def judge_gold_span(g: Span, pred_spans: set[Span]) -> tuple[str, Span | None]:
+    """What became of gold span ``g``: its error kind and the prediction it is judged by, the first
+    overlapping one that is exact, has its bounds, has its type, or any (None when ``missed``)."""
     overlapping = sorted(p for p in pred_spans if p.overlaps(g))
-    for test in (
-        lambda p: p == g,
-        lambda p: (p.start, p.end) == (g.start, g.end),
-        lambda p: p.label == g.label,
-        lambda p: True,
+    for kind, test in (
+        ("correct", lambda p: p == g),
+        ("wrong_type", lambda p: (p.start, p.end) == (g.start, g.end)),
+        ("wrong_boundary", lambda p: p.label == g.label),
+        ("wrong_type_and_boundary", lambda p: True),
     ):
         found = next((p for p in overlapping if test(p)), None)
         if found is not None:
-            return found
-    return None
+            return kind, found
+    return "missed", None
 
 
 def confusion_matrix(
@@ -218,7 +208,7 @@ def confusion_matrix(
     for gold_spans, pred_spans in zip(gold, pred):
         pred_set, gold_set = set(pred_spans), set(gold_spans)
         for g in gold_set:
-            p = _best_prediction(g, pred_set)
+            _, p = judge_gold_span(g, pred_set)
             matrix[index[g.label]][index[p.label if p else NONE_TYPE]] += 1
         for p in pred_set:
             if not any(p.overlaps(g) for g in gold_set):
