@@ -1,10 +1,15 @@
+import json
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from llm_ner.data_sources import available_data_dir, data_dir, is_sample
-from llm_ner.tiny import real_tokenizer_dir
+from llm_ner.tiny import build_tiny_model, default_texts, real_tokenizer_dir
 
 
 def pytest_report_header(config):
@@ -69,17 +74,84 @@ def two_cpu_process_launch() -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def redraw_weights(model_dir: Path, out: Path, std: float, seed: int = 1) -> Path:
-    """A copy of a saved model (tokenizer included) with every weight drawn from N(0, std), seeded:
-    its greedy answers differ from sentence to sentence, so equivalence tests can see a mix-up."""
+def redraw_(model, std: float, seed: int) -> None:
+    """Draw every weight of ``model`` from N(0, std) in place, after ``torch.manual_seed(seed)``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
     torch.manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0, std)
+
+
+def redraw_weights(model_dir: Path, out: Path, std: float, seed: int = 1) -> Path:
+    """A copy of a saved model (tokenizer included) with every weight drawn from N(0, std), seeded:
+    its greedy answers differ from sentence to sentence, so equivalence tests can see a mix-up."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    redraw_(model, std, seed)
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
     return out
+
+
+def noisy_model(out: Path) -> Path:
+    """A tiny Qwen3 with large random weights: greedy answers differ from sentence to sentence,
+    so equal answers from two backends mean the same tokens were generated."""
+    tiny = build_tiny_model(out.with_name(out.name + "-base"), "qwen3", default_texts(), hidden_size=64)
+    return redraw_weights(tiny, out, std=2.0)
+
+
+def sft_trainer(model_dir, records: list[dict], output_dir, tokenizer=None, **config):
+    """The project's SFT trainer (CPU, no reporting, no truncation) on ``records``; ``tokenizer``
+    defaults to the model's own. ``config``: more SFTConfig fields."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import SFTConfig
+
+    from llm_ner.training import make_trainer_class
+
+    return make_trainer_class()(
+        model=str(model_dir),
+        args=SFTConfig(output_dir=str(output_dir), report_to="none", use_cpu=True, max_length=None, **config),
+        train_dataset=Dataset.from_list(records),
+        processing_class=tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_dir),
+    )
+
+
+def records(path: Path) -> list[dict]:
+    """The JSON lines of an output file, empty lines skipped. Lines end at "\\n" only: a U+2028 inside a sentence is
+    text (as in llm_ner.data.read_lines)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's output if it dies or times out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"server did not answer {url} in {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

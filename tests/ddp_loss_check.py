@@ -1,35 +1,23 @@
-"""Run by tests/test_training.py under a 2-process `accelerate launch`: each process computes the
-trainer's loss on its half of a batch with the global answer-token count, as the Trainer does
-with `average_tokens_across_devices`. DDP averages gradients over processes, so the mean of the
-two losses must equal the loss of the whole batch in one process. Writes both to argv[3]."""
+"""Run by tests/test_training.py in 2 CPU processes (`torchrun`, conftest.two_cpu_process_launch):
+each process computes the trainer's loss on its half of a batch with the global answer-token
+count, as the Trainer does with `average_tokens_across_devices`. DDP averages gradients over
+processes, so the mean of the two losses must equal the loss of the whole batch in one process.
+Writes both to argv[3]."""
 
 import json
 import sys
 
 import torch
-from datasets import Dataset
-from transformers import AutoTokenizer
-from trl import SFTConfig
+from conftest import sft_trainer
 
 from llm_ner.prompting import load_prompt
-from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+from llm_ner.training import NERDataArguments, load_split
 
 model_dir, train_file, out = sys.argv[1:4]
 _, records, _ = load_split(
     train_file, NERDataArguments(train_file=train_file), load_prompt("cluener_zh_short"), limit=6
 )
-trainer = make_trainer_class()(
-    model=model_dir,
-    args=SFTConfig(
-        output_dir=out + ".trainer",
-        report_to="none",
-        use_cpu=True,
-        max_length=None,
-        average_tokens_across_devices=True,
-    ),
-    train_dataset=Dataset.from_list(records),
-    processing_class=AutoTokenizer.from_pretrained(model_dir),
-)
+trainer = sft_trainer(model_dir, records, out + ".trainer", average_tokens_across_devices=True)
 rank, world = trainer.accelerator.process_index, trainer.accelerator.num_processes
 assert world == 2, world
 features = [trainer.train_dataset[i] for i in range(len(records))]

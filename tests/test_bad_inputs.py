@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from llm_ner.cli import build_parser, main, non_negative_int, positive_float, positive_int
 from llm_ner.data import Example, Span, read_bio, read_cluener, write_cluener
@@ -400,11 +401,7 @@ def test_unavailable_device_fails_before_anything_is_discarded(ctx, capsys):
 def test_unreachable_server_fails_before_anything_is_discarded(ctx, capsys):
     """--backend openai checks the server before --restart clears the earlier results. The served
     model's name may be a path on the server (vLLM's default): it is not looked for here."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+    closed = f"http://127.0.0.1:{free_port()}/v1"
     before = ctx["done"].read_bytes()
     arguments = ["extract", "--backend", "openai", "--base-url", closed, "--served-model", "/models/qwen-ner"]
     arguments += ["--input", str(ctx["gold"]), "--output", str(ctx["done"]), "--retries", "0", "--restart", "--quiet"]

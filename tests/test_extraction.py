@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import redraw_weights, two_cpu_process_launch
+from conftest import records, redraw_weights, two_cpu_process_launch
 
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, UsageError, read_cluener, write_bio
@@ -50,10 +50,6 @@ def dev_slice(tmp_path_factory, cluener_dev):
 def extract_args(model, source, output, *extra: str) -> list[str]:
     """Arguments of `llm-ner extract` for a test run (no progress bar)."""
     return ["--model", str(model), "--input", str(source), "--output", str(output), *extra, "--quiet"]
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_input_kinds(tmp_path, cluener_dir, cluener_dev):

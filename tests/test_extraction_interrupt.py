@@ -4,6 +4,7 @@ the rest. Ctrl-C is Python's KeyboardInterrupt, raised here inside the third bat
 import json
 
 import pytest
+from conftest import records
 
 import llm_ner.generation
 from llm_ner.data import Example
@@ -38,6 +39,6 @@ def test_ctrl_c_loses_at_most_the_batch_in_flight(monkeypatch, tmp_path):
     extract(None, None, examples, settings, output, batch_size=4, progress=False)
     assert sorted(text for batch in rerun for text in batch) == sorted(ex.text for ex in examples if ex.id not in done)
     assert ResumableOutput(output).merge([ex.id for ex in examples]) == 20
-    written = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    written = records(output)
     assert [r["id"] for r in written] == [ex.id for ex in examples]
     assert all(r["label"] == {"name": {"张三": [[0, 1]]}} for r in written)

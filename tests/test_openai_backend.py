@@ -5,60 +5,19 @@ backend; retries, errors and the structured-output request against a small stdli
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import redraw_weights
+from conftest import free_port, noisy_model, records, stop, wait_for
 
 from llm_ner.cli import main as cli
 from llm_ner.openai_backend import OpenAIBackend, ServerError, mentions_json_schema
 from llm_ner.prompting import load_prompt
-from llm_ner.tiny import build_tiny_model, default_texts
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
-    """Poll ``url`` until it answers 200; fail with the server's output if it dies or times out."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"server did not answer {url} in {seconds} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def noisy_model(out: Path) -> Path:
-    """A tiny Qwen3 with large random weights: greedy answers differ from sentence to sentence,
-    so equal answers from two backends mean the same tokens were generated."""
-    tiny = build_tiny_model(out.with_name(out.name + "-base"), "qwen3", default_texts(), hidden_size=64)
-    return redraw_weights(tiny, out, std=2.0)
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +52,6 @@ def dev_file(path: Path, examples, n: int) -> Path:
     lines = [json.dumps({"id": f"d{i}", "text": ex.text}, ensure_ascii=False) for i, ex in enumerate(examples[:n])]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_openai_backend_equals_local_backend(noisy_qwen, transformers_serve, cluener_dev, tmp_path):
@@ -134,10 +89,11 @@ def test_unreachable_server_and_unknown_model(noisy_qwen, transformers_serve, cl
 
 
 class FlakyServer:
-    """A stdlib HTTP server on 127.0.0.1 answering chat completions after ``failures`` 429/503s."""
+    """A stdlib HTTP server on 127.0.0.1 answering chat completions after ``failures`` 429/503s;
+    it lists model ``m`` and keeps the Authorization header of that request in ``auth``."""
 
     def __init__(self, failures: int = 2, status: int = 429):
-        self.failures, self.status, self.bodies = failures, status, []
+        self.failures, self.status, self.bodies, self.auth = failures, status, [], None
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -159,6 +115,14 @@ class FlakyServer:
                 data = json.dumps({"choices": [{"message": {"content": answer}, "finish_reason": "stop"}]}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                owner.auth = self.headers.get("Authorization")
+                data = b'{"data": [{"id": "m"}]}'
+                self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -199,35 +163,20 @@ def test_retries_429_then_answers_and_sends_schema_and_key(monkeypatch):
 
 
 def test_api_key_header_from_environment(monkeypatch):
-    seen = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            seen["auth"] = self.headers.get("Authorization")
-            data = b'{"data": [{"id": "m"}]}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = FlakyServer(failures=0)
     try:
         monkeypatch.delenv("LLM_NER_API_KEY", raising=False)
         monkeypatch.setenv("OPENAI_API_KEY", "k-123")
-        OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}", "m").check()
-        assert seen["auth"] == "Bearer k-123"
+        OpenAIBackend(server.url, "m").check()
+        assert server.auth == "Bearer k-123"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
+    # The backend only reads the key: it must not write it into the environment.
     assert os.environ.get("LLM_NER_API_KEY") is None
 
 
 class SlowServer(FlakyServer):
-    """FlakyServer without failures, ``delay`` seconds per answer, listing model ``m``."""
+    """FlakyServer without failures, ``delay`` seconds per answer."""
 
     def __init__(self, delay: float):
         super().__init__(failures=0)
@@ -238,14 +187,7 @@ class SlowServer(FlakyServer):
             time.sleep(delay)
             post(request)
 
-        def get(request):
-            data = b'{"data": [{"id": "m"}]}'
-            request.send_response(200)
-            request.send_header("Content-Length", str(len(data)))
-            request.end_headers()
-            request.wfile.write(data)
-
-        handler.do_POST, handler.do_GET = slow_post, get
+        handler.do_POST = slow_post
 
 
 def test_ctrl_c_keeps_finished_batches_and_a_rerun_completes(cluener_dev, tmp_path):

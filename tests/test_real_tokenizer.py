@@ -8,6 +8,7 @@ import unicodedata
 
 import pytest
 import torch
+from conftest import redraw_, sft_trainer
 
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span
@@ -107,24 +108,17 @@ def test_shapes_come_from_qwen_shapes_json(qwen_tokenizer_dir, tmp_path):
 def test_extraction_prompt_is_the_prefix_of_the_training_tokens(real_model, cluener_dir, tmp_path, name):
     """Token for token with the real tokenizer: the extraction prompt starts the training
     sequence; labels cover the answer and the end of turn only; Qwen3 thinking is off."""
-    from datasets import Dataset
     from transformers import AutoTokenizer
-    from trl import SFTConfig
 
     from llm_ner.generation import disable_thinking_by_default
-    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+    from llm_ner.training import NERDataArguments, load_split
 
     prompt = load_prompt("cluener_zh")
     data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
     examples, records, prompt = load_split(data_args.train_file, data_args, prompt, limit=8)
     tokenizer = AutoTokenizer.from_pretrained(real_model(name))
     disable_thinking_by_default(tokenizer)  # as training does
-    trainer = make_trainer_class()(
-        model=str(real_model(name)),
-        args=SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=None),
-        train_dataset=Dataset.from_list(records),
-        processing_class=tokenizer,
-    )
+    trainer = sft_trainer(real_model(name), records, tmp_path, tokenizer)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     merged_words = 0
     for i, ex in enumerate(examples):
@@ -283,10 +277,7 @@ def test_constrained_generation_with_a_random_model_closes_in_the_budget(real_mo
     from llm_ner.constrained import MentionsConstraint
 
     model, tokenizer = load_model(str(real_model("qwen3")))
-    torch.manual_seed(3)
-    with torch.no_grad():  # large weights: varied garbage
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.5)
+    redraw_(model, std=0.5, seed=3)  # large weights: varied garbage
     prompt = load_prompt("cluener_zh_short")
     texts = [ex.text for ex in cluener_dev[:24]]
     conversations = [prompt.messages(text) for text in texts]

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_openai_backend import free_port, noisy_model, stop, wait_for
+from conftest import free_port, noisy_model, records, stop, wait_for
 
 pytest.importorskip("fastapi", reason='`llm-ner serve` needs fastapi and uvicorn: pip install "llm-ner[serve]"')
 pytest.importorskip("uvicorn", reason='`llm-ner serve` needs fastapi and uvicorn: pip install "llm-ner[serve]"')
@@ -191,7 +191,7 @@ def test_real_engine_spans_are_substrings_and_match_extract(served_tiny, tmp_pat
     args = ["extract", "--model", str(model), "--input", str(source), "--output", str(out), "--prompt", "cluener_zh"]
     args += ["--format", "mentions", "--constrained", "--max-new-tokens", "40", "--max-chars", "30", "--quiet"]
     assert cli(args) == 0
-    expected = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    expected = records(out)
     assert sum(len(r["entities"]) for r in body["results"]) >= 2, body
     for result, record in zip(body["results"], expected):
         assert result["raw"] == record["raw"]

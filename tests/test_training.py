@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import two_cpu_process_launch
+from conftest import redraw_, sft_trainer, two_cpu_process_launch
 
 from llm_ner.generation import chat_prompt_ids, generate_answers, load_model, stop_token_ids
 from llm_ner.prompting import load_prompt
@@ -97,22 +97,14 @@ def test_extraction_prompt_is_the_prefix_and_only_the_answer_is_labelled(tiny_mo
     """The tokens given at extraction equal the start of the training tokens; labels cover the
     answer and the end-of-turn token only."""
     from transformers import AutoTokenizer
-    from trl import SFTConfig
 
-    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+    from llm_ner.training import NERDataArguments, load_split
 
     prompt = load_prompt("cluener_zh")
     data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
     examples, records, prompt = load_split(data_args.train_file, data_args, prompt, limit=24)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models[arch])
-    from datasets import Dataset
-
-    trainer = make_trainer_class()(
-        model=str(tiny_models[arch]),
-        args=SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=None),
-        train_dataset=Dataset.from_list(records),
-        processing_class=tokenizer,
-    )
+    trainer = sft_trainer(tiny_models[arch], records, tmp_path, tokenizer)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     for i, ex in enumerate(examples):
         row = trainer.train_dataset[i]
@@ -134,29 +126,22 @@ def test_extraction_prompt_is_the_prefix_and_only_the_answer_is_labelled(tiny_mo
 def test_padding_free_batches_and_fused_head_hold_the_loss_equal(tiny_models, cluener_dir, tmp_path):
     """Our speed-ups (TRL's fused LM head, padding-free batches) give the loss of the naive
     padded full-logits recipe on the same batch."""
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig
 
-    from llm_ner.training import NERDataArguments, load_split, logits_mask_supported, make_trainer_class
+    from llm_ner.training import NERDataArguments, load_split, logits_mask_supported
 
     data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
     _, records, _ = load_split(data_args.train_file, data_args, load_prompt("cluener_zh_short"), limit=6)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen3"])
     losses = {}
     for padding_free in (False, True):
-        trainer = make_trainer_class()(
-            model=str(tiny_models["qwen3"]),
-            args=SFTConfig(
-                output_dir=str(tmp_path),
-                report_to="none",
-                use_cpu=True,
-                padding_free=padding_free,
-                max_length=None,
-                model_init_kwargs={"attn_implementation": "sdpa"},
-            ),
-            train_dataset=Dataset.from_list(records),
-            processing_class=tokenizer,
+        trainer = sft_trainer(
+            tiny_models["qwen3"],
+            records,
+            tmp_path,
+            tokenizer,
+            padding_free=padding_free,
+            model_init_kwargs={"attn_implementation": "sdpa"},
         )
         features = [trainer.train_dataset[i] for i in range(len(records))]
         batch = trainer.data_collator(features)
@@ -192,10 +177,7 @@ def test_qwen3_extraction_prompt_has_thinking_disabled(tiny_models):
 
 def test_batched_generation_matches_one_at_a_time(tiny_models, cluener_dev):
     model, tokenizer = load_model(str(tiny_models["qwen2"]))
-    torch.manual_seed(0)
-    with torch.no_grad():  # larger random weights: answers then depend strongly on the input
-        for parameter in model.parameters():
-            parameter.normal_(0, 1.0)
+    redraw_(model, std=1.0, seed=0)  # larger random weights: answers then depend strongly on the input
     prompt = load_prompt("cluener_zh_short")
     texts = sorted({ex.text for ex in cluener_dev}, key=len)
     texts = [texts[i * (len(texts) - 1) // 5] for i in range(6)]  # shortest to longest
@@ -208,20 +190,11 @@ def test_batched_generation_matches_one_at_a_time(tiny_models, cluener_dev):
 
 
 def _loss_trainer(model_dir, cluener_dir, tmp_path, **config):
-    from datasets import Dataset
-    from transformers import AutoTokenizer
-    from trl import SFTConfig
-
-    from llm_ner.training import NERDataArguments, load_split, make_trainer_class
+    from llm_ner.training import NERDataArguments, load_split
 
     data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
     _, records, _ = load_split(data_args.train_file, data_args, load_prompt("cluener_zh_short"), limit=6)
-    return make_trainer_class()(
-        model=str(model_dir),
-        args=SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, max_length=None, **config),
-        train_dataset=Dataset.from_list(records),
-        processing_class=AutoTokenizer.from_pretrained(model_dir),
-    )
+    return sft_trainer(model_dir, records, tmp_path, **config)
 
 
 def test_gradient_accumulation_loss_equals_the_whole_batch_loss(tiny_models, cluener_dir, tmp_path):
