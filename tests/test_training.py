@@ -411,7 +411,7 @@ def test_merge_gives_the_same_outputs_and_keeps_thinking_off(tiny_models, cluene
 
 
 def test_two_process_cpu_launch(tiny_models, cluener_dir, tmp_path):
-    """`accelerate launch --num_processes 2 --cpu train_sft.py --config configs/tiny-cpu.yaml`."""
+    """train_sft.py --config configs/tiny-cpu.yaml in 2 CPU processes (torchrun, as accelerate launches GPUs)."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [
