@@ -317,31 +317,41 @@ def evaluate(
 # Tables
 
 
+SCORES_HEADER = ("class", "precision", "recall", "f1-score", "support")
+
+
+def scores_rows(scores: dict, digits: int = 4) -> list[list[str]]:
+    """Rows (class, precision, recall, f1-score, support) of a ``Scores.as_dict()`` dict, averages last."""
+    averages = [("micro avg", scores["micro avg"]), ("macro avg", scores["macro avg"])]
+    return [
+        [name, *[f"{s[key]:.{digits}f}" for key in ("precision", "recall", "f1-score")], str(s["support"])]
+        for name, s in [*scores["per_class"].items(), *averages]
+    ]
+
+
+def error_rows(errors: dict[str, dict[str, int]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the error breakdown per class, a total row last."""
+    header = ["class", *[k.replace("_", " ") for k in ERROR_KINDS]]
+    rows = [[label, *[str(counts[k]) for k in ERROR_KINDS]] for label, counts in errors.items()]
+    rows.append(["total", *[str(sum(c[k] for c in errors.values())) for k in ERROR_KINDS]])
+    return header, rows
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table, the first column left-aligned and the others right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def format_scores_table(scores: dict, digits: int = 4) -> str:
     """Markdown table in the seed layout from a ``Scores.as_dict()`` dict."""
-    rows = ["| class | precision | recall | f1-score | support |", "|---|---:|---:|---:|---:|"]
-
-    def row(name: str, s: dict) -> str:
-        return (
-            f"| {name} | {s['precision']:.{digits}f} | {s['recall']:.{digits}f} | "
-            f"{s['f1-score']:.{digits}f} | {s['support']} |"
-        )
-
-    rows += [row(label, s) for label, s in scores["per_class"].items()]
-    rows.append(row("micro avg", scores["micro avg"]))
-    rows.append(row("macro avg", scores["macro avg"]))
-    return "\n".join(rows)
+    return markdown_table(SCORES_HEADER, scores_rows(scores, digits))
 
 
 def format_error_table(errors: dict[str, dict[str, int]]) -> str:
     """Markdown table of the error breakdown per class."""
-    header = "| class | " + " | ".join(k.replace("_", " ") for k in ERROR_KINDS) + " |"
-    rows = [header, "|---|" + "---:|" * len(ERROR_KINDS)]
-    for label, counts in errors.items():
-        rows.append(f"| {label} | " + " | ".join(str(counts[k]) for k in ERROR_KINDS) + " |")
-    totals = {k: sum(c[k] for c in errors.values()) for k in ERROR_KINDS}
-    rows.append("| total | " + " | ".join(str(totals[k]) for k in ERROR_KINDS) + " |")
-    return "\n".join(rows)
+    return markdown_table(*error_rows(errors))
 
 
 def format_evaluation(result: dict) -> str:

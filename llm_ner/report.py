@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DataError, Example, UsageError, check_output_path, load_examples
-from .metrics import evaluate, format_error_table, format_scores_table, match_predictions
+from .metrics import evaluate, format_error_table, format_scores_table, markdown_table, match_predictions
 
 PUBLISHED_MARK = "published, not re-run"
 
@@ -118,20 +118,21 @@ def build_report(
     return result
 
 
-def _summary_table(report: dict) -> str:
+def summary_rows(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the summary: span F1 per class and micro F1 of every system, then the
+    published figures (marked as not re-run)."""
     labels = report["labels"]
-    header = "| system | " + " | ".join(labels) + " | micro avg |"
-    rows = [header, "|---|" + "---:|" * (len(labels) + 1)]
+    rows = []
     for name, result in report["systems"].items():
         per = result["span"]["per_class"]
         cells = [f"{per[label]['f1-score']:.4f}" if label in per else "-" for label in labels]
-        rows.append(f"| {name} | " + " | ".join(cells) + f" | {result['span']['micro avg']['f1-score']:.4f} |")
+        rows.append([name, *cells, f"{result['span']['micro avg']['f1-score']:.4f}"])
     published = report.get("published") or {}
-    for name, system in published.get("systems", {}).items():
+    for name, system in (published.get("systems") or {}).items():
         summary = system["summary_f1"]
         cells = [f"{summary[label]:.2f}" if label in summary else "-" for label in labels]
-        rows.append(f"| {name} ({PUBLISHED_MARK}) | " + " | ".join(cells) + f" | {summary['micro avg']:.2f} |")
-    return "\n".join(rows)
+        rows.append([f"{name} ({PUBLISHED_MARK})", *cells, f"{summary['micro avg']:.2f}"])
+    return ["system", *labels, "micro avg"], rows
 
 
 def render_markdown(report: dict, chart: str | None = None) -> str:
@@ -145,7 +146,7 @@ def render_markdown(report: dict, chart: str | None = None) -> str:
         *([report["note"], ""] if report.get("note") else []),
         "## Summary: span-level F1 per class, micro F1 last",
         "",
-        _summary_table(report),
+        markdown_table(*summary_rows(report)),
     ]
     published = report.get("published")
     if published:

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .data import Example, write_text_atomic
-from .metrics import ERROR_KINDS, PREDICTION_KINDS, classify_sentence
+from .metrics import PREDICTION_KINDS, SCORES_HEADER, classify_sentence, error_rows, scores_rows
+from .report import summary_rows
 
 PAGE_SIZE = 50
 
@@ -79,14 +80,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], cls: str = "
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _scores_rows(scores: dict) -> list[list[str]]:
-    rows = []
-    averages = [("micro avg", scores["micro avg"]), ("macro avg", scores["macro avg"])]
-    for name, s in [*scores["per_class"].items(), *averages]:
-        rows.append([name, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1-score']:.4f}", s["support"]])
-    return rows
-
-
 def confusion_heatmap(confusion: dict) -> str:
     """An HTML table of a confusion matrix, each cell shaded by its share of the row."""
     names = confusion["labels"]
@@ -107,7 +100,6 @@ def confusion_heatmap(confusion: dict) -> str:
 def render_html(report: dict, data: dict, images: dict[str, str] | None = None) -> str:
     """The text of report.html (``images``: chart name -> PNG path, embedded inline)."""
     images = images or {}
-    labels = report["labels"]
     parts = [
         "<h1>Side-by-side report</h1>",
         f"<p>{report['sentences']} sentences of <code>{html.escape(str(report.get('gold', 'the gold file')))}</code>. "
@@ -115,31 +107,12 @@ def render_html(report: dict, data: dict, images: dict[str, str] | None = None) 
     ]
     if report.get("note"):
         parts.append(f"<p>{html.escape(report['note'])}</p>")
-    summary_rows = []
-    for name, result in report["systems"].items():
-        per = result["span"]["per_class"]
-        summary_rows.append(
-            [
-                name,
-                *[f"{per[lab]['f1-score']:.4f}" if lab in per else "-" for lab in labels],
-                f"{result['span']['micro avg']['f1-score']:.4f}",
-            ]
-        )
-    for name, system in ((report.get("published") or {}).get("systems") or {}).items():
-        summary = system["summary_f1"]
-        summary_rows.append(
-            [
-                f"{name} (published, not re-run)",
-                *[f"{summary[lab]:.2f}" if lab in summary else "-" for lab in labels],
-                f"{summary['micro avg']:.2f}",
-            ]
-        )
     parts += [
         '<p><a href="#browser">sentences</a> · <a href="#charts">chart and intervals</a> · '
         + " · ".join(f'<a href="#system-{i}">{html.escape(name)}</a>' for i, name in enumerate(report["systems"]))
         + "</p>",
         "<h2>Summary: span F1 per class, micro F1 last</h2>",
-        _table(["system", *labels, "micro avg"], summary_rows),
+        _table(*summary_rows(report)),
         "<h2>Counts per system</h2>",
         "<p>Computed in this page from the embedded sentences. Predictions by kind: correct, wrong type "
         "(right boundaries), wrong boundary (right type, overlapping), wrong type and boundary, spurious "
@@ -162,14 +135,11 @@ def render_html(report: dict, data: dict, images: dict[str, str] | None = None) 
         parts.append(f'<h2 id="system-{number}">{html.escape(name)}</h2>')
         parts += [
             "<h3>Span level</h3>",
-            _table(["class", "precision", "recall", "f1-score", "support"], _scores_rows(result["span"])),
+            _table(SCORES_HEADER, scores_rows(result["span"])),
         ]
-        errors = result["errors"]
-        rows = [[label, *[c[k] for k in ERROR_KINDS]] for label, c in errors.items()]
-        rows.append(["total", *[sum(c[k] for c in errors.values()) for k in ERROR_KINDS]])
         parts += [
             "<h3>Errors (gold spans by outcome; spurious by predicted class)</h3>",
-            _table(["class", *[k.replace("_", " ") for k in ERROR_KINDS]], rows),
+            _table(*error_rows(result["errors"])),
         ]
         if result.get("confusion"):
             parts += [
