@@ -69,7 +69,7 @@ def write_corpus(folder: Path, seed: int) -> Path:
     return target
 
 
-def speed(args: argparse.Namespace, corpus: Path, work: Path) -> dict:
+def speed(args: argparse.Namespace, work: Path) -> dict:
     source = available_data_dir()
     sentences, _ = read_cluener(source / "train.json")
     sentences = sentences[: args.sentences]
@@ -131,8 +131,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.out or tmp)
-        corpus = write_corpus(work, args.seed)
-        result = (speed if args.what == "speed" else f1)(args, corpus, work)
+        result = speed(args, work) if args.what == "speed" else f1(args, write_corpus(work, args.seed), work)
     print(json.dumps(result, indent=2))
 
 

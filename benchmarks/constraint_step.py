@@ -82,13 +82,13 @@ def main() -> None:
     from llm_ner.data_sources import data_dir
     from llm_ner.generation import stop_token_ids
     from llm_ner.prompting import load_prompt
-    from llm_ner.tiny import real_tokenizer_dir
+    from llm_ner.tiny import embedding_rows, real_tokenizer_dir
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or real_tokenizer_dir("qwen2.5"))
     labels = list(load_prompt().schema.keys)
     examples, _ = read_cluener(args.dev_file or data_dir() / "dev.json")
     texts = [ex.text for ex in examples[: args.sentences]]
-    vocab = 151936
+    vocab = embedding_rows(tokenizer)  # 151 936 for the real Qwen tokenizers
     stops = stop_token_ids(tokenizer)
 
     start = time.perf_counter()

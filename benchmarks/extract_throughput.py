@@ -76,7 +76,9 @@ def main() -> None:
     parser.add_argument("--shape", help="random weights of a real shape instead, e.g. Qwen2.5-0.5B-Instruct")
     parser.add_argument("--shapes-file", help="default: ../shared/qwen_shapes.json")
     parser.add_argument(
-        "--tokenizer", help="tokenizer directory (default: ../shared/tokenizers/qwen2.5; 'tiny': one built here)"
+        "--tokenizer",
+        help="tokenizer directory (default: ../shared/tokenizers/qwen2.5, qwen3 for a Qwen3 --shape; "
+        "'tiny': one built here)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -115,14 +117,24 @@ def main() -> None:
             settings = resolve_settings(str(path), prompt=args.prompt or "cluener_zh_short")
             fixed = args.answer_tokens
         model, tokenizer = load_model(settings.model, settings.adapter)
-    kwargs = {"max_new_tokens": fixed, "min_new_tokens": fixed} if fixed else {}
-    if fixed == 0:
-        kwargs = {"max_new_tokens": args.max_new_tokens}
+    if fixed is None:  # a trained model: answers end by themselves
+        kwargs, limit, answers_note = {}, 512, ""
+    elif fixed == 0:
+        kwargs, limit = {"max_new_tokens": args.max_new_tokens}, args.max_new_tokens
+        answers_note = f", answers bounded by {args.max_new_tokens} tokens"
+    else:
+        kwargs, limit = {"max_new_tokens": fixed, "min_new_tokens": fixed}, fixed
+        answers_note = f", answers fixed at {fixed} tokens"
     examples, _ = read_cluener(args.dev_file or data_dir() / "dev.json")
     examples = examples[: args.sentences]
     texts = [ex.text for ex in examples]
     conversations = [settings.prompt.messages(t, settings.answer_format) for t in texts]
-    constraint = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
+    constraints = {"(c) constrained": MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)}
+    if args.before:
+        from constraint_step import load_constraint_module
+
+        old = load_constraint_module(args.before).MentionsConstraint
+        constraints[f"(c) @{args.before}"] = old.for_tokenizer(tokenizer, settings.prompt.schema.keys)
 
     def failures(answers):
         stats = ParseStats()
@@ -133,7 +145,6 @@ def main() -> None:
     results = {}
     generate_answers(model, tokenizer, conversations[:4], texts=texts[:4], batch_size=4)  # warm-up
     if not args.skip_one_at_a_time:
-        limit = fixed or (args.max_new_tokens if fixed == 0 else 512)
         answers, seconds = timed(lambda: one_at_a_time(model, tokenizer, conversations, limit, fixed or None))
         results["(a) one-at-a-time"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
     for size in [int(s) for s in args.batch_sizes.split(",")]:
@@ -141,42 +152,25 @@ def main() -> None:
             lambda size=size: generate_answers(model, tokenizer, conversations, texts=texts, batch_size=size, **kwargs)
         )
         results[f"(b) batched bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
-        answers, seconds = timed(
-            lambda size=size: generate_answers(
-                model,
-                tokenizer,
-                conversations,
-                texts=texts,
-                batch_size=size,
-                logits_processor_factory=constraint,
-                **kwargs,
-            )
-        )
-        results[f"(c) constrained bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
-        if args.before:
-            from constraint_step import load_constraint_module
-
-            old = load_constraint_module(args.before).MentionsConstraint.for_tokenizer(
-                tokenizer, settings.prompt.schema.keys
-            )
+        for label, factory in constraints.items():
             answers, seconds = timed(
-                lambda size=size, old_factory=old: generate_answers(
+                lambda size=size, factory=factory: generate_answers(
                     model,
                     tokenizer,
                     conversations,
                     texts=texts,
                     batch_size=size,
-                    logits_processor_factory=old_factory,
+                    logits_processor_factory=factory,
                     **kwargs,
                 )
             )
-            results[f"(c) @{args.before} bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
+            results[f"{label} bs={size}"] = {"seconds": seconds, "stats": failures(answers).as_dict()}
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
-    shape = described + (f", answers fixed at {fixed} tokens" if fixed else "")
-    if fixed == 0:
-        shape = described + f", answers bounded by {args.max_new_tokens} tokens"
-    print(f"\nmodel: {shape}; prompt {settings.prompt.name}; device: {device}; {len(texts)} CLUENER dev sentences")
+    print(
+        f"\nmodel: {described}{answers_note}; prompt {settings.prompt.name}; device: {device}; "
+        f"{len(texts)} CLUENER dev sentences"
+    )
     print(f"{'setup':<30}{'sent/s':>9}{'seconds':>9}{'parse fail':>11}{'repaired':>9}{'halluc.':>9}")
     for name, r in results.items():
         r["sentences_per_s"] = len(texts) / r["seconds"]

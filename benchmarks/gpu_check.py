@@ -31,7 +31,6 @@ import argparse
 import gc
 import gzip
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -44,8 +43,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from extract_throughput import one_at_a_time  # noqa: E402
+from extract_throughput import _sync, one_at_a_time, timed  # noqa: E402
 from train_throughput import PeakMemory, naive_data  # noqa: E402
+
+from llm_ner import tiny  # noqa: E402
+from llm_ner.data import write_text_atomic  # noqa: E402
 
 SHAPES = {"small": "Qwen2.5-0.5B-Instruct", "qlora": "Qwen2.5-7B-Instruct", "lora8b": "Qwen3-8B"}
 CONFIGS = {
@@ -53,7 +55,6 @@ CONFIGS = {
     "qlora": "configs/qwen2.5-7b-qlora.yaml",
     "lora8b": "configs/qwen3-8b-lora.yaml",
 }
-TOKENIZER_FOLDERS = {"qwen2": "qwen2.5", "qwen3": "qwen3"}
 # --smoke: every shape shrunk to this (the real vocabulary and tokenizer stay).
 SMOKE_SHAPE = {
     "hidden_size": 64,
@@ -79,11 +80,6 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
 def _free():
     gc.collect()
     if torch.cuda.is_available():
@@ -96,11 +92,11 @@ def make_model_dir(shape: str, shapes_file: Path, tokenizers: Path, out: Path, s
 
     from llm_ner.generation import disable_thinking_by_default
 
-    spec = dict(json.loads(shapes_file.read_text(encoding="utf-8"))[shape])
+    spec = dict(tiny.read_shape(shape, shapes_file))
     model_type = spec.pop("model_type")
     if smoke:
         spec.update(SMOKE_SHAPE)
-    source = tokenizers / TOKENIZER_FOLDERS[model_type]
+    source = tokenizers / tiny.TOKENIZER_FOLDERS[model_type]
     if not source.is_dir():
         raise FileNotFoundError(f"no tokenizer folder {source} (--tokenizers)")
     out.mkdir(parents=True, exist_ok=True)
@@ -281,14 +277,6 @@ def _prompt(name: str):
 # Extraction
 
 
-def _timed(function):
-    _sync()
-    start = time.perf_counter()
-    result = function()
-    _sync()
-    return result, time.perf_counter() - start
-
-
 def _parse_stats(texts, answers, prompt) -> dict:
     from llm_ner.parsing import ParseStats, answer_to_spans
 
@@ -322,7 +310,7 @@ def extraction(
     results: dict = {"sentences": len(texts), "answer_tokens": answer_tokens, "engines": {}}
     engines = results["engines"]
 
-    _, seconds = _timed(
+    _, seconds = timed(
         lambda: one_at_a_time(model, tokenizer, conversations[:one_by_one], answer_tokens, answer_tokens)
     )
     engines["one-at-a-time"] = {
@@ -332,14 +320,14 @@ def extraction(
         "note": f"timed on the first {one_by_one} sentences, extrapolated to all",
     }
     for size in sizes:
-        answers, seconds = _timed(
+        answers, seconds = timed(
             lambda size=size: generate_answers(model, tokenizer, conversations, texts=texts, batch_size=size, **fixed)
         )
         engines[f"static bs={size}"] = {"seconds": seconds, "batch_size": size}
     best = min(sizes, key=lambda s: engines[f"static bs={s}"]["seconds"])
     results["best_batch_size"] = best
     constraint = MentionsConstraint.for_tokenizer(tokenizer, prompt.schema.keys)
-    answers, seconds = _timed(
+    answers, seconds = timed(
         lambda: generate_answers(
             model, tokenizer, conversations, texts=texts, batch_size=best, logits_processor_factory=constraint, **fixed
         )
@@ -349,7 +337,7 @@ def extraction(
         generate_answers_continuous(
             model, tokenizer, conversations[:8], batching_config=_continuous_config(smoke), **fixed
         )  # warm-up (CUDA graphs)
-        answers, seconds = _timed(
+        answers, seconds = timed(
             lambda: generate_answers_continuous(
                 model, tokenizer, conversations, batching_config=_continuous_config(smoke), **fixed
             )
@@ -413,7 +401,7 @@ def correctness(model_dir: Path, texts: list[str], answer_tokens: int, smoke: bo
         import bitsandbytes  # noqa: F401
 
         model, tokenizer = load_model(str(model_dir), load_in_4bit=True)
-        answers, seconds = _timed(
+        answers, seconds = timed(
             lambda: generate_answers(
                 model, tokenizer, conversations, texts=texts, batch_size=16, max_new_tokens=answer_tokens
             )
@@ -433,14 +421,8 @@ def correctness(model_dir: Path, texts: list[str], answer_tokens: int, smoke: bo
 
 def write_report(out: Path, report: dict) -> None:
     """gpu_check.json and gpu_check.md, each written through a temporary file."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("gpu_check.json", json.dumps(report, indent=2, ensure_ascii=False)),
-        ("gpu_check.md", markdown(report)),
-    ):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, out / name)
+    write_text_atomic(json.dumps(report, indent=2, ensure_ascii=False) + "\n", out / "gpu_check.json")
+    write_text_atomic(markdown(report) + "\n", out / "gpu_check.md")
 
 
 def _verdict(ok: bool | None) -> str:
@@ -530,10 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="folder with CLUENER train.json and dev.json (default: $LLM_NER_DATA)")
     parser.add_argument(
         "--tokenizers",
-        default=str(ROOT.parent / "shared" / "tokenizers"),
+        default=str(tiny.shared_dir() / "tokenizers"),
         help="folder with the real tokenizers in qwen2.5/ and qwen3/ (files may be gzipped)",
     )
-    parser.add_argument("--shapes-file", default=str(ROOT.parent / "shared" / "qwen_shapes.json"))
+    parser.add_argument("--shapes-file", default=str(tiny.shared_dir() / "qwen_shapes.json"))
     parser.add_argument(
         "--items",
         default="correctness,extraction,train_small,train_qlora,train_lora8b",
@@ -595,9 +577,11 @@ def main(argv: list[str] | None = None) -> int:
             "train_qlora": lambda: train_ours("qlora", model("qlora"), data, workdir, steps["qlora"], smoke),
             "train_lora8b": lambda: train_ours("lora8b", model("lora8b"), data, workdir, steps["lora8b"], smoke),
         }
-        for name in args.items.split(","):
-            if name not in runs:
-                parser.error(f"unknown item {name!r}; choose from {', '.join(runs)}")
+        items = args.items.split(",")
+        unknown = [name for name in items if name not in runs]
+        if unknown:  # before any item spends device time
+            parser.error(f"unknown item(s) {', '.join(map(repr, unknown))}; choose from {', '.join(runs)}")
+        for name in items:
             elapsed = time.perf_counter() - start
             if elapsed > args.budget_s:
                 report["items"][name] = {"status": f"skipped: time budget spent ({elapsed:.0f} s > {args.budget_s} s)"}

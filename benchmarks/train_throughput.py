@@ -15,8 +15,9 @@
 Same model weights, data, batch size and number of steps; trained tokens per second counts the
 non-padding tokens of the batches. Peak memory is the GPU allocator's peak on CUDA, else the
 process's resident-memory peak above its level before the run. The model has random weights and
-the real Qwen2.5 tokenizer (151 936 embedding rows, as the real checkpoints; ../shared/tokenizers)
-unless --tokenizer tiny; random weights of a real shape give the real model's speed, not its quality.
+the real Qwen2.5 tokenizer (Qwen3's for a Qwen3 --shape; 151 936 embedding rows, as the real
+checkpoints; ../shared/tokenizers) unless --tokenizer tiny; random weights of a real shape give the
+real model's speed, not its quality.
 """
 
 from __future__ import annotations
@@ -80,18 +81,27 @@ class PeakMemory:
 
 
 def build_model_dir(args, workdir: Path) -> Path:
-    """Random weights (a CPU-sized width, or ``--shape``) beside the real Qwen2.5 tokenizer."""
-    from llm_ner.tiny import build_tiny_model, default_texts, read_shape, real_tokenizer_dir, shape_arguments
+    """Random weights (a CPU-sized width, or ``--shape``) beside the real Qwen2.5 tokenizer (Qwen3's for
+    a Qwen3 shape)."""
+    from llm_ner.tiny import (
+        TOKENIZER_FOLDERS,
+        build_tiny_model,
+        default_texts,
+        read_shape,
+        real_tokenizer_dir,
+        shape_arguments,
+    )
 
     if args.model:
         return Path(args.model)
-    tokenizer = None if args.tokenizer == "tiny" else Path(args.tokenizer or real_tokenizer_dir("qwen2.5"))
+    real = read_shape(args.shape, args.shapes_file) if args.shape else None
+    folder = TOKENIZER_FOLDERS[real["model_type"]] if real else "qwen2.5"
+    tokenizer = None if args.tokenizer == "tiny" else Path(args.tokenizer or real_tokenizer_dir(folder))
     if tokenizer is not None and not (tokenizer / "tokenizer.json").is_file():
         raise SystemExit(f"error: no tokenizer in {tokenizer} (pass --tokenizer DIR, or --tokenizer tiny)")
     arch, vocab_size = (None if tokenizer else "qwen3"), None
     shape = {"hidden_size": args.hidden_size, "num_layers": args.num_layers}
-    if args.shape:
-        real = read_shape(args.shape, args.shapes_file)
+    if real:
         arch, vocab_size, shape = real["model_type"], real["vocab_size"], shape_arguments(real)
     texts = () if tokenizer else default_texts()
     return build_tiny_model(
@@ -218,7 +228,9 @@ def main() -> None:
     )
     parser.add_argument("--shapes-file", help="default: ../shared/qwen_shapes.json")
     parser.add_argument(
-        "--tokenizer", help="tokenizer directory (default: ../shared/tokenizers/qwen2.5; 'tiny': one built here)"
+        "--tokenizer",
+        help="tokenizer directory (default: ../shared/tokenizers/qwen2.5, qwen3 for a Qwen3 --shape; "
+        "'tiny': one built here)",
     )
     parser.add_argument("--train-file", default=None, help="CLUENER file (default: $LLM_NER_DATA/train.json)")
     parser.add_argument("--prompt", default="cluener_zh")

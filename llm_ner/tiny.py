@@ -148,6 +148,10 @@ def shared_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "shared"
 
 
+# The real tokenizer folder in ``shared_dir() / "tokenizers"`` of each model type.
+TOKENIZER_FOLDERS = {"qwen2": "qwen2.5", "qwen3": "qwen3"}
+
+
 def real_tokenizer_dir(name: str = "qwen2.5") -> Path:
     """A real Qwen tokenizer folder in :func:`shared_dir` (``qwen2.5`` or ``qwen3``); may not exist."""
     return shared_dir() / "tokenizers" / name

@@ -88,6 +88,7 @@ SOURCE="CLUENER2020"
 case "$DATA" in */sample_data/*) SOURCE="the template sample shipped with llm-ner (not CLUENER)" ;; esac
 # Earlier results are kept only if they came from the same data and mode.
 SETTINGS="data=$DATA quick=$QUICK model=$MODEL config=$CONFIG train_n=$TRAIN_N dev_n=$DEV_N"
+if [ ${#EXTRA_TRAIN_ARGS[@]} -gt 0 ]; then SETTINGS="$SETTINGS train_args=${EXTRA_TRAIN_ARGS[*]@Q}"; fi
 if [ "$RESTART" = 1 ] || [ "$(cat "$OUT/.settings" 2>/dev/null)" != "$SETTINGS" ]; then rm -rf "$OUT"; fi
 mkdir -p "$OUT/data"
 echo "$SETTINGS" > "$OUT/.settings"
@@ -114,33 +115,25 @@ if [ -n "$MODEL" ]; then
   fi
   step 3 "model $MODEL with LoRA, $CONFIG, on the $DEVICE"
   echo "$MODEL"
-  step 4 "fine-tune it: train_sft.py --config $CONFIG"
-  if ! is_done train; then
-    resume=()
-    last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
-    [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
-    epochs=()
-    [ -n "$EPOCHS" ] && epochs=(--num_train_epochs "$EPOCHS")
-    python train_sft.py --config "$CONFIG" --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
-      --model_name_or_path "$MODEL" --output_dir "$OUT/model" "${epochs[@]}" "${device_args[@]}" "${resume[@]}" \
-      "${EXTRA_TRAIN_ARGS[@]}"
-    done_step train
-  fi
+  TRAIN_CONFIG="$CONFIG" BASE_MODEL="$MODEL"
 else
-  SYSTEM="tiny-qwen3-sft"
+  SYSTEM="tiny-qwen3-sft" device_args=()
   step 3 "build a tiny random Qwen3 with a locally trained tokenizer"
   is_done tiny || { llm-ner tiny-model --arch qwen3 --out "$OUT/tiny-qwen3" --texts "$TRAIN" "$DEV" && done_step tiny; }
+  TRAIN_CONFIG=configs/tiny-cpu.yaml BASE_MODEL="$OUT/tiny-qwen3"
+fi
 
-  step 4 "fine-tune it: train_sft.py --config configs/tiny-cpu.yaml"
-  if ! is_done train; then
-    resume=()
-    last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
-    [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
-    python train_sft.py --config configs/tiny-cpu.yaml --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
-      --model_name_or_path "$OUT/tiny-qwen3" --output_dir "$OUT/model" --num_train_epochs "$EPOCHS" "${resume[@]}" \
-      "${EXTRA_TRAIN_ARGS[@]}"
-    done_step train
-  fi
+step 4 "fine-tune it: train_sft.py --config $TRAIN_CONFIG"
+if ! is_done train; then
+  resume=()
+  last=$(ls -d "$OUT"/model/checkpoint-* 2>/dev/null | sort -V | tail -n 1 || true)
+  [ -n "$last" ] && resume=(--resume_from_checkpoint "$last") && echo "resuming from $last"
+  epochs=()  # empty with --model and no --quick/--train-n/--dev-n: the config's epochs
+  [ -n "$EPOCHS" ] && epochs=(--num_train_epochs "$EPOCHS")
+  python train_sft.py --config "$TRAIN_CONFIG" --train_file "$OUT/train.jsonl" --eval_file "$DEV" \
+    --model_name_or_path "$BASE_MODEL" --output_dir "$OUT/model" "${epochs[@]}" "${device_args[@]}" "${resume[@]}" \
+    "${EXTRA_TRAIN_ARGS[@]}"
+  done_step train
 fi
 
 step 5 "extract entities from dev (batched, resumable, constrained decoding)"

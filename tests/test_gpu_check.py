@@ -53,3 +53,18 @@ def test_gpu_check_smoke_runs_every_item(tmp_path, cluener_dir):
 
     markdown = (out / "gpu_check.md").read_text()
     assert "Speed-up" in markdown and "continuous (generate_batch)" in markdown and "Peak memory" in markdown
+
+
+def test_gpu_check_refuses_an_unknown_item_before_running_any(tmp_path, cluener_dir, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check
+
+    out = tmp_path / "out"
+    argv = ["--smoke", "--out", str(out), "--data", str(cluener_dir), "--tokenizers", str(TOKENIZERS)]
+    with pytest.raises(SystemExit) as exit_info:
+        gpu_check.main([*argv, "--items", "correctness,nonsense"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "unknown item(s) 'nonsense'" in error and "choose from correctness, extraction" in error
+    assert "correctness ..." not in error  # the first item never started
+    assert not (out / "gpu_check.json").exists()
