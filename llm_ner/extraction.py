@@ -387,8 +387,6 @@ def extract(
     """
     from tqdm.auto import tqdm
 
-    from .generation import generate_answers, token_char_ranges
-
     store = ResumableOutput(output, rank)
     done = store.done_ids()
     mine = [ex for i, ex in enumerate(examples) if i % world == rank and ex.id not in done]
@@ -417,32 +415,13 @@ def extract(
         for start in range(0, len(work), batch_size):
             batch = work[start : start + batch_size]
             texts = [pieces_of[ex.id][k][1] for ex, k in batch]
-            conversations = [settings.prompt.messages(piece, settings.answer_format) for piece in texts]
-            token_logprobs: list | None = None
-            if answer is not None:
-                answers = answer(conversations, texts)
-            else:
-                token_logprobs = []
-                answers = generate_answers(
-                    model,
-                    tokenizer,
-                    conversations,
-                    texts=texts,
-                    batch_size=len(texts),
-                    max_new_tokens=max_new_tokens,
-                    logits_processor_factory=processor_factory,
-                    token_logprobs=token_logprobs,
-                )
+            answered = answer_pieces(model, tokenizer, settings, texts, max_new_tokens, processor_factory, answer)
             records = []
-            for row, ((ex, k), piece_answer) in enumerate(zip(batch, answers)):
-                scored = None
-                if token_logprobs:  # an engine that records no token scores leaves the list empty
-                    ids, logprobs = token_logprobs[row]
-                    scored = (token_char_ranges(tokenizer, ids, piece_answer), logprobs)
-                answers_of[ex.id][k] = (piece_answer, scored)
+            for (ex, k), piece_answer in zip(batch, answered):
+                answers_of[ex.id][k] = piece_answer
                 if all(a is not None for a in answers_of[ex.id]):
                     done = answers_of.pop(ex.id)
-                    token_scores = None if not token_logprobs else [s for _, s in done]
+                    token_scores = None if any(s is None for _, s in done) else [s for _, s in done]
                     record, stats = make_record(
                         ex, pieces_of[ex.id], [a for a, _ in done], settings.prompt, token_scores
                     )
@@ -454,6 +433,41 @@ def extract(
     finally:
         bar.close()
     return totals
+
+
+def answer_pieces(
+    model,
+    tokenizer,
+    settings: RunSettings,
+    texts: Sequence[str],
+    max_new_tokens: int | None = None,
+    processor_factory: Callable | None = None,
+    answer: Callable | None = None,
+    batch_size: int | None = None,
+    with_scores: bool = True,
+) -> list[tuple[str, tuple | None]]:
+    """(answer, token scores) for each text in the run's prompt: from the local model in generate
+    batches of ``batch_size`` rows (default: all at once), or from ``answer`` (a server: no scores).
+    Token scores are (the answer characters of each token, their log-probabilities), for `make_record`."""
+    from .generation import generate_answers, token_char_ranges
+
+    conversations = [settings.prompt.messages(text, settings.answer_format) for text in texts]
+    if answer is not None:
+        return [(text, None) for text in answer(conversations, list(texts))]
+    token_logprobs: list | None = [] if with_scores else None
+    answers = generate_answers(
+        model,
+        tokenizer,
+        conversations,
+        texts=list(texts),
+        batch_size=batch_size or len(texts),
+        max_new_tokens=max_new_tokens,
+        logits_processor_factory=processor_factory,
+        token_logprobs=token_logprobs,
+    )
+    if not token_logprobs:  # an engine that records no token scores leaves the list empty
+        return [(text, None) for text in answers]
+    return [(text, (token_char_ranges(tokenizer, ids, text), lp)) for text, (ids, lp) in zip(answers, token_logprobs)]
 
 
 def summarize(stats: ParseStats) -> str:

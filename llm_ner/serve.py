@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from .data import Example, split_long
-from .extraction import RunSettings, make_record
+from .extraction import RunSettings, answer_pieces, make_record
 from .parsing import ParseStats
 
 
@@ -71,20 +71,19 @@ class Engine:
     def run(self, texts: list[str]) -> list[dict]:
         """Every piece of ``texts`` in generate batches of at most ``batch_size`` rows (a batch of
         long texts has many pieces: bounded GPU memory); one result per text."""
-        from .generation import generate_answers
-
         pieces = [split_long(text, self.max_chars) for text in texts]
         flat = [piece for parts in pieces for _, piece in parts]
-        conversations = [self.settings.prompt.messages(piece, self.settings.answer_format) for piece in flat]
-        answers = generate_answers(
+        answered = answer_pieces(
             self.model,
             self.tokenizer,
-            conversations,
-            texts=flat,
+            self.settings,
+            flat,
+            self.max_new_tokens,
+            self.processor_factory,
             batch_size=self.batch_size,
-            max_new_tokens=self.max_new_tokens,
-            logits_processor_factory=self.processor_factory,
+            with_scores=False,
         )
+        answers = [text for text, _ in answered]
         results, cursor = [], 0
         for index, (text, parts) in enumerate(zip(texts, pieces)):
             record, stats = make_record(
