@@ -554,7 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s; 0.0.0.0 exposes it)")
     serve.add_argument("--port", type=positive_int, default=8000, help="(default: %(default)s)")
-    serve.add_argument("--max-batch", type=positive_int, default=32, help="texts per generate (default: %(default)s)")
+    serve.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=32,
+        help="texts gathered per batch, and pieces per generate call (default: %(default)s)",
+    )
     serve.add_argument(
         "--max-wait-ms",
         type=positive_float,

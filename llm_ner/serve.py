@@ -3,10 +3,11 @@
 ``POST /extract {"texts": [...]}`` answers, per text, the entities (character offsets, end
 exclusive) and the parse counters; ``GET /health``; ``GET /`` a page that highlights entities.
 
-Requests that arrive together share one batched ``generate``: the batcher takes the first waiting
-request, waits at most ``max_wait_ms`` for more (up to ``max_batch`` texts) and runs them in one
-worker thread, so the event loop keeps accepting requests meanwhile. Everything about a text is
-the engine's: `split_long` pieces, `generate_answers`, `make_record` (parser and aligner). Limits:
+Requests that arrive together are answered together: the batcher takes the first waiting request,
+waits at most ``max_wait_ms`` for more (up to ``max_batch`` texts) and runs them in one worker
+thread (generate batches of at most ``max_batch`` pieces), so the event loop keeps accepting
+requests meanwhile. Everything about a text is extract's: `split_long` pieces, `answer_pieces`,
+`make_record` (parser and aligner). Limits:
 at most ``max_queue`` texts waiting or running (503 + Retry-After beyond), ``max_body_bytes`` per
 body, ``max_texts`` per request and ``max_text_chars`` per text (413), malformed JSON or wrong
 types (400). A batch that fails is rerun request by request, so one bad request fails alone.
