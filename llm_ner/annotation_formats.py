@@ -25,7 +25,6 @@ from .data import (
     LoadReport,
     Span,
     claim_id,
-    find_overlaps,
     read_lines,
     write_jsonl_atomic,
     write_text_atomic,
@@ -179,16 +178,10 @@ def read_annotations(
             place = where if isinstance(where, str) else f"line {where}"
             record_id = claim_id(first_seen, record_id if record_id is not None else str(index - 1), place)
         except ValueError as exc:
-            error = DataError(path, where, str(exc))  # type: ignore[arg-type]  # "record N" for JSON arrays
-            if not lenient:
-                raise error from None
-            report.skipped.append(error)
+            report.skip(DataError(path, where, str(exc)), lenient)  # type: ignore[arg-type]  # "record N"
             continue
         example = Example(record_id, text, spans)
-        for a, b in find_overlaps(example.spans):
-            report.warnings.append(
-                f"{path}:{where}: overlapping spans {example.mention(a)!r} and {example.mention(b)!r}"
-            )
+        report.warn_overlaps(f"{path}:{where}", example)
         if scores is not None and found:
             scores[example.id] = found
         examples.append(example)

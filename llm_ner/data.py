@@ -74,6 +74,20 @@ class LoadReport:
     skipped: list[DataError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def skip(self, error: DataError, lenient: bool) -> None:
+        """Count a bad record as skipped when ``lenient``; else raise ``error`` (its cause hidden)."""
+        if not lenient:
+            raise error from None
+        self.skipped.append(error)
+
+    def warn_overlaps(self, where: str, example: Example) -> None:
+        """One warning per pair of overlapping spans of ``example``; ``where`` is ``FILE:LINE``."""
+        for a, b in find_overlaps(example.spans):
+            self.warnings.append(
+                f"{where}: overlapping spans {example.mention(a)!r} ({a.label} {a.start}-{a.end}) and "
+                f"{example.mention(b)!r} ({b.label} {b.start}-{b.end})"
+            )
+
     def summary(self) -> str:
         parts = [f"{self.path}: {self.records} records"]
         if self.skipped:
@@ -296,17 +310,10 @@ def read_cluener(
             reason = str(exc)
             if index == 1 and line.strip().startswith("["):
                 reason += '; CLUENER data is JSON lines: one {"text": ..., "label": ...} object per line, not an array'
-            error = DataError(path, number, reason)
-            if not lenient:
-                raise error from None
-            report.skipped.append(error)
+            report.skip(DataError(path, number, reason), lenient)
             continue
         example = Example(record_id, text, spans)
-        for a, b in find_overlaps(example.spans):
-            report.warnings.append(
-                f"{path}:{number}: overlapping spans {example.mention(a)!r} ({a.label} "
-                f"{a.start}-{a.end}) and {example.mention(b)!r} ({b.label} {b.start}-{b.end})"
-            )
+        report.warn_overlaps(f"{path}:{number}", example)
         examples.append(example)
     if index == 0 and not allow_empty:
         raise DataError(path, None, "empty file: no records")
@@ -561,9 +568,7 @@ def read_bio(
                         f"unknown label {span.label!r} (known: {', '.join(sorted(allowed))})",
                     )
         except DataError as error:
-            if not lenient:
-                raise
-            report.skipped.append(error)
+            report.skip(error, lenient)
             continue
         examples.append(Example(str(index), text, spans))
     report.records = len(examples)
