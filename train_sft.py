@@ -10,7 +10,7 @@ and TRL's `ModelConfig` (model, LoRA, 4-bit). `python train_sft.py --help` lists
 
 import sys
 
-from llm_ner.cli import user_facing_error
+from llm_ner.errors import user_facing_error
 from llm_ner.training import NERDataArguments, parse_arguments, train
 
 

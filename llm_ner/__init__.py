@@ -7,17 +7,8 @@ __version__ = "0.1.0"
 
 import logging
 
-from .data import (
-    DataError,
-    Example,
-    LoadReport,
-    Span,
-    load_examples,
-    read_bio,
-    read_cluener,
-    write_bio,
-    write_cluener,
-)
+from .data import Example, LoadReport, Span, load_examples, read_bio, read_cluener, write_bio, write_cluener
+from .errors import DataError
 from .metrics import error_breakdown, evaluate, span_scores
 from .parsing import align_spans, answer_to_spans, parse_answer
 from .prompting import LabelSchema, PromptTemplate, format_answer, load_prompt, to_conversation

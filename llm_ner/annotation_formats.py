@@ -19,16 +19,8 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .data import (
-    DataError,
-    Example,
-    LoadReport,
-    Span,
-    claim_id,
-    read_lines,
-    write_jsonl_atomic,
-    write_text_atomic,
-)
+from .data import Example, LoadReport, Span, claim_id, read_lines, write_jsonl_atomic, write_text_atomic
+from .errors import DataError
 
 ANNOTATION_FORMATS = ("labelstudio", "doccano")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -15,10 +13,6 @@ from . import __version__
 from .data import (
     INPUT_FORMATS,
     SENTENCE_INPUT_FORMATS,
-    DataError,
-    ResumeMismatch,
-    ServerError,
-    UsageError,
     check_output_path,
     guess_format,
     load_examples,
@@ -27,52 +21,11 @@ from .data import (
     write_text_atomic,
 )
 from .data_sources import CLUENER_URL
+from .errors import DataError, UsageError, user_facing_error
+from .options import device_name, non_negative_int, positive_float, positive_int
 from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
-from .versions import DependencyVersionError
-
-# argparse types: numbers are checked while the command line is parsed, before any model loads.
-
-
-def positive_int(value: str) -> int:
-    """An integer >= 1 (batch sizes, limits, counts)."""
-    number = _number(value, int)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {value!r}")
-    return number
-
-
-def non_negative_int(value: str) -> int:
-    """An integer >= 0."""
-    number = _number(value, int)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {value!r}")
-    return number
-
-
-def positive_float(value: str) -> float:
-    """A finite number > 0 (timeouts, learning rates)."""
-    number = _number(value, float)
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value!r}")
-    return number
-
-
-def _number(value: str, kind: type):
-    try:
-        return kind(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {value!r}") from None
-
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_DEVICE = re.compile(r"^(cpu|cuda|mps|xpu|npu)(:\d+)?$")
-
-
-def device_name(value: str) -> str:
-    """A torch device: cpu, cuda, cuda:N (also mps, xpu, npu)."""
-    if not _DEVICE.match(value):
-        raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, mps)")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -706,33 +659,6 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     merge.set_defaults(func=cmd_merge)
     return parser
-
-
-# Libraries that raise OSError for a model that is not there (hub id or local directory).
-_MODEL_LOADERS = ("transformers", "huggingface_hub", "peft")
-
-
-def user_facing_error(exc: BaseException) -> tuple[int, str] | None:
-    """(exit code, one-line message) for an expected failure; None for a programming error."""
-    import http.client
-    import traceback
-    import urllib.error
-
-    if isinstance(exc, UsageError):
-        return 2, str(exc)
-    if isinstance(exc, (DataError, ResumeMismatch, ServerError, DependencyVersionError)):
-        return 1, str(exc)
-    if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError, http.client.HTTPException)):
-        return 1, f"cannot reach the server: {exc}"
-    if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
-        return 1, f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
-    # transformers/peft raise a plain OSError for a model that is neither a local directory nor on the hub
-    frames = traceback.extract_tb(exc.__traceback__)
-    if isinstance(exc, OSError) and any(
-        f"{os.sep}{name}{os.sep}" in f.filename for f in frames for name in _MODEL_LOADERS
-    ):
-        return 1, str(exc).splitlines()[0] if str(exc) else repr(exc)
-    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

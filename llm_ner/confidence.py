@@ -194,7 +194,8 @@ def select_for_annotation(
     """The ``n`` sentences to annotate next as CLUENER records (the first file's spans and scores) with a
     ``select`` field saying why: least certain first (``uncertainty``, one file) or most disagreement
     (``disagreement``, two files matched by id). Ties keep file order."""
-    from .data import DataError, example_to_cluener, load_examples
+    from .data import example_to_cluener, load_examples
+    from .errors import DataError
 
     first, _ = load_examples(paths[0], input_format, lenient=lenient, allow_empty=True)
     scores = read_scores(paths[0], input_format)

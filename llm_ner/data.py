@@ -20,22 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import DataError, UsageError
+
 TAG_SCHEMES = ("bio", "bioes", "bmes")
 # Labelled data (`load_examples`), and sentences to label (`extraction.read_inputs`: also plain
 # text and JSON lines with a "text" field). Every --input-format choice list is one of these two.
 INPUT_FORMATS = ("auto", "cluener", *TAG_SCHEMES, "labelstudio", "doccano")
 SENTENCE_INPUT_FORMATS = ("auto", "text", "jsonl", *INPUT_FORMATS[1:])
 
-
-class DataError(ValueError):
-    """A bad input record or file; the message starts with ``FILE:LINE:``."""
-
-    def __init__(self, path: str | Path, line: int | None, reason: str):
-        self.path = str(path)
-        self.line = line
-        self.reason = reason
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True, order=True)
@@ -127,16 +119,6 @@ def find_overlaps(spans: Sequence[Span]) -> list[tuple[Span, Span]]:
 # never leaves a truncated file or destroys the previous one.
 
 
-class UsageError(ValueError):
-    """A bad combination of arguments or settings: printed as one line, no traceback."""
-
-
-class ResumeMismatch(ValueError):
-    """Earlier results that were not made by this run's settings and input; the message says what differs."""
-
-
-class ServerError(OSError):
-    """The server could not be reached, or refused or failed a request after all retries."""
 
 
 def check_output_path(output: str | Path, inputs: dict[str, str | Path | None], option: str = "--output") -> None:

@@ -13,7 +13,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DataError, read_cluener
+from .data import read_cluener
+from .errors import DataError
 
 # The CLUE benchmark's public archive of CLUENER2020 (train.json, dev.json, test.json, README).
 CLUENER_URL = "https://storage.googleapis.com/cluebenchmark/tasks/cluener_public.zip"

@@ -22,11 +22,8 @@ from pathlib import Path
 
 from .confidence import scores_field
 from .data import (
-    DataError,
     Example,
-    ResumeMismatch,
     Span,
-    UsageError,
     example_to_cluener,
     guess_format,
     load_examples,
@@ -35,6 +32,7 @@ from .data import (
     write_jsonl_atomic,
     write_text_atomic,
 )
+from .errors import DataError, ResumeMismatch, UsageError
 from .generation import PROMPT_COPY, read_run_metadata
 from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt

@@ -366,7 +366,7 @@ def read_run_metadata(path: str | Path) -> dict | None:
 
 def check_device(device: str, load_in_4bit: bool = False) -> str:
     """``device``; `UsageError` for a CUDA device where no GPU is visible, or 4-bit weights off CUDA."""
-    from .data import UsageError
+    from .errors import UsageError
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA GPU is available to this process")

@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .data import DataError, Example, Span
+from .data import Example, Span
+from .errors import DataError
 
 ERROR_KINDS = (
     "correct",

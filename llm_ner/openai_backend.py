@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .data import ServerError, UsageError
+from .errors import ServerError, UsageError
 from .generation import default_max_new_tokens
 from .prompting import LabelSchema
 
@@ -152,7 +152,7 @@ class OpenAIBackend:
         except ServerError as exc:
             raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url} ({exc})") from None
         if self.model not in names:
-            from .data import UsageError
+            from .errors import UsageError
 
             listed = ", ".join(names) or "none"
             raise UsageError(f"the server at {self.base_url} does not serve {self.model!r}; it lists: {listed}")

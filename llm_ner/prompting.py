@@ -16,7 +16,8 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from .data import DataError, Example, UsageError
+from .data import Example
+from .errors import DataError, UsageError
 
 ANSWER_FORMATS = ("mentions", "grouped")
 DEFAULT_PROMPT = "cluener_zh"

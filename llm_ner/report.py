@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError, Example, UsageError, check_output_path, load_examples
+from .data import Example, check_output_path, load_examples
+from .errors import DataError, UsageError
 from .metrics import evaluate, format_error_table, format_scores_table, markdown_table, match_predictions
 
 PUBLISHED_MARK = "published, not re-run"

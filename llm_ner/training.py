@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from .data import INPUT_FORMATS, DataError, Example, UsageError, load_examples
+from .data import INPUT_FORMATS, Example, load_examples
+from .errors import DataError, UsageError
 from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
 from .parsing import ParseStats, answer_to_spans

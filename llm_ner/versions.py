@@ -13,6 +13,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from packaging.version import Version
 
+from .errors import DependencyVersionError
+
 FLOORS = {
     "transformers": "5.2.0",  # TrainingArguments.train_sampling_strategy (the configs use it)
     "trl": "1.8.0",  # SFTTrainer(quantization_config=...); 1.0-1.7 lack it
@@ -22,10 +24,6 @@ FLOORS = {
 }
 
 TRAINING = ("transformers", "trl", "peft", "accelerate", "datasets")
-
-
-class DependencyVersionError(ValueError):
-    """An installed library is older than llm-ner's floor (or missing)."""
 
 
 def check_versions(packages: Iterable[str] = TRAINING, installed: dict[str, str] | None = None) -> None:

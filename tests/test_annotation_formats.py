@@ -6,7 +6,8 @@ import pytest
 
 from llm_ner.annotation_formats import read_annotations, write_annotations
 from llm_ner.cli import main as cli
-from llm_ner.data import DataError, Example, Span, load_examples, read_cluener
+from llm_ner.data import Example, Span, load_examples, read_cluener
+from llm_ner.errors import DataError
 
 
 def normalized(record: dict) -> dict:

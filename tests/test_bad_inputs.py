@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from llm_ner.cli import build_parser, main, non_negative_int, positive_float, positive_int
+from llm_ner.cli import build_parser, main
 from llm_ner.data import Example, Span, read_bio, read_cluener, write_cluener
 from llm_ner.extraction import read_inputs
+from llm_ner.options import non_negative_int, positive_float, positive_int
 
 GOLD = [
     {"id": "a", "text": "张三在北京工作", "label": {"name": {"张三": [[0, 1]]}, "address": {"北京": [[3, 4]]}}},

@@ -5,7 +5,6 @@ import stat
 import pytest
 
 from llm_ner.data import (
-    DataError,
     Example,
     Span,
     detect_scheme,
@@ -17,6 +16,7 @@ from llm_ner.data import (
     write_bio,
     write_cluener,
 )
+from llm_ner.errors import DataError
 
 LABELS = ["name", "company", "address"]
 

@@ -8,8 +8,8 @@ import pytest
 
 from llm_ner import data_sources
 from llm_ner.cli import main
-from llm_ner.data import DataError
 from llm_ner.data_sources import CLUENER_SIZES, check_cluener, locate_cluener, sample_dir
+from llm_ner.errors import DataError
 from llm_ner.prompting import load_prompt
 
 

@@ -477,7 +477,7 @@ def test_accelerate_configs_load(config):
 
 
 def test_bad_convert_output_names_the_line(tmp_path):
-    from llm_ner.data import DataError
+    from llm_ner.errors import DataError
     from llm_ner.training import NERDataArguments, load_split
 
     path = tmp_path / "train.jsonl"

@@ -58,7 +58,7 @@ def test_training_refuses_old_transformers_before_loading(monkeypatch, tmp_path)
 
 
 def test_an_old_library_is_one_line_not_a_traceback():
-    from llm_ner.cli import user_facing_error
+    from llm_ner.errors import user_facing_error
 
     try:
         check_versions(["transformers"], installed={"transformers": "5.1.0"})

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from ..data import DataError, Example, Span, atomic_path, spans_to_tags, split_long, tags_to_spans, write_text_atomic
+from ..data import Example, Span, atomic_path, spans_to_tags, split_long, tags_to_spans, write_text_atomic
+from ..errors import DataError
 from ..metrics import span_scores
 from .models import ARCHS, PAD, UNK, BertCRF, BiLSTMCRF, loss_and_paths
 
