@@ -50,7 +50,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .metrics import evaluate, format_evaluation
+    from .metrics import evaluate
+    from .report import format_evaluation
 
     if args.json:
         check_output_path(args.json, {"--gold": args.gold, "--pred": args.pred}, "--json")
