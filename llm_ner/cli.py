@@ -88,8 +88,8 @@ def _filter_min_score(path: str, input_format: str, pred: list, min_score: float
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .annotation_formats import write_annotations
     from .confidence import read_scores
+    from .data import write_annotations
 
     examples, report = load_examples(args.pred, args.input_format, lenient=args.lenient, allow_empty=True)
     if report.skipped or report.warnings:
@@ -266,7 +266,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         kept = f"best dev span micro-F1 {result['best']:.4f}" if dev else f"lowest train loss {-result['best']:.4f}"
         print(f"{kept}; model in {args.out}", file=sys.stderr)
         return 0
-    from .extraction import read_inputs
+    from .data import read_inputs
 
     check_output_path(args.output, {"--input": args.input})
     model, batcher = load_baseline(args.model)

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import Example, Span, read_lines
+from .data import Example, Span, read_annotations, read_lines
 
 
 def scores_field(example: Example, scores: dict[Span, float]) -> dict:
@@ -52,8 +52,6 @@ def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[
         first = next((line.lstrip() for _, line in read_lines(Path(path)) if line.strip()), "")
         input_format = "labelstudio" if first.startswith("[") else "cluener"
     if input_format in ("labelstudio", "doccano"):
-        from .annotation_formats import read_annotations
-
         read_annotations(path, input_format, lenient=True, allow_empty=True, scores=by_id)
     elif input_format == "cluener":
         for record_id, record in _prediction_records(path):

@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,9 +24,7 @@ from .data import (
     Example,
     Span,
     example_to_cluener,
-    guess_format,
-    load_examples,
-    read_lines,
+    read_inputs,
     split_long,
     write_jsonl_atomic,
     write_text_atomic,
@@ -36,41 +33,6 @@ from .errors import DataError, ResumeMismatch, UsageError
 from .generation import PROMPT_COPY, read_run_metadata
 from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
-
-# ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-def read_inputs(path: str | Path, input_format: str = "auto", lenient: bool = False) -> list[Example]:
-    """Sentences to extract from: plain text (one per line), JSON lines with a ``text`` field
-    (an ``id`` is kept; CLUENER labels are read but not needed) or a BIO-style file."""
-    path = Path(path)
-    if input_format == "auto":
-        input_format = "jsonl" if guess_format(path) == "cluener" else _guess_text_or_tags(path)
-    if input_format in ("jsonl", "cluener"):
-        examples, report = load_examples(path, "cluener", lenient=lenient)
-    elif input_format == "text":
-        examples = []
-        for _, line in read_lines(path):  # BOM dropped; U+2028 inside a sentence does not split it
-            if line.strip():
-                examples.append(Example(str(len(examples)), line.strip()))
-        if not examples:
-            raise DataError(path, None, "empty file: no sentences")
-        return examples
-    else:
-        examples, report = load_examples(path, input_format, lenient=lenient)
-    if report.skipped or report.warnings:
-        report.print()
-    return examples
-
-
-def _guess_text_or_tags(path: Path) -> str:
-    """``bio`` when the first lines look like ``CHAR TAG``, else plain ``text``."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        lines = [line.rstrip("\r\n") for _, line in zip(range(20), handle) if line.strip()]
-    tag = re.compile(r"^.+[ \t](O|[BIMES][-_]\S+)[ \t]*$")
-    return "bio" if lines and all(tag.match(line) for line in lines) else "text"
-
 
 # ---------------------------------------------------------------------------------------------
 # Run settings

@@ -13,9 +13,9 @@ import pytest
 from conftest import records, redraw_weights, two_cpu_process_launch
 
 from llm_ner.cli import main as cli
-from llm_ner.data import Example, Span, read_cluener, write_bio
+from llm_ner.data import Example, Span, read_cluener, read_inputs, split_long, write_bio
 from llm_ner.errors import UsageError
-from llm_ner.extraction import ResumableOutput, make_record, read_inputs, split_long
+from llm_ner.extraction import ResumableOutput, make_record
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
 
