@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .answer_format import ANSWER_FORMATS
 from .data import (
     INPUT_FORMATS,
     SENTENCE_INPUT_FORMATS,
@@ -23,7 +24,7 @@ from .data import (
 from .data_sources import CLUENER_URL
 from .errors import DataError, UsageError, user_facing_error
 from .options import device_name, non_negative_int, positive_float, positive_int
-from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
+from .prompting import DEFAULT_PROMPT, load_prompt, to_conversation
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

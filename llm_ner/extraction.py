@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .answer_format import ANSWER_FORMATS, answer_to_scored_spans, answer_to_spans, get_format
 from .confidence import scores_field
 from .data import (
     Example,
@@ -30,9 +31,9 @@ from .data import (
     write_text_atomic,
 )
 from .errors import DataError, ResumeMismatch, UsageError
-from .generation import PROMPT_COPY, read_run_metadata
-from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
+from .parsing import ParseStats
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
+from .run_dir import RUN_RECORD, RunRecord
 
 # ---------------------------------------------------------------------------------------------
 # Run settings
@@ -61,11 +62,11 @@ def resolve_settings(
     """Use the prompt and format saved at training time unless given explicitly; `UsageError` for
     constrained decoding of a format it does not support (also when the format comes from training).
     ``served``: ``model`` names a server's model (vLLM names it by its path there), not a directory here."""
-    metadata = None
+    record = None
     for candidate in (adapter, model):
         if candidate and Path(candidate).is_dir():
-            metadata = read_run_metadata(candidate)
-            if metadata:
+            record = RunRecord.find(candidate)
+            if record is not None:
                 break
     if adapter and not model:
         config_path = Path(adapter) / "adapter_config.json"
@@ -87,15 +88,15 @@ def resolve_settings(
         except (ValueError, FileNotFoundError) as exc:
             raise UsageError(f"--prompt: {exc}") from None
         source = "command line"
-    elif metadata:
-        template = load_prompt(Path(metadata["_dir"]) / metadata.get("prompt", PROMPT_COPY))
-        source = f"training run {metadata['_dir']}"
+    elif record is not None:
+        template = record.load_prompt()
+        source = f"training run {record.directory}"
     else:
         template = load_prompt(DEFAULT_PROMPT)
         source = "defaults"
-        notes.append(f"no training metadata (llm_ner.json) found; using prompt {DEFAULT_PROMPT}")
-    fmt = answer_format or (metadata or {}).get("answer_format") or "mentions"
-    if constrained and fmt != "mentions":
+        notes.append(f"no training metadata ({RUN_RECORD}) found; using prompt {DEFAULT_PROMPT}")
+    fmt = answer_format or (record.answer_format if record is not None else None) or "mentions"
+    if constrained and not (fmt in ANSWER_FORMATS and get_format(fmt).constrained):
         raise UsageError(f"--constrained supports the mentions answer format only (this run's format: {fmt})")
     return RunSettings(model, adapter, template, fmt, source, notes)
 

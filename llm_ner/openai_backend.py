@@ -25,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .answer_format import MENTIONS
 from .errors import ServerError, UsageError
 from .generation import default_max_new_tokens
-from .prompting import LabelSchema
+from .labels import LabelSchema
 
 API_KEY_ENVS = ("LLM_NER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -40,21 +41,6 @@ def api_key() -> str | None:
         if os.environ.get(name):
             return os.environ[name]
     return None
-
-
-def mentions_json_schema(schema: LabelSchema) -> dict:
-    """``response_format`` for servers with structured outputs: a list of {text, label} with the
-    labels as an enum. The substring rule cannot be a JSON schema; our parser checks it."""
-    item = {
-        "type": "object",
-        "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": list(schema.keys)}},
-        "required": ["text", "label"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "entities", "strict": True, "schema": {"type": "array", "items": item}},
-    }
 
 
 @dataclass
@@ -217,7 +203,7 @@ def backend_from_args(args, schema: LabelSchema) -> tuple[OpenAIBackend, Callabl
         timeout=args.timeout,
         retries=args.retries,
         max_new_tokens=args.max_new_tokens,
-        response_format=mentions_json_schema(schema) if args.constrained else None,
+        response_format=MENTIONS.json_schema(schema) if args.constrained else None,
     )
     backend.check()
     return backend, backend.answer

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import redraw_weights
 
+from llm_ner.answer_format import answer_to_scored_spans
 from llm_ner.cli import main as cli
 from llm_ner.confidence import filter_by_score, pr_curve, read_scores, select_for_annotation
 from llm_ner.data import Example, Span, load_examples, read_cluener, write_cluener
-from llm_ner.parsing import answer_to_scored_spans
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
 

@@ -213,9 +213,10 @@ class _NoiseLogits:
 def test_constrained_decoding_guarantees_on_cluener_dev(tiny_qwen, cluener_dev):
     """Free output of the noisy model is garbage; constrained, every answer parses, every entity
     is a substring of its sentence and every label is a CLUENER type, on all of CLUENER dev."""
+    from llm_ner.answer_format import answer_to_spans
     from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import generate_answers, load_model
-    from llm_ner.parsing import ParseStats, answer_to_spans
+    from llm_ner.parsing import ParseStats
 
     model, tokenizer = load_model(str(tiny_qwen))
     prompt = load_prompt()
