@@ -178,3 +178,45 @@ def test_report_html_in_chromium_shows_the_counts_of_report_json(cluener_dir, cl
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[:2] == (1800, 1400) and pixels[..., :3].std() > 0.05  # not a blank page
     print(f"screenshot: {shot}")
+
+
+@pytest.mark.parametrize("prefix", ["𠀀𠀁😀", "𠀀😀"])
+def test_report_html_highlights_entities_after_characters_outside_the_bmp(prefix, tmp_path):
+    # Offsets count code points; JavaScript's String.slice counts UTF-16 units, in which 𠀀 (CJK
+    # Extension B, used in names) and an emoji are two each: the page highlighted shifted text. With
+    # "𠀀😀" the old page marked 😀 as the name 张三; with "𠀀𠀁😀" it split surrogate pairs, and
+    # Chromium crashed writing out the page.
+    browser = chromium()
+    text = prefix + "张三在北京🎉和李四。"
+
+    def span(mention, label):
+        start = text.index(mention)
+        return Span(start, start + len(mention), label)
+
+    gold = [Example("0", text, [span("张三", "name"), span("北京", "address"), span("李四", "name")])]
+    # correct 张三; 在北京 and the overlapping 北京 (drawn as a chip after the text); 李四 missed
+    pred = [Example("0", text, [span("张三", "name"), span("在北京", "organization"), span("北京", "address")])]
+    write_cluener(gold, tmp_path / "gold.json")
+    write_cluener(pred, tmp_path / "pred.json")
+    out = tmp_path / "report"
+    args = ["report", "--gold", str(tmp_path / "gold.json"), "--pred", f"sys={tmp_path / 'pred.json'}"]
+    assert cli([*args, "--out", str(out), "--resamples", "10"]) == 0
+    dom = dump_dom(browser, (out / "report.html").as_uri())
+    rows = re.findall(r'<div class="row"><span class="who">([^<]*)</span>(.*?)</div>', dom)
+    assert [who for who, _ in rows] == ["gold", "sys"], "the page drew no sentence (JavaScript failed?)"
+    marked = {
+        who: [
+            (m.group(1).strip(), m.group(2), m.group(3))
+            for m in re.finditer(r'<span class="((?:chip )?e[^"]*)"[^>]*>([^<]*)(?:<sub>([^<]*)</sub>)?</span>', row)
+        ]
+        for who, row in rows
+    }
+    assert marked["gold"] == [("e", "张三", "name"), ("e", "北京", "address"), ("e", "李四", "name")]
+    assert marked["sys"] == [
+        ("e k-correct", "张三", "name"),
+        ("e k-wrong_type_and_boundary", "在北京", "organization"),
+        ("e missed", "李四", "name"),
+        ("chip e k-correct", "北京/address", None),
+    ]
+    # the text between the marks is whole too: the row reads as the sentence
+    assert re.sub(r"<sub>[^<]*</sub>|<[^>]+>", "", rows[0][1]) == text

@@ -13,7 +13,8 @@ The modules, each used by the next ones only:
 - `inputs`: ``--pred NAME=FILE`` pairs, published figures, parse counters and scores of prediction files;
 - `numbers`: `build_report` (all scores, paired bootstrap), confusion matrices, precision-recall curves;
 - `tables`: the rows of every table, and the markdown tables `llm-ner evaluate` prints too;
-- `charts`: the matplotlib PNGs; `markdown`: report.md; `html` (with ``static/``): report.html;
+- `charts`: the matplotlib PNGs and their file names (`chart_stems`);
+- `markdown`: report.md; `html` (with ``static/``): report.html;
 - `run`: `run_report`, which reads, computes and writes them all.
 """
 

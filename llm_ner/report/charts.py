@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+
+_Draw = TypeVar("_Draw", bound=Callable[..., None])
+# Cut a sanitized system name to this many UTF-8 bytes: "confusion_" + stem + "-" + hash + ".png" stays
+# well under the 255 bytes a file name may have.
+_STEM_BYTES = 120
 
 
 def _pyplot():
@@ -17,6 +28,53 @@ def _pyplot():
     return plt
 
 
+def _plain_text(draw: _Draw) -> _Draw:
+    """Draw with mathtext off: system names and labels are data, so ``$\\foo$`` in one is shown as
+    written rather than parsed as TeX (where an unknown command raises)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args, **kwargs):
+        with _pyplot().rc_context({"text.parse_math": False}):
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _sanitized(name: str) -> str:
+    """``name`` with every character a file name may not hold (or that a shell would trip on) as ``_``."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def chart_stems(names: Iterable[str]) -> dict[str, str]:
+    """Per system name, the stem of its chart files (``confusion_<stem>.png``): readable, deterministic, unique.
+
+    An ordinary name (letters, digits, ``-_.``) is its own stem, as in earlier reports. Any other name
+    is sanitized and gets the first hex digits of its SHA-1, so ``a/b`` and ``a_b`` no longer write the
+    same file; so does a name whose stem equals another's up to case or Unicode normalization, which
+    a case-insensitive file system (macOS, Windows) would store as one file.
+    """
+    names = list(names)
+    plain = {name: _sanitized(name).encode("utf-8")[:_STEM_BYTES].decode("utf-8", "ignore") for name in names}
+    hashed = {name for name in names if plain[name] != name}
+    for digits in (8, 16, 40):  # a longer hash only where a shorter one still collides (never, in practice)
+        stems = {
+            name: f"{plain[name]}-{hashlib.sha1(name.encode('utf-8')).hexdigest()[:digits]}" if name in hashed else stem
+            for name, stem in plain.items()
+        }
+        folded = Counter(_folded(stem) for stem in stems.values())
+        clashing = {name for name, stem in stems.items() if folded[_folded(stem)] > 1}
+        if not clashing:
+            break
+        hashed |= clashing
+    return stems
+
+
+def _folded(stem: str) -> str:
+    """The key under which a case- and normalization-insensitive file system compares file names."""
+    return unicodedata.normalize("NFC", stem).casefold()
+
+
+@_plain_text
 def plot_f1_per_class(report: dict, path: str | Path) -> None:
     """A grouped bar chart of span F1 per class for every system (published ones hatched)."""
     plt = _pyplot()
@@ -49,6 +107,7 @@ def plot_f1_per_class(report: dict, path: str | Path) -> None:
     plt.close(figure)
 
 
+@_plain_text
 def plot_confusion(confusion: dict, title: str, path: str | Path) -> None:
     """A confusion matrix as a heatmap (color: share of the gold row; numbers: counts)."""
     plt = _pyplot()
@@ -71,6 +130,7 @@ def plot_confusion(confusion: dict, title: str, path: str | Path) -> None:
     plt.close(figure)
 
 
+@_plain_text
 def plot_pr_curve(curve: dict, name: str, path: str | Path) -> None:
     """The precision-recall curve of `llm_ner.confidence.pr_curve` with the best-F1 threshold marked."""
     plt = _pyplot()

@@ -11,16 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import check_output_path, load_examples
+from ..errors import UsageError
 from ..metrics import match_predictions
-from .charts import plot_confusion, plot_f1_per_class, plot_pr_curve
+from .charts import chart_stems, plot_confusion, plot_f1_per_class, plot_pr_curve
 from .html import browser_data, write_report_html
 from .inputs import load_published, parse_counters, parse_pred_arguments, read_system_scores
 from .markdown import render_markdown
 from .numbers import add_confusion_matrices, add_pr_curves, build_report
-
-
-def _file_name(system: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in system)
 
 
 def run_report(
@@ -34,10 +31,15 @@ def run_report(
 ) -> Path:
     """`llm-ner report`: score every prediction file and write report.md, report.json, report.html and the charts."""
     out = Path(out_dir)
-    outputs = {name: out / name for name in ("report.md", "report.json", "f1_per_class.png")}
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder; --out names the folder of the report")
     pairs = parse_pred_arguments(preds)
-    for target in outputs.values():
-        check_output_path(target, {"--gold": gold_path, **{f"--pred {n}": p for n, p in pairs}}, "--out")
+    stems = chart_stems(name for name, _ in pairs)
+    outputs = ["report.md", "report.json", "report.html", "f1_per_class.png"]
+    outputs += [f"{kind}_{stem}.png" for stem in stems.values() for kind in ("confusion", "pr")]
+    for target in (out / name for name in outputs):
+        inputs = {"--gold": gold_path, "--published": published_path, **{f"--pred {n}": p for n, p in pairs}}
+        check_output_path(target, inputs, "--out")
     gold, _ = load_examples(gold_path)
     systems = {}
     parsing = {}
@@ -72,12 +74,12 @@ def run_report(
         images = {"f1_per_class": str(staging / "f1_per_class.png")}
         plot_f1_per_class(report, images["f1_per_class"])
         for name in systems:
-            images[f"confusion:{name}"] = str(staging / f"confusion_{_file_name(name)}.png")
+            images[f"confusion:{name}"] = str(staging / f"confusion_{stems[name]}.png")
             plot_confusion(
                 report["systems"][name]["confusion"], f"{name}: gold type x predicted type", images[f"confusion:{name}"]
             )
         for name, curve in curves.items():
-            images[f"pr:{name}"] = str(staging / f"pr_{_file_name(name)}.png")
+            images[f"pr:{name}"] = str(staging / f"pr_{stems[name]}.png")
             plot_pr_curve(curve, name, images[f"pr:{name}"])
         data = browser_data(gold, aligned, report["labels"], scores)
         write_report_html(report, data, staging / "report.html", images)

@@ -72,19 +72,22 @@ function matches(x) {
 }
 function refilter() { hits = []; S.forEach((x, i) => { if (matches(x)) hits.push(i); }); page = 0; render(); }
 function line(text, marks) {
-  // marks: [start, end, label, cls, title]; overlapping ones become chips after the text
+  // marks: [start, end, label, cls, title]; overlapping ones become chips after the text. The offsets
+  // count code points (Python's), so slice an array of them: text.slice counts UTF-16 units, and an
+  // emoji or a CJK Extension B character (U+20000 and up, in names) would shift every later mark.
+  const chars = Array.from(text), cut = (a, b) => chars.slice(a, b).join("");
   const div = el("span"), chips = [];
   let pos = 0;
   for (const m of [...marks].sort((a, b) => a[0] - b[0] || b[1] - a[1])) {
     if (m[0] < pos) { chips.push(m); continue; }
-    div.appendChild(document.createTextNode(text.slice(pos, m[0])));
-    const e = el("span", {"class": "e " + m[3], title: m[4]}, text.slice(m[0], m[1]));
+    div.appendChild(document.createTextNode(cut(pos, m[0])));
+    const e = el("span", {"class": "e " + m[3], title: m[4]}, cut(m[0], m[1]));
     e.style.background = colors[m[2]]; e.appendChild(el("sub", {}, L[m[2]]));
     div.appendChild(e); pos = m[1];
   }
-  div.appendChild(document.createTextNode(text.slice(pos)));
+  div.appendChild(document.createTextNode(cut(pos)));
   for (const m of chips) { const e = el("span", {"class": "chip e " + m[3], title: m[4]},
-    text.slice(m[0], m[1]) + "/" + L[m[2]]); e.style.background = colors[m[2]]; div.appendChild(e); }
+    cut(m[0], m[1]) + "/" + L[m[2]]); e.style.background = colors[m[2]]; div.appendChild(e); }
   return div;
 }
 function render() {
