@@ -7,11 +7,12 @@ __version__ = "0.1.0"
 
 import logging
 
+from .answer_format import align_spans, answer_to_spans, format_answer, parse_answer
 from .data import Example, LoadReport, Span, load_examples, read_bio, read_cluener, write_bio, write_cluener
 from .errors import DataError
+from .labels import LabelSchema
 from .metrics import error_breakdown, evaluate, span_scores
-from .parsing import align_spans, answer_to_spans, parse_answer
-from .prompting import LabelSchema, PromptTemplate, format_answer, load_prompt, to_conversation
+from .prompting import PromptTemplate, load_prompt, to_conversation
 
 
 class _DropNotice(logging.Filter):

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import Example, Span, read_lines
+from .data import Example, Span, read_annotations, read_lines
 
 
 def scores_field(example: Example, scores: dict[Span, float]) -> dict:
@@ -52,8 +52,6 @@ def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[
         first = next((line.lstrip() for _, line in read_lines(Path(path)) if line.strip()), "")
         input_format = "labelstudio" if first.startswith("[") else "cluener"
     if input_format in ("labelstudio", "doccano"):
-        from .annotation_formats import read_annotations
-
         read_annotations(path, input_format, lenient=True, allow_empty=True, scores=by_id)
     elif input_format == "cluener":
         for record_id, record in _prediction_records(path):
@@ -128,39 +126,6 @@ def pr_curve(gold: Sequence[Example], pred: Sequence[Example], scores: dict[str,
         "best": best,
         "predictions": len(items),
     }
-
-
-def plot_pr_curve(curve: dict, name: str, path: str | Path) -> None:
-    """The precision-recall curve with the best-F1 threshold marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5, 4))
-    recall = [p["recall"] for p in curve["points"]]
-    precision = [p["precision"] for p in curve["points"]]
-    axis.step(recall, precision, where="post", label=f"{name} (AUC {curve['auc']:.3f})")
-    overall = precision[-1] if precision else 0.0
-    axis.axhline(overall, color="grey", linestyle=":", label=f"random ranking (AUC {curve['random_auc']:.3f})")
-    best = curve["best"]
-    axis.plot([best["recall"]], [best["precision"]], "o", color="red")
-    axis.annotate(
-        f"best F1 {best['f1']:.3f}\nscore >= {best['threshold']:.3g}",
-        (best["recall"], best["precision"]),
-        textcoords="offset points",
-        xytext=(8, -24),
-        fontsize=8,
-    )
-    axis.set_xlabel("recall")
-    axis.set_ylabel("precision")
-    axis.set_xlim(0, 1)
-    axis.set_ylim(0, 1.02)
-    axis.legend(fontsize=8, loc="lower left")
-    axis.set_title(f"{name}: precision-recall over the confidence threshold", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def uncertainty(example: Example, scores: dict[Span, float], answer_score: float | None) -> float:

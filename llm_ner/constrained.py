@@ -2,7 +2,8 @@
 substring of the input sentence, every label is in the schema, and every answer is complete
 (closed and ended) within the token budget.
 
-The answer grammar is the training format, compact JSON:
+The answer grammar is the training format, compact JSON, spelled with the literals of
+`answer_format.MENTIONS`:
 
     []    or    [{"text":"ENTITY","label":"LABEL"},{"text":...}]    then end-of-turn
 
@@ -24,16 +25,30 @@ front, which costs more per sentence than these walks (measured in benchmarks/RE
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-_OPEN_ITEM = b'{"text":"'
-_MIDDLE = b'","label":"'
-_CLOSE_ITEM = b'"}'
+from .answer_format import MENTIONS
+from .generation import stop_token_ids, unicode_to_bytes
+
+# Each literal is one object: the automaton tells them apart by identity. The entity and label
+# strings end with a JSON quote, which is where _MIDDLE and _CLOSE_ITEM start.
+_LIST_OPEN = ord(MENTIONS.list_open)
+_LIST_CLOSE = ord(MENTIONS.list_close)
+_SEPARATOR = ord(MENTIONS.separator)
+_OPEN_ITEM = MENTIONS.item_open.encode("utf-8")
+_MIDDLE = MENTIONS.item_middle.encode("utf-8")
+_CLOSE_ITEM = MENTIONS.item_close.encode("utf-8")
+_EMPTY = (MENTIONS.list_open + MENTIONS.list_close).encode("utf-8")
 _QUOTE = ord('"')
+# The bytes each phase between items accepts (see the phases below).
+_PHASE_BYTES = {
+    "start": bytes([_LIST_OPEN]),
+    "first": bytes([_LIST_CLOSE, _OPEN_ITEM[0]]),
+    "after": bytes([_SEPARATOR, _LIST_CLOSE]),
+}
 _NEVER = 1 << 20  # cost of a state that cannot be closed
 
 # Automaton states are tuples: (phase, ...). Phases:
@@ -54,8 +69,6 @@ class TokenTrie:
     """The vocabulary's regular tokens as a byte trie: node = {byte: child, -1: [token ids]}."""
 
     def __init__(self, tokenizer):
-        from .tiny import unicode_to_bytes
-
         decoder = unicode_to_bytes()
         special = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}) or {})
         self.root: dict = {}
@@ -95,7 +108,7 @@ class _Sentence:
     """The JSON-escaped sentence as bytes, with its character boundaries and per-sentence tables."""
 
     def __init__(self, text: str):
-        pieces = [json.dumps(ch, ensure_ascii=False)[1:-1].encode("utf-8") for ch in text]
+        pieces = [MENTIONS.escape(ch).encode("utf-8") for ch in text]
         self.escaped = b"".join(pieces)
         starts, position = [], 0
         for piece in pieces:
@@ -124,16 +137,17 @@ class _Grammar:
 
     def __init__(self, trie: TokenTrie, labels: Sequence[str]):
         self.trie = trie
-        self.labels = [json.dumps(label, ensure_ascii=False)[1:-1].encode("utf-8") for label in labels]
+        self.labels = [MENTIONS.escape(label).encode("utf-8") for label in labels]
+        close_list = bytes([_LIST_CLOSE])
         # Fewest tokens to write the rest of `","label":"LABEL"}]` from each offset, per label.
         self.tails = {}
         for label in self.labels:
-            tail = _MIDDLE + label + b'"}]'
+            tail = _MIDDLE + label + _CLOSE_ITEM + close_list
             self.tails[label] = [trie.fewest_tokens(tail[k:]) for k in range(len(tail) + 1)]
         self.open_cost = [trie.fewest_tokens(_OPEN_ITEM[i:]) for i in range(len(_OPEN_ITEM) + 1)]
-        self.close_cost = [trie.fewest_tokens(_CLOSE_ITEM[i:] + b"]") for i in range(len(_CLOSE_ITEM) + 1)]
-        self.bracket_cost = trie.fewest_tokens(b"]")
-        self.empty_cost = trie.fewest_tokens(b"[]")
+        self.close_cost = [trie.fewest_tokens(_CLOSE_ITEM[i:] + close_list) for i in range(len(_CLOSE_ITEM) + 1)]
+        self.bracket_cost = trie.fewest_tokens(close_list)
+        self.empty_cost = trie.fewest_tokens(_EMPTY)
         self.walk_cache: dict = {}  # (id(node), state) -> (entries, depends on the sentence)
         self.extension_cache: dict[bytes, int] = {}
         self.quote_close = min(tail[0] for tail in self.tails.values())  # close a started entity now
@@ -153,22 +167,22 @@ class _Grammar:
             prefix = state[1]
             found = {lab[len(prefix)] for lab in self.labels if lab.startswith(prefix) and len(lab) > len(prefix)}
             return found | {_QUOTE}
-        return {"start": b"[", "first": b"]{", "after": b",]"}.get(phase, b"")
+        return _PHASE_BYTES.get(phase, b"")
 
     def step(self, state: tuple, byte: int, sentence: _Sentence | None) -> tuple | None:
         """The state after one byte, or None if the byte is not allowed."""
         phase = state[0]
         if phase == "start":
-            return ("first",) if byte == ord("[") else None
+            return ("first",) if byte == _LIST_OPEN else None
         if phase == "lit":
             literal, index, then = state[1], state[2], state[3]
             if literal[index] != byte:
                 return None
             return then if index + 1 == len(literal) else ("lit", literal, index + 1, then)
         if phase == "first" or phase == "after":
-            if byte == ord("]"):
+            if byte == _LIST_CLOSE:
                 return ("end",)
-            if byte == (_OPEN_ITEM[0] if phase == "first" else ord(",")):
+            if byte == (_OPEN_ITEM[0] if phase == "first" else _SEPARATOR):
                 return ("lit", _OPEN_ITEM, int(phase == "first"), _ENTITY_START)
             return None
         if phase == "entity":
@@ -370,8 +384,6 @@ class MentionsConstraint:
     @classmethod
     def for_tokenizer(cls, tokenizer, labels: Sequence[str], stop_ids: Sequence[int] | None = None):
         """A factory ``(texts, prompt_width) -> MentionsConstraint`` with the vocabulary walked once."""
-        from .generation import stop_token_ids
-
         grammar = _Grammar(TokenTrie(tokenizer), labels)
         stops = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer)
 

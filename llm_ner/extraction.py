@@ -14,12 +14,12 @@ import hashlib
 import json
 import math
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .answer_format import ANSWER_FORMATS, answer_to_scored_spans, answer_to_spans, get_format
 from .backend import Answer, Backend, LocalBackend
 from .confidence import scores_field
 from .data import (
@@ -27,18 +27,17 @@ from .data import (
     Example,
     Span,
     example_to_cluener,
-    guess_format,
-    load_examples,
-    read_lines,
+    read_inputs,
     split_long,
     write_jsonl_atomic,
     write_text_atomic,
 )
 from .errors import DataError, ResumeMismatch, UsageError
-from .openai_backend import OpenAIBackend, OpenAIOptions, mentions_json_schema
+from .openai_backend import OpenAIBackend, OpenAIOptions
 from .options import CliOptions, device_name, option, positive_int
-from .parsing import ParseStats, answer_to_scored_spans, answer_to_spans
-from .prompting import ANSWER_FORMATS, DEFAULT_PROMPT, PromptTemplate, load_prompt
+from .parsing import ParseStats
+from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
+from .run_dir import RUN_RECORD, RunRecord
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -106,41 +105,6 @@ class ExtractOptions(CliOptions):
 
 
 # ---------------------------------------------------------------------------------------------
-# Inputs
-
-
-def read_inputs(path: str | Path, input_format: str = "auto", lenient: bool = False) -> list[Example]:
-    """Sentences to extract from: plain text (one per line), JSON lines with a ``text`` field
-    (an ``id`` is kept; CLUENER labels are read but not needed) or a BIO-style file."""
-    path = Path(path)
-    if input_format == "auto":
-        input_format = "jsonl" if guess_format(path) == "cluener" else _guess_text_or_tags(path)
-    if input_format in ("jsonl", "cluener"):
-        examples, report = load_examples(path, "cluener", lenient=lenient)
-    elif input_format == "text":
-        examples = []
-        for _, line in read_lines(path):  # BOM dropped; U+2028 inside a sentence does not split it
-            if line.strip():
-                examples.append(Example(str(len(examples)), line.strip()))
-        if not examples:
-            raise DataError(path, None, "empty file: no sentences")
-        return examples
-    else:
-        examples, report = load_examples(path, input_format, lenient=lenient)
-    if report.skipped or report.warnings:
-        report.print()
-    return examples
-
-
-def _guess_text_or_tags(path: Path) -> str:
-    """``bio`` when the first lines look like ``CHAR TAG``, else plain ``text``."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        lines = [line.rstrip("\r\n") for _, line in zip(range(20), handle) if line.strip()]
-    tag = re.compile(r"^.+[ \t](O|[BIMES][-_]\S+)[ \t]*$")
-    return "bio" if lines and all(tag.match(line) for line in lines) else "text"
-
-
-# ---------------------------------------------------------------------------------------------
 # Run settings
 
 
@@ -167,13 +131,11 @@ def resolve_settings(
     """Use the prompt and format saved at training time unless given explicitly; `UsageError` for
     constrained decoding of a format it does not support (also when the format comes from training).
     ``served``: ``model`` names a server's model (vLLM names it by its path there), not a directory here."""
-    from .generation import PROMPT_COPY, read_run_metadata  # torch: not while the CLI builds its parser
-
-    metadata = None
+    record = None
     for candidate in (adapter, model):
         if candidate and Path(candidate).is_dir():
-            metadata = read_run_metadata(candidate)
-            if metadata:
+            record = RunRecord.find(candidate)
+            if record is not None:
                 break
     if adapter and not model:
         config_path = Path(adapter) / "adapter_config.json"
@@ -195,15 +157,15 @@ def resolve_settings(
         except (ValueError, FileNotFoundError) as exc:
             raise UsageError(f"--prompt: {exc}") from None
         source = "command line"
-    elif metadata:
-        template = load_prompt(Path(metadata["_dir"]) / metadata.get("prompt", PROMPT_COPY))
-        source = f"training run {metadata['_dir']}"
+    elif record is not None:
+        template = record.load_prompt()
+        source = f"training run {record.directory}"
     else:
         template = load_prompt(DEFAULT_PROMPT)
         source = "defaults"
-        notes.append(f"no training metadata (llm_ner.json) found; using prompt {DEFAULT_PROMPT}")
-    fmt = answer_format or (metadata or {}).get("answer_format") or "mentions"
-    if constrained and fmt != "mentions":
+        notes.append(f"no training metadata ({RUN_RECORD}) found; using prompt {DEFAULT_PROMPT}")
+    fmt = answer_format or (record.answer_format if record is not None else None) or "mentions"
+    if constrained and not (fmt in ANSWER_FORMATS and get_format(fmt).constrained):
         raise UsageError(f"--constrained supports the mentions answer format only (this run's format: {fmt})")
     return RunSettings(model, adapter, template, fmt, source, notes)
 
@@ -541,7 +503,8 @@ def run_extraction(
     settings = model_options.settings(openai_options.served_model if remote else None)
     backend: Backend | None = None
     if remote:  # the server and its model checked before --restart can discard anything
-        schema = mentions_json_schema(settings.prompt.schema) if model_options.constrained else None
+        answer_format = get_format(settings.answer_format)
+        schema = answer_format.json_schema(settings.prompt.schema) if model_options.constrained else None
         backend = OpenAIBackend.from_options(openai_options, model_options.max_new_tokens, schema)
         backend.check()
     examples = read_inputs(extract_options.input, extract_options.input_format, lenient=extract_options.lenient)

@@ -7,14 +7,10 @@ disabled), left-padded, decoded greedily and stopped at the end-of-turn token.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-
-RUN_METADATA = "llm_ner.json"
-PROMPT_COPY = "prompt.yaml"
 
 # Keeps Qwen3's template from thinking when a caller does not say enable_thinking=False: the
 # saved template then renders exactly the tokens the model was trained on.
@@ -213,12 +209,29 @@ class _Chain:
         return scores
 
 
+def bytes_to_unicode() -> dict[int, str]:
+    """The GPT-2 / Qwen byte-level alphabet: every byte as a printable character (the characters of
+    byte-level BPE tokens)."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def unicode_to_bytes() -> dict[str, int]:
+    """The inverse of `bytes_to_unicode`: a byte-level token's characters back to its bytes."""
+    return {char: byte for byte, char in bytes_to_unicode().items()}
+
+
 def token_char_ranges(tokenizer, ids: Sequence[int], answer: str) -> list[tuple[int, int]] | None:
     """The characters of ``answer`` each token produced (a token ending inside a multi-byte
     character covers that character); None when the tokens' bytes do not spell the answer."""
     import codecs
-
-    from .tiny import unicode_to_bytes
 
     byte_of = unicode_to_bytes()
     pieces = []
@@ -350,18 +363,6 @@ def generate_answers_continuous(
         cut = next((i for i, token in enumerate(tokens) if token in stops), len(tokens))
         answers.append(tokenizer.decode(tokens[:cut], skip_special_tokens=True))
     return answers
-
-
-def read_run_metadata(path: str | Path) -> dict | None:
-    """The `llm_ner.json` written by training in ``path`` or its parent (for checkpoints)."""
-    path = Path(path)
-    for folder in (path, path.parent):
-        candidate = folder / RUN_METADATA
-        if candidate.is_file():
-            metadata = json.loads(candidate.read_text(encoding="utf-8"))
-            metadata["_dir"] = str(folder)
-            return metadata
-    return None
 
 
 def check_device(device: str, load_in_4bit: bool = False) -> str:

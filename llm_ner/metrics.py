@@ -8,6 +8,8 @@ the same spans when spans do not overlap (tested).
 CLUENER string level: per sentence and class, the set of entity strings, ignoring offsets, as
 the CLUENER leaderboard scores it (macro average over classes). Published CLUENER figures mix
 the two, so reports show both, named.
+
+This module only computes; `llm_ner.report.tables` lays the results out as tables.
 """
 
 from __future__ import annotations
@@ -312,66 +314,3 @@ def evaluate(
         "cluener_string": cluener_string_scores(gold, aligned, labels).as_dict(),
         "errors": error_breakdown(gold_spans, pred_spans),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables
-
-
-SCORES_HEADER = ("class", "precision", "recall", "f1-score", "support")
-
-
-def scores_rows(scores: dict, digits: int = 4) -> list[list[str]]:
-    """Rows (class, precision, recall, f1-score, support) of a ``Scores.as_dict()`` dict, averages last."""
-    averages = [("micro avg", scores["micro avg"]), ("macro avg", scores["macro avg"])]
-    return [
-        [name, *[f"{s[key]:.{digits}f}" for key in ("precision", "recall", "f1-score")], str(s["support"])]
-        for name, s in [*scores["per_class"].items(), *averages]
-    ]
-
-
-def error_rows(errors: dict[str, dict[str, int]]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the error breakdown per class, a total row last."""
-    header = ["class", *[k.replace("_", " ") for k in ERROR_KINDS]]
-    rows = [[label, *[str(counts[k]) for k in ERROR_KINDS]] for label, counts in errors.items()]
-    rows.append(["total", *[str(sum(c[k] for c in errors.values())) for k in ERROR_KINDS]])
-    return header, rows
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table, the first column left-aligned and the others right-aligned."""
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def format_scores_table(scores: dict, digits: int = 4) -> str:
-    """Markdown table in the seed layout from a ``Scores.as_dict()`` dict."""
-    return markdown_table(SCORES_HEADER, scores_rows(scores, digits))
-
-
-def format_error_table(errors: dict[str, dict[str, int]]) -> str:
-    """Markdown table of the error breakdown per class."""
-    return markdown_table(*error_rows(errors))
-
-
-def format_evaluation(result: dict) -> str:
-    """The text `llm-ner evaluate` prints."""
-    parts = [
-        f"Span-level exact match (start, end and type), {result['sentences']} sentences",
-        format_scores_table(result["span"]),
-        "",
-        "CLUENER string-level (entity strings per class per sentence, offsets ignored; the leaderboard's scoring)",
-        format_scores_table(result["cluener_string"]),
-        "",
-        "Errors per class (gold spans by outcome; spurious predictions by predicted class)",
-        format_error_table(result["errors"]),
-    ]
-    if result["missing_predictions"]:
-        parts.append(
-            f"\nwarning: {result['missing_predictions']} gold sentences had no prediction "
-            "(scored as predicting nothing)"
-        )
-    for warning in result.get("warnings", []):
-        parts.append(f"\nwarning: {warning}")
-    return "\n".join(parts)

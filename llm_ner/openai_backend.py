@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 from .backend import Answer
 from .errors import ServerError, UsageError
 from .options import CliOptions, non_negative_int, option, positive_float, positive_int
-from .prompting import LabelSchema
 
 API_KEY_ENVS = ("LLM_NER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -41,21 +40,6 @@ def api_key() -> str | None:
         if os.environ.get(name):
             return os.environ[name]
     return None
-
-
-def mentions_json_schema(schema: LabelSchema) -> dict:
-    """``response_format`` for servers with structured outputs: a list of {text, label} with the
-    labels as an enum. The substring rule cannot be a JSON schema; our parser checks it."""
-    item = {
-        "type": "object",
-        "properties": {"text": {"type": "string"}, "label": {"type": "string", "enum": list(schema.keys)}},
-        "required": ["text", "label"],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "entities", "strict": True, "schema": {"type": "array", "items": item}},
-    }
 
 
 @dataclass

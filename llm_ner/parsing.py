@@ -1,12 +1,15 @@
-"""Parsing: from an assistant answer back to exact character spans of the source text.
+"""Parsing machinery shared by the answer formats: from an assistant answer to exact spans.
 
-`parse_answer` reads the JSON of either answer format (never with ``eval``; it never raises)
-and `align_spans` places each mention in the text:
+The answer formats (`answer_format`) decide what an answer's items mean and how its strings are
+placed; this module holds what they share:
 
-- ``mentions`` (a list in reading order): a left-to-right cursor, so the k-th repeat of a
-  string maps to its k-th occurrence;
-- ``grouped`` (``{label: [strings]}``): every occurrence of every string, longest first,
-  overlaps rejected.
+- `first_json_value` finds the JSON in an answer (fences, ``<think>`` blocks, prose around it,
+  truncation: the lenient reader of `lenient_json`; never ``eval``);
+- `MentionCollector` takes ``(entity text, label)`` pairs, maps labels to schema keys and counts
+  what it had to drop in `ParseStats`;
+- `align_mentions` (a left-to-right cursor: the k-th repeat of a string maps to its k-th
+  occurrence) and `align_grouped` (every occurrence, longest first, overlaps rejected) place
+  strings in the text, exactly or after folding width, case and spaces.
 """
 
 from __future__ import annotations
@@ -17,16 +20,11 @@ import unicodedata
 from dataclasses import dataclass, fields
 
 from .data import Span
+from .labels import LabelSchema
 from .lenient_json import loads_lenient
-from .prompting import LabelSchema
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _FENCE = re.compile(r"```[A-Za-z]*\s*(.*?)(?:```|$)", re.DOTALL)
-
-# Keys models use for the entity string and its type inside a mention object.
-TEXT_KEYS = ("text", "entity", "mention", "span", "word", "name", "value", "实体", "实体名", "文本")
-LABEL_KEYS = ("label", "type", "category", "entity_type", "tag", "class", "类型", "标签", "类别", "实体类型")
-WRAPPER_KEYS = ("entities", "entity_list", "result", "results", "output", "answer", "实体", "结果")
 
 
 @dataclass
@@ -65,8 +63,9 @@ def strip_wrappers(answer: str) -> str:
     return cleaned
 
 
-def _first_json_value(answer: str) -> tuple[object, bool]:
-    """The first JSON-like array or object in the answer and whether repair was needed."""
+def first_json_value(answer: str) -> tuple[object, bool]:
+    """The first JSON-like array or object in the answer and whether repair was needed; ValueError when
+    there is none."""
     stripped = answer.strip()
     try:
         value = json.loads(stripped)
@@ -84,7 +83,8 @@ def _first_json_value(answer: str) -> tuple[object, bool]:
     raise ValueError("no JSON array or object in the answer")
 
 
-def _pick(item: dict, keys: tuple[str, ...]) -> object:
+def pick(item: dict, keys: tuple[str, ...]) -> object:
+    """The value of the first of ``keys`` in ``item`` (exact, then case- and space-folded); None if none."""
     for key in keys:
         if key in item:
             return item[key]
@@ -95,68 +95,32 @@ def _pick(item: dict, keys: tuple[str, ...]) -> object:
     return None
 
 
-def parse_answer(answer: str, schema: LabelSchema | None = None) -> tuple[list[tuple[str, str]], str, ParseStats]:
-    """Read ``(entity text, label)`` pairs from an answer of either format; never raises.
+class MentionCollector:
+    """The ``(entity text, label)`` pairs read from one answer, labels mapped to schema keys (Chinese
+    names and aliases accepted); items of the wrong shape and unknown labels are counted in ``stats``."""
 
-    Returns the pairs, the format found (``mentions`` for a list, ``grouped`` for an object,
-    ``none`` when unreadable) and the counters. Labels are mapped to schema keys (Chinese
-    names and aliases accepted); pairs with unknown labels are dropped and counted.
-    """
-    stats = ParseStats(answers=1)
-    try:
-        value, repaired = _first_json_value(answer if isinstance(answer, str) else "")
-    except (ValueError, RecursionError):
-        stats.parse_failures = 1
-        return [], "none", stats
-    stats.repaired = int(repaired)
-    lookup = schema.lookup() if schema is not None else None
-    pairs: list[tuple[str, str]] = []
+    def __init__(self, stats: ParseStats, schema: LabelSchema | None = None):
+        self.stats = stats
+        self.lookup = schema.lookup() if schema is not None else None
+        self.pairs: list[tuple[str, str]] = []
 
-    def add(text: object, label: object) -> None:
+    def add(self, text: object, label: object) -> None:
+        """One item: kept when both are strings, the text is not blank and the label is in the schema."""
         if not isinstance(text, str) or not isinstance(label, str) or not text.strip():
-            stats.invalid_items += 1
+            self.stats.invalid_items += 1
             return
-        stats.mentions += 1
-        if lookup is not None:
-            key = lookup.get(label.strip().casefold())
+        self.stats.mentions += 1
+        if self.lookup is not None:
+            key = self.lookup.get(label.strip().casefold())
             if key is None:
-                stats.unknown_label += 1
+                self.stats.unknown_label += 1
                 return
             label = key
-        pairs.append((text, label))
+        self.pairs.append((text, label))
 
-    if isinstance(value, dict):
-        wrapped = _pick(value, WRAPPER_KEYS)
-        if isinstance(wrapped, list) and len(value) == 1:
-            value = wrapped
-            stats.repaired = 1
-    if isinstance(value, list):
-        found = "mentions"
-        for item in value:
-            if isinstance(item, dict):
-                if _pick(item, TEXT_KEYS) is None and len(item) == 1:  # {"张三": "name"}
-                    ((text, label),) = item.items()
-                    add(text, label)
-                else:
-                    add(_pick(item, TEXT_KEYS), _pick(item, LABEL_KEYS))
-            elif isinstance(item, list) and len(item) == 2:  # ["张三", "name"]
-                add(item[0], item[1])
-            else:
-                stats.invalid_items += 1
-    elif isinstance(value, dict):
-        found = "grouped"
-        for label, strings in value.items():
-            if isinstance(strings, str):
-                strings = [strings]
-            if not isinstance(strings, list):
-                stats.invalid_items += 1
-                continue
-            for text in strings:
-                add(text, label)
-    else:
-        stats.parse_failures = 1
-        return [], "none", stats
-    return pairs, found, stats
+    def invalid(self) -> None:
+        """An item that is not a text/label pair."""
+        self.stats.invalid_items += 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,84 +242,3 @@ def align_grouped(
             if placed is not None:
                 placed.append((index, span))
     return sorted(chosen)
-
-
-def align_spans(
-    text: str,
-    mentions: list[tuple[str, str]],
-    answer_format: str,
-    stats: ParseStats | None = None,
-    placed: list | None = None,
-) -> list[Span]:
-    """Spans of ``text`` for parsed mentions of the given format (``mentions``/``grouped``);
-    ``placed`` as in `align_mentions`."""
-    if answer_format == "grouped":
-        return align_grouped(text, mentions, stats, placed)
-    return align_mentions(text, mentions, stats, placed)
-
-
-def answer_to_spans(text: str, answer: str, schema: LabelSchema | None = None) -> tuple[list[Span], ParseStats]:
-    """Parse an answer of either format and align it to ``text``; never raises."""
-    mentions, found, stats = parse_answer(answer, schema)
-    return align_spans(text, mentions, found, stats), stats
-
-
-# ---------------------------------------------------------------------------------------------
-# Confidence: the probability of each mention's tokens
-
-
-_STRING = r'"((?:[^"\\]|\\.)*)"'
-_VALUE_AFTER_KEY = re.compile(r":\s*" + _STRING)
-
-
-def mention_char_ranges(answer: str, mentions: list[tuple[str, str]]) -> list[list[tuple[int, int]]]:
-    """For each parsed mention, the answer characters of its entity string and of the label string that
-    follows it (``{"text": ENTITY, "label": LABEL}``), found left to right; empty when not found."""
-    found, cursor = [], 0
-    for mention, _ in mentions:
-        literal = json.dumps(mention, ensure_ascii=False)
-        position = answer.find(literal, cursor)
-        if position < 0 and answer.endswith(literal[:-1]):  # cut off inside its last entity: no closing quote
-            position = len(answer) - len(literal) + 1
-        if position < 0:
-            found.append([])
-            continue
-        ranges = [(position + 1, position + len(literal) - 1)]
-        cursor = position + len(literal)
-        label = _VALUE_AFTER_KEY.search(answer, cursor)
-        if label and answer[cursor : label.start()].strip(' ,\n"').lower() in LABEL_KEYS:
-            ranges.append(label.span(1))
-            cursor = label.end()
-        found.append(ranges)
-    return found
-
-
-def answer_to_scored_spans(
-    text: str,
-    answer: str,
-    token_ranges: list[tuple[int, int]] | None,
-    logprobs: list[float],
-    schema: LabelSchema | None = None,
-) -> tuple[list[Span], ParseStats, dict[Span, float]]:
-    """`answer_to_spans` plus each span's score: the product of the probabilities of the tokens that
-    wrote its entity string and label (mentions answers; grouped answers: the entity string only).
-    ``token_ranges[k]`` are the answer characters of token k (`generation.token_char_ranges`)."""
-    import math
-
-    mentions, found, stats = parse_answer(answer, schema)
-    placed: list[tuple[int, Span]] = []  # grouped: one entity string can become several spans, each with its score
-    spans = align_spans(text, mentions, found, stats, placed)
-    if token_ranges is None:
-        return spans, stats, {}
-    char_ranges = mention_char_ranges(answer, mentions)
-    scores = {}
-    for index, span in placed:
-        ranges = char_ranges[index]
-        if not ranges:
-            continue
-        tokens = [
-            k for k, (a, b) in enumerate(token_ranges) if b > a and any(a < end and start < b for start, end in ranges)
-        ]
-        if tokens:
-            scores[span] = math.exp(sum(logprobs[k] for k in tokens if k < len(logprobs)))
-    return spans, stats, scores

@@ -1,67 +1,31 @@
-"""Prompting: label schemas and prompt templates from YAML, chat messages, answer formats.
+"""Prompting: prompt templates from YAML, chat messages, training records.
 
 A prompt file (``prompts/*.yaml``) holds the label schema (key, Chinese name, definition of each
-type) and Jinja2 templates for the system and user messages, so a new dataset or wording is a
-YAML file, not code. See ``prompts/README.md`` for the fields.
+type; `labels.LabelSchema`) and Jinja2 templates for the system and user messages, with an
+instruction per answer format (`answer_format`), so a new dataset or wording is a YAML file, not
+code. See ``prompts/README.md`` for the fields.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 import yaml
 
+from .answer_format import get_format
 from .data import Example
-from .errors import DataError, UsageError
+from .errors import DataError
+from .labels import LabelSchema, LabelType
 
-ANSWER_FORMATS = ("mentions", "grouped")
 DEFAULT_PROMPT = "cluener_zh"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # A checkout keeps prompts at the repository root; a wheel carries them inside the package.
 PROMPT_DIRS = (_PACKAGE_DIR / "prompts", _PACKAGE_DIR.parent / "prompts")
-
-
-@dataclass(frozen=True)
-class LabelType:
-    """One entity type: the key used in answers and data, its Chinese name and definition."""
-
-    key: str
-    name: str = ""
-    definition: str = ""
-    aliases: tuple[str, ...] = ()
-
-
-@dataclass
-class LabelSchema:
-    """The entity types of a dataset, in a fixed order."""
-
-    types: list[LabelType]
-
-    @property
-    def keys(self) -> list[str]:
-        return [t.key for t in self.types]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.keys
-
-    def lookup(self) -> dict[str, str]:
-        """Every accepted spelling (key, Chinese name, alias; case-folded) -> key."""
-        table: dict[str, str] = {}
-        for t in self.types:
-            for spelling in (t.key, t.name, *t.aliases):
-                if spelling:
-                    table.setdefault(spelling.casefold(), t.key)
-        return table
-
-    @classmethod
-    def from_labels(cls, labels: Iterable[str]) -> LabelSchema:
-        return cls([LabelType(key) for key in sorted(set(labels))])
 
 
 @dataclass
@@ -96,9 +60,37 @@ class PromptTemplate:
         variables["format_instruction"] = instruction.render(**variables)
         return _compile(template).render(**variables).strip()
 
+    def to_yaml(self) -> str:
+        """A self-contained prompt YAML (labels inline) that `load_prompt` reads back identically."""
+        labels = None
+        if self.schema:
+            labels = [
+                {
+                    k: v
+                    for k, v in (
+                        ("key", t.key),
+                        ("name", t.name),
+                        ("definition", t.definition),
+                        ("aliases", list(t.aliases)),
+                    )
+                    if v
+                }
+                for t in self.schema.types
+            ]
+        document = {
+            "name": self.name,
+            "description": self.description,
+            "labels": labels,
+            "system": self.system,
+            "user": self.user,
+            "format_instructions": self.format_instructions,
+        }
+        document = {k: v for k, v in document.items() if v is not None}
+        return yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1000)
+
     def messages(self, text: str, answer_format: str = "mentions") -> list[dict[str, str]]:
         """The system and user messages for one sentence."""
-        check_format(answer_format)
+        get_format(answer_format)  # an unknown name is a UsageError, not a prompt without instructions
         messages = []
         system = self._render(self.system, text, answer_format)
         if system:
@@ -113,11 +105,6 @@ _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newl
 @functools.lru_cache(maxsize=64)
 def _compile(source: str) -> jinja2.Template:
     return _JINJA.from_string(source)
-
-
-def check_format(answer_format: str) -> None:
-    if answer_format not in ANSWER_FORMATS:
-        raise UsageError(f"unknown answer format {answer_format!r} (choose from {', '.join(ANSWER_FORMATS)})")
 
 
 def resolve_prompt_path(name_or_path: str | Path) -> Path:
@@ -189,7 +176,7 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
         schema = load_prompt(path.parent / raw["labels_from"]).schema
     instructions = raw.get("format_instructions", {}) or {}
     for key in instructions:
-        check_format(key)
+        get_format(key)
     return PromptTemplate(
         name=str(raw.get("name", path.stem)),
         schema=schema,
@@ -201,48 +188,11 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Answers
-
-
-def _dumps(value: object) -> str:
-    # Compact JSON: fewer tokens to generate, and the exact string the parser reads back.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def format_answer(example: Example, answer_format: str = "mentions", label_order: Sequence[str] | None = None) -> str:
-    """The assistant answer for an example.
-
-    ``mentions``: ``[{"text":..,"label":..}, ...]`` in reading order, repeats kept.
-    ``grouped``: ``{label: [unique strings in order of first appearance]}``, labels in
-    ``label_order`` (schema order) when given, else in order of first appearance.
-    """
-    check_format(answer_format)
-    if answer_format == "mentions":
-        return _dumps([{"text": example.mention(s), "label": s.label} for s in example.spans])
-    grouped: dict[str, list[str]] = {}
-    for span in example.spans:
-        strings = grouped.setdefault(span.label, [])
-        mention = example.mention(span)
-        if mention not in strings:
-            strings.append(mention)
-    if label_order is not None:
-        rank = {key: i for i, key in enumerate(label_order)}
-        grouped = dict(sorted(grouped.items(), key=lambda item: rank.get(item[0], len(rank))))
-    return _dumps(grouped)
-
-
 def to_conversation(example: Example, prompt: PromptTemplate, answer_format: str = "mentions") -> dict:
     """TRL's conversational prompt-completion record for one example."""
     order = prompt.schema.keys if prompt.schema else None
     return {
         "id": example.id,
         "prompt": prompt.messages(example.text, answer_format),
-        "completion": [{"role": "assistant", "content": format_answer(example, answer_format, order)}],
+        "completion": [{"role": "assistant", "content": get_format(answer_format).render(example, order)}],
     }
-
-
-def unknown_labels(examples: Iterable[Example], schema: LabelSchema) -> set[str]:
-    """Labels used in the data that the schema does not define."""
-    keys = set(schema.keys)
-    return {span.label for ex in examples for span in ex.spans} - keys

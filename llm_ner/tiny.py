@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from .generation import bytes_to_unicode
+
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen3 writes these as ordinary (non-special) added tokens so they survive decoding.
 QWEN3_THINK_TOKENS = ["<think>", "</think>"]
@@ -32,24 +34,6 @@ def qwen_chat_template(arch: str) -> str:
 
     path = Path(trl.__file__).parent / "chat_templates" / TEMPLATE_FILES[arch]
     return path.read_text(encoding="utf-8")
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    # GPT-2 / Qwen byte-level alphabet: every byte is a printable character.
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    chars = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars)))
-
-
-def unicode_to_bytes() -> dict[str, int]:
-    """The inverse of `bytes_to_unicode`: a byte-level token's characters back to its bytes."""
-    return {char: byte for byte, char in bytes_to_unicode().items()}
 
 
 def build_vocab(texts: Iterable[str], max_words: int = 400) -> tuple[dict[str, int], list[tuple[str, str]]]:

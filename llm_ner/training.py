@@ -17,14 +17,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from .answer_format import ANSWER_FORMATS, answer_to_spans
 from .data import INPUT_FORMATS, Example, load_examples
 from .errors import DataError, UsageError
-from .generation import PROMPT_COPY, RUN_METADATA, disable_thinking_by_default, generate_answers
+from .generation import disable_thinking_by_default, generate_answers
 from .metrics import span_scores
-from .parsing import ParseStats, answer_to_spans
-from .prompting import ANSWER_FORMATS, PromptTemplate, load_prompt, to_conversation
+from .parsing import ParseStats
+from .prompting import PromptTemplate, load_prompt, to_conversation
+from .run_dir import RUN_RECORD, RunRecord
 from .versions import check_versions
 
 # Qwen3 must never think: every record carries this, and the saved template defaults to it.
@@ -283,57 +283,23 @@ def make_trainer_class():
 # Run metadata
 
 
-def prompt_to_yaml(prompt: PromptTemplate) -> str:
-    """A self-contained prompt YAML (labels inline) that `load_prompt` reads back identically."""
-    document = {
-        "name": prompt.name,
-        "description": prompt.description,
-        "labels": [
-            {
-                k: v
-                for k, v in (
-                    ("key", t.key),
-                    ("name", t.name),
-                    ("definition", t.definition),
-                    ("aliases", list(t.aliases)),
-                )
-                if v
-            }
-            for t in prompt.schema.types
-        ]
-        if prompt.schema
-        else None,
-        "system": prompt.system,
-        "user": prompt.user,
-        "format_instructions": prompt.format_instructions,
-    }
-    document = {k: v for k, v in document.items() if v is not None}
-    return yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1000)
-
-
 def save_run_metadata(
     output_dir: str, prompt: PromptTemplate, data_args: NERDataArguments, model_args, training_args
 ) -> None:
-    """Write the prompt, answer format and resolved config beside the model."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / PROMPT_COPY).write_text(prompt_to_yaml(prompt), encoding="utf-8")
-    metadata = {
-        "prompt": PROMPT_COPY,
-        "prompt_name": prompt.name,
-        "answer_format": data_args.answer_format,
-        "enable_thinking": False,
-        "base_model": model_args.model_name_or_path,
-        "peft": bool(model_args.use_peft),
-        "load_in_4bit": bool(model_args.load_in_4bit),
-    }
-    (out / RUN_METADATA).write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    """Write the prompt, answer format and resolved config beside the model (`run_dir`)."""
+    record = RunRecord(
+        prompt_name=prompt.name,
+        answer_format=data_args.answer_format,
+        base_model=model_args.model_name_or_path,
+        peft=bool(model_args.use_peft),
+        load_in_4bit=bool(model_args.load_in_4bit),
+    )
     config = {
         "data": dataclasses.asdict(data_args),
         "model": dataclasses.asdict(model_args),
         "training": json.loads(training_args.to_json_string()),
     }
-    (out / "train_config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=True), encoding="utf-8")
+    record.save(output_dir, prompt=prompt, train_config=config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,8 +421,6 @@ def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32") -> Pat
     The base is loaded unquantized (a QLoRA adapter merges into full-precision weights), the
     tokenizer keeps its thinking-off template default, and the run metadata travels along.
     """
-    import shutil
-
     import torch
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
@@ -468,14 +432,8 @@ def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32") -> Pat
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     disable_thinking_by_default(tokenizer)
     tokenizer.save_pretrained(out)
-    metadata_path = Path(adapter_dir) / RUN_METADATA
-    if metadata_path.is_file():
-        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-        metadata.update({"merged_from": str(adapter_dir), "peft": False, "load_in_4bit": False})
-        (out / RUN_METADATA).write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        for name in (PROMPT_COPY, "train_config.yaml"):
-            if (Path(adapter_dir) / name).is_file():
-                shutil.copy(Path(adapter_dir) / name, out / name)
+    if (Path(adapter_dir) / RUN_RECORD).is_file():
+        RunRecord.load(adapter_dir).copy_to(out, merged_from=str(adapter_dir), peft=False, load_in_4bit=False)
     return out
 
 

@@ -9,8 +9,10 @@
 #   bash scripts/quickstart.sh --quick    # 2000 train / 300 dev sentences, 1 epoch, about 2 minutes
 #   bash scripts/quickstart.sh --model Qwen/Qwen2.5-0.5B-Instruct   # a real model (hub id or local directory):
 #       LoRA with the matching configs/*.yaml (or --config FILE), on the GPU when there is one
-#   options: --out DIR (default runs/quickstart, runs/quickstart-quick, runs/quickstart-MODEL), --restart (discard
-#   earlier results), --train-n N / --dev-n N (first N sentences), -- ARGS... (passed on to train_sft.py)
+#   options: --out DIR (default runs/quickstart[-MODEL][-quick], e.g. runs/quickstart-Qwen2.5-0.5B-Instruct),
+#   --restart (discard earlier results; a folder holding a run with other settings is refused without it),
+#   --train-n N / --dev-n N (first N sentences), --dry-run (print the plan and stop),
+#   -- ARGS... (passed on to train_sft.py)
 #
 # Data: $LLM_NER_DATA, else ../shared/data/cluener beside the checkout, else data/cluener/, else a
 # download of the CLUE archive (`llm-ner data cluener`); with none of them, the small template sample
@@ -18,19 +20,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-QUICK=0 RESTART=0 OUT="" MODEL="" CONFIG="" TRAIN_LIMIT="" DEV_LIMIT="" EXTRA_TRAIN_ARGS=()
+QUICK=0 RESTART=0 DRY_RUN=0 OUT="" MODEL="" CONFIG="" TRAIN_LIMIT="" DEV_LIMIT="" EXTRA_TRAIN_ARGS=()
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "$1 needs a value (see --help)" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --restart) RESTART=1 ;;
+    --dry-run) DRY_RUN=1 ;;
     --out) need "$@"; OUT="$2"; shift ;;
     --model) need "$@"; MODEL="$2"; shift ;;
     --config) need "$@"; CONFIG="$2"; shift ;;
     --train-n) need "$@"; TRAIN_LIMIT="$2"; shift ;;
     --dev-n) need "$@"; DEV_LIMIT="$2"; shift ;;
     --) shift; EXTRA_TRAIN_ARGS=("$@"); break ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -44,9 +47,9 @@ if [ -x .venv/bin/python ] || ! { command -v llm-ner && python -c "import llm_ne
   export PATH="$PWD/.venv/bin:$PATH"
 fi
 if [ "$QUICK" = 1 ]; then
-  OUT=${OUT:-runs/quickstart-quick} TRAIN_N=2000 DEV_N=300 EPOCHS=1 BASELINE_EPOCHS=5
+  TRAIN_N=2000 DEV_N=300 EPOCHS=1 BASELINE_EPOCHS=5
 else
-  OUT=${OUT:-runs/quickstart} TRAIN_N="" DEV_N="" EPOCHS=2 BASELINE_EPOCHS=10
+  TRAIN_N="" DEV_N="" EPOCHS=2 BASELINE_EPOCHS=10
 fi
 TRAIN_N=${TRAIN_LIMIT:-$TRAIN_N} DEV_N=${DEV_LIMIT:-$DEV_N}
 if [ -n "$MODEL" ]; then
@@ -71,8 +74,16 @@ if [ -n "$MODEL" ]; then
     [ -d "$MODEL" ] || { echo "--model $MODEL: no such directory (a hub id looks like org/name)" >&2; exit 2; } ;;
   esac
   MODEL_NAME=$(basename "$MODEL")
-  OUT=${OUT:-runs/quickstart-$MODEL_NAME}
   [ -z "$TRAIN_LIMIT$DEV_LIMIT" ] && [ "$QUICK" = 0 ] && EPOCHS=""  # the config's epochs
+fi
+# Each kind of run has its own folder, so a real-model run never replaces the tiny run's results.
+[ "$QUICK" = 1 ] && suffix=-quick || suffix=""
+OUT=${OUT:-runs/quickstart${MODEL:+-$MODEL_NAME}$suffix}
+if [ "$DRY_RUN" = 1 ]; then
+  echo "out: $OUT"
+  echo "model: ${MODEL:-tiny random Qwen3 built here}${CONFIG:+ (config $CONFIG)}"
+  echo "train: ${TRAIN_N:+the first }${TRAIN_N:-all} sentences, dev: ${DEV_N:+the first }${DEV_N:-all} sentences"
+  exit 0
 fi
 start=$(date +%s)
 step() { printf '\n== [%s/8] %s (%ss)\n' "$1" "$2" "$(( $(date +%s) - start ))"; }
@@ -89,7 +100,12 @@ case "$DATA" in */sample_data/*) SOURCE="the template sample shipped with llm-ne
 # Earlier results are kept only if they came from the same data and mode.
 SETTINGS="data=$DATA quick=$QUICK model=$MODEL config=$CONFIG train_n=$TRAIN_N dev_n=$DEV_N"
 if [ ${#EXTRA_TRAIN_ARGS[@]} -gt 0 ]; then SETTINGS="$SETTINGS train_args=${EXTRA_TRAIN_ARGS[*]@Q}"; fi
-if [ "$RESTART" = 1 ] || [ "$(cat "$OUT/.settings" 2>/dev/null)" != "$SETTINGS" ]; then rm -rf "$OUT"; fi
+if [ "$RESTART" = 1 ]; then
+  rm -rf "$OUT"
+elif [ -e "$OUT" ] && [ "$(cat "$OUT/.settings" 2>/dev/null)" != "$SETTINGS" ]; then
+  echo "$OUT holds a run with other settings (or no quickstart run); use --restart to replace it, or --out DIR" >&2
+  exit 2
+fi
 mkdir -p "$OUT/data"
 echo "$SETTINGS" > "$OUT/.settings"
 TRAIN="$DATA/train.json" DEV="$DATA/dev.json"

@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from llm_ner.annotation_formats import read_annotations, write_annotations
 from llm_ner.cli import main as cli
-from llm_ner.data import Example, Span, load_examples, read_cluener
+from llm_ner.data import Example, Span, load_examples, read_annotations, read_cluener, write_annotations
 from llm_ner.errors import DataError
 
 

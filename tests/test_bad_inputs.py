@@ -11,8 +11,7 @@ import pytest
 from conftest import free_port
 
 from llm_ner.cli import build_parser, main
-from llm_ner.data import Example, Span, read_bio, read_cluener, write_cluener
-from llm_ner.extraction import read_inputs
+from llm_ner.data import Example, Span, read_bio, read_cluener, read_inputs, write_cluener
 from llm_ner.options import non_negative_int, positive_float, positive_int
 
 GOLD = [

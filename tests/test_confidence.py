@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import redraw_weights
 
+from llm_ner.answer_format import answer_to_scored_spans
 from llm_ner.cli import main as cli
 from llm_ner.confidence import filter_by_score, pr_curve, read_scores, select_for_annotation
 from llm_ner.data import Example, Span, load_examples, read_cluener, write_cluener
-from llm_ner.parsing import answer_to_scored_spans
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
 
@@ -287,8 +287,8 @@ def test_extract_writes_scores_that_evaluate_and_select_read(tiny_qwen, cluener_
 def test_scores_attach_to_the_ids_the_readers_give(tmp_path):
     """Records without ids are numbered by the readers over non-blank lines; the scores must land
     on the same sentences, also after a blank line, a BOM or a Label Studio array on its second line."""
-    from llm_ner.annotation_formats import write_annotations
     from llm_ner.confidence import read_answer_scores
+    from llm_ner.data import write_annotations
 
     records = [
         {

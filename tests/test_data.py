@@ -254,8 +254,7 @@ def test_load_examples_guesses_format(tmp_path):
 def test_outputs_get_the_mode_a_plain_open_gives(tmp_path):
     """Atomic writes go through mkstemp (0600); the renamed output must be 0666 less the umask,
     like `open(path, "w")`, or predictions and reports become private to their owner."""
-    from llm_ner.annotation_formats import write_annotations
-    from llm_ner.data import write_text_atomic
+    from llm_ner.data import write_annotations, write_text_atomic
 
     old = os.umask(0o022)
     try:
@@ -280,3 +279,66 @@ def test_an_assigned_id_may_not_repeat_a_given_one(tmp_path):
     with pytest.raises(DataError, match=r"ids.json:2: duplicate id '0' \(first at line 1\)"):
         read_cluener(path)
     assert [e.id for e in read_cluener(path, lenient=True)[0]] == ["0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The format registry
+
+
+def test_format_choices_come_from_the_registry_in_order():
+    from llm_ner.data import FORMATS, INPUT_FORMATS, SENTENCE_INPUT_FORMATS
+
+    assert INPUT_FORMATS == ("auto", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano")
+    sentence_formats = ("auto", "text", "jsonl", "cluener", "bio", "bioes", "bmes", "labelstudio", "doccano")
+    assert sentence_formats == SENTENCE_INPUT_FORMATS
+    assert [fmt.name for fmt in FORMATS] == list(SENTENCE_INPUT_FORMATS[1:])
+
+
+def test_every_writable_format_reads_back_what_it_writes(tmp_path):
+    from llm_ner.data import FORMATS, get_format
+
+    examples = [Example("0", "张三在北京", [Span(0, 2, "name"), Span(3, 5, "address")]), Example("1", "李四", [])]
+    writable = [fmt for fmt in FORMATS if fmt.write is not None]
+    assert {fmt.name for fmt in writable} >= {"cluener", "bio", "bioes", "bmes", "labelstudio", "doccano"}
+    for fmt in writable:
+        path = tmp_path / f"out.{fmt.name}"
+        assert fmt.write(examples, path) == 2
+        again, report = get_format(fmt.name).read(path)
+        assert again == examples, fmt.name
+        assert report.records == 2
+
+
+def test_auto_recognises_sentences_and_labelled_data(tmp_path):
+    from llm_ner.data import guess_format, read_inputs
+
+    cl = write_lines(tmp_path / "a.json", [GOOD])
+    tags = write_lines(tmp_path / "t.txt", ["张 B-PER", "三 I-PER"])
+    text = write_lines(tmp_path / "s.txt", ["张三在北京", "李四"])
+    assert [guess_format(p) for p in (cl, tags, text)] == ["cluener", "bio", "bio"]
+    assert [guess_format(p, sentences=True) for p in (cl, tags, text)] == ["jsonl", "bio", "text"]
+    assert [e.text for e in read_inputs(text)] == ["张三在北京", "李四"]
+    with pytest.raises(ValueError, match="unknown input format 'text'"):
+        load_examples(text, "text")  # sentences only: no labels to load
+
+
+def test_a_module_in_the_formats_package_is_a_new_format(tmp_path, monkeypatch):
+    """The registry finds formats by listing the package's modules: one new file is a new format."""
+    import sys
+
+    from llm_ner.data import formats
+
+    (tmp_path / "toy.py").write_text(
+        "from llm_ner.data.formats._base import InputFormat\n"
+        "from llm_ner.data.types import Example, LoadReport\n"
+        "def read(path, labels=None, lenient=False, allow_empty=False):\n"
+        "    return [Example('0', 'toy')], LoadReport(str(path), records=1)\n"
+        "FORMATS = (InputFormat('toy', order=70, read=read),)\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(formats, "__path__", [*formats.__path__, str(tmp_path)])
+    try:
+        found = formats._discover()
+    finally:
+        sys.modules.pop("llm_ner.data.formats.toy", None)
+    assert [fmt.name for fmt in found][-3:] == ["labelstudio", "doccano", "toy"]
+    assert found[-1].read(tmp_path / "x")[0] == [Example("0", "toy")]

@@ -13,9 +13,9 @@ import pytest
 from conftest import records, redraw_weights, two_cpu_process_launch
 
 from llm_ner.cli import main as cli
-from llm_ner.data import Example, Span, read_cluener, write_bio
+from llm_ner.data import Example, Span, read_cluener, read_inputs, split_long, write_bio
 from llm_ner.errors import UsageError
-from llm_ner.extraction import ResumableOutput, make_record, read_inputs, split_long
+from llm_ner.extraction import ResumableOutput, make_record
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
 
@@ -227,9 +227,10 @@ class _NoiseLogits:
 def test_constrained_decoding_guarantees_on_cluener_dev(tiny_qwen, cluener_dev):
     """Free output of the noisy model is garbage; constrained, every answer parses, every entity
     is a substring of its sentence and every label is a CLUENER type, on all of CLUENER dev."""
+    from llm_ner.answer_format import answer_to_spans
     from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import generate_answers, load_model
-    from llm_ner.parsing import ParseStats, answer_to_spans
+    from llm_ner.parsing import ParseStats
 
     model, tokenizer = load_model(str(tiny_qwen))
     prompt = load_prompt()

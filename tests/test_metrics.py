@@ -9,10 +9,10 @@ from llm_ner.metrics import (
     cluener_string_scores,
     error_breakdown,
     evaluate,
-    format_evaluation,
     match_predictions,
     span_scores,
 )
+from llm_ner.report import format_evaluation
 
 
 def perturb(examples, labels, seed=0):

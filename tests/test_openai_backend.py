@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import free_port, noisy_model, records, stop, wait_for
 
+from llm_ner.answer_format import MENTIONS
 from llm_ner.cli import main as cli
-from llm_ner.openai_backend import OpenAIBackend, ServerError, mentions_json_schema
+from llm_ner.openai_backend import OpenAIBackend, ServerError
 from llm_ner.prompting import load_prompt
 
 
@@ -142,7 +143,7 @@ def test_retries_429_then_answers_and_sends_schema_and_key(monkeypatch):
     try:
         schema = load_prompt("cluener_zh").schema
         backend = OpenAIBackend(server.url, "m", concurrency=2, retries=3, backoff=0.01)
-        backend.response_format = mentions_json_schema(schema)
+        backend.response_format = MENTIONS.json_schema(schema)
         answered = backend.answer([[{"role": "user", "content": "叶老桂博士"}]] * 3, ["叶老桂博士"] * 3)
         answers = [text for text, _ in answered]
         assert answers == [json.dumps([{"text": "老桂博士", "label": "name"}], ensure_ascii=False)] * 3

@@ -1,9 +1,10 @@
 import pytest
 
+from llm_ner.answer_format import answer_to_spans, format_answer, parse_answer
 from llm_ner.data import Span
 from llm_ner.metrics import span_scores
-from llm_ner.parsing import ParseStats, align_grouped, align_mentions, answer_to_spans, parse_answer
-from llm_ner.prompting import format_answer, load_prompt
+from llm_ner.parsing import ParseStats, align_grouped, align_mentions
+from llm_ner.prompting import load_prompt
 
 SCHEMA = load_prompt().schema
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llm_ner.answer_format import answer_to_spans, format_answer, parse_answer
 from llm_ner.data import Span
-from llm_ner.parsing import answer_to_spans, parse_answer
-from llm_ner.prompting import format_answer, load_prompt
+from llm_ner.prompting import load_prompt
 
 SCHEMA = load_prompt().schema
 TEXT = "浙商银行的叶老桂在ＣＳＯＬ比赛中见到了叶老桂"
@@ -148,7 +148,7 @@ def text_and_mentions(draw):
 @given(text_and_mentions())
 def test_aligned_spans_cover_their_mention(case):
     """Every aligned span's text is a mention of its label, in both answer formats."""
-    from llm_ner.parsing import align_spans
+    from llm_ner.answer_format import align_spans
 
     text, mentions = case
     for answer_format in ("mentions", "grouped"):

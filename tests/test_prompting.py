@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from llm_ner.answer_format import format_answer
 from llm_ner.data import Example, Span
-from llm_ner.prompting import format_answer, load_prompt, resolve_prompt_path, to_conversation
+from llm_ner.prompting import load_prompt, resolve_prompt_path, to_conversation
 
 CLUENER_KEYS = [
     "address",

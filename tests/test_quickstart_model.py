@@ -81,3 +81,35 @@ def test_quickstart_refuses_a_model_it_cannot_run(tmp_path, model, message):
         timeout=60,
     )
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def _quickstart(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = ["bash", str(ROOT / "scripts" / "quickstart.sh"), *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_model_run_has_its_own_folder(qwen25_dir):
+    """`--model` without `--out` writes to runs/quickstart-MODEL (it used to write into the tiny run's folder)."""
+    folders = {}
+    for args in ([], ["--quick"], ["--model", str(qwen25_dir)], ["--model", str(qwen25_dir), "--quick"]):
+        done = _quickstart(*args, "--dry-run")
+        assert done.returncode == 0, done.stderr
+        folders[" ".join(args[:1] + args[2:])] = done.stdout.splitlines()[0]
+    assert folders == {
+        "": "out: runs/quickstart",
+        "--quick": "out: runs/quickstart-quick",
+        "--model": "out: runs/quickstart-Qwen2.5-0.5B-Instruct",
+        "--model --quick": "out: runs/quickstart-Qwen2.5-0.5B-Instruct-quick",
+    }
+
+
+def test_a_folder_with_another_run_is_not_deleted(tmp_path):
+    """A folder holding a run with other settings is refused, not silently replaced (--restart replaces it)."""
+    out = tmp_path / "run"
+    (out / "report").mkdir(parents=True)
+    (out / ".settings").write_text("data=elsewhere quick=0\n")
+    (out / "report" / "report.md").write_text("an earlier report\n")
+    done = _quickstart("--quick", "--out", str(out))
+    assert done.returncode == 2 and "holds a run with other settings" in done.stderr, done.stderr
+    assert (out / "report" / "report.md").read_text() == "an earlier report\n"

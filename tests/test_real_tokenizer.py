@@ -10,12 +10,13 @@ import pytest
 import torch
 from conftest import redraw_, sft_trainer
 
+from llm_ner.answer_format import answer_to_spans, format_answer
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span
 from llm_ner.generation import chat_prompt_ids, generate_answers, load_model, stop_token_ids
 from llm_ner.metrics import span_scores
-from llm_ner.parsing import ParseStats, answer_to_spans
-from llm_ner.prompting import format_answer, load_prompt
+from llm_ner.parsing import ParseStats
+from llm_ner.prompting import load_prompt
 
 NAMES = ["qwen2.5", "qwen3"]
 ARCH = {"qwen2.5": "qwen2", "qwen3": "qwen3"}

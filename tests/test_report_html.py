@@ -12,7 +12,7 @@ import pytest
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, write_cluener
 from llm_ner.metrics import classify_sentence, confusion_matrix, error_breakdown
-from llm_ner.report_html import browser_data, render_html
+from llm_ner.report import browser_data, render_html
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..baselines import BaselineConfig
-from ..data import SENTENCE_INPUT_FORMATS, check_output_path, load_examples, write_cluener
+from ..data import SENTENCE_INPUT_FORMATS, check_output_path, load_examples, read_inputs, write_cluener
 from ..options import positive_int
 from .common import add_input_format, add_lenient, add_quiet, quiet_libraries
 
@@ -80,7 +80,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ..baselines import load_baseline, predict_examples
-    from ..extraction import read_inputs
 
     check_output_path(args.output, {"--input": args.input})
     model, batcher = load_baseline(args.model)

@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 
+from ..answer_format import ANSWER_FORMATS
 from ..data import check_output_path, load_examples, write_jsonl_atomic
-from ..prompting import ANSWER_FORMATS, DEFAULT_PROMPT, load_prompt, to_conversation
+from ..prompting import DEFAULT_PROMPT, load_prompt, to_conversation
 from .common import add_input_format, add_lenient
 
 

@@ -36,7 +36,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics import evaluate, format_evaluation
+    from ..metrics import evaluate
+    from ..report import format_evaluation
 
     if args.json:
         check_output_path(args.json, {"--gold": args.gold, "--pred": args.pred}, "--json")

@@ -35,8 +35,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..annotation_formats import write_annotations
     from ..confidence import read_scores
+    from ..data import write_annotations
 
     examples, report = load_examples(args.pred, args.input_format, lenient=args.lenient, allow_empty=True)
     if report.skipped or report.warnings:

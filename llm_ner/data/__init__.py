@@ -1,0 +1,69 @@
+"""Data layer: one `Example` type, the input formats behind one registry, atomic file IO, text splitting.
+
+Offsets are end-exclusive everywhere inside the toolkit (`text[span.start:span.end]`); a file format's
+own convention (CLUENER's inclusive end) is converted at the file boundary only.
+
+Every reader validates what it loads. A bad record raises `DataError` naming the file, the line
+and the problem; with ``lenient=True`` the record is skipped instead and listed in the returned
+`LoadReport`, so nothing is ever dropped without being counted.
+
+Modules: `types` (Span, Example, LoadReport), `files` (UTF-8 lines, atomic writes), `text`
+(`split_long`), `formats` (the registry: `load_examples`, `read_inputs`, one module per format),
+`annotations` (Label Studio and doccano with their scores). This package imports nothing of llm-ner
+but `llm_ner.errors`.
+"""
+
+from .annotations import ANNOTATION_FORMATS, read_annotations, write_annotations
+from .files import atomic_path, check_output_path, read_lines, write_jsonl_atomic, write_text_atomic
+from .formats import (
+    FORMATS,
+    INPUT_FORMATS,
+    SENTENCE_INPUT_FORMATS,
+    InputFormat,
+    get_format,
+    guess_format,
+    load_examples,
+    read_inputs,
+)
+from .formats.bio import TAG_SCHEMES, detect_scheme, read_bio, spans_to_tags, tags_to_spans, write_bio
+from .formats.cluener import example_to_cluener, read_cluener, write_cluener
+from .formats.doccano import doccano_record
+from .formats.labelstudio import labelstudio_task
+from .text import split_long
+from .types import Example, LoadReport, Span, claim_id, find_overlaps
+
+__all__ = [
+    "ANNOTATION_FORMATS",
+    "FORMATS",
+    "INPUT_FORMATS",
+    "SENTENCE_INPUT_FORMATS",
+    "TAG_SCHEMES",
+    "Example",
+    "InputFormat",
+    "LoadReport",
+    "Span",
+    "atomic_path",
+    "check_output_path",
+    "claim_id",
+    "detect_scheme",
+    "doccano_record",
+    "example_to_cluener",
+    "find_overlaps",
+    "get_format",
+    "guess_format",
+    "labelstudio_task",
+    "load_examples",
+    "read_annotations",
+    "read_bio",
+    "read_cluener",
+    "read_inputs",
+    "read_lines",
+    "spans_to_tags",
+    "split_long",
+    "tags_to_spans",
+    "write_annotations",
+    "write_bio",
+    "write_cluener",
+    "write_jsonl_atomic",
+    "write_text_atomic",
+]

@@ -1,0 +1,98 @@
+"""The numbers of the report beyond `llm_ner.metrics.evaluate`: paired bootstrap intervals of micro-F1
+differences, confusion matrices and precision-recall curves, gathered into one JSON-ready dict."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..confidence import pr_curve
+from ..data import Example, Span
+from ..metrics import confusion_matrix, evaluate, match_predictions
+
+
+def per_sentence_counts(gold: Sequence[Example], pred: Sequence[Example]) -> np.ndarray:
+    """(sentences, 3): correct, predicted, gold spans of every sentence (``pred`` aligned to ``gold``)."""
+    counts = np.zeros((len(gold), 3), dtype=np.int64)
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        gold_set, pred_set = set(g.spans), set(p.spans)
+        counts[i] = (len(gold_set & pred_set), len(pred_set), len(gold_set))
+    return counts
+
+
+def _micro_f1(counts: np.ndarray) -> np.ndarray:
+    correct, predicted, gold = counts[..., 0], counts[..., 1], counts[..., 2]
+    denominator = predicted + gold
+    return np.where(denominator > 0, 2 * correct / np.maximum(denominator, 1), 0.0)
+
+
+def paired_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
+    """Micro-F1 of A minus B with a 95% interval from resampling sentences (paired)."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(counts_a), size=(resamples, len(counts_a)))
+    diffs = _micro_f1(counts_a[index].sum(1)) - _micro_f1(counts_b[index].sum(1))
+    observed = float(_micro_f1(counts_a.sum(0)) - _micro_f1(counts_b.sum(0)))
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {
+        "difference": observed,
+        "ci95": [float(low), float(high)],
+        "resamples": resamples,
+        "p_b_better_or_equal": float((diffs <= 0).mean()),
+    }
+
+
+def build_report(
+    gold: Sequence[Example],
+    systems: dict[str, Sequence[Example]],
+    published: dict | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """All scores of every system and the bootstrap comparisons of every pair, as a JSON-ready dict."""
+    labels = sorted({s.label for ex in gold for s in ex.spans})
+    result = {"sentences": len(gold), "labels": labels, "systems": {}, "bootstrap": [], "published": None}
+    counts = {}
+    for name, predictions in systems.items():
+        aligned, _ = match_predictions(gold, predictions)
+        result["systems"][name] = evaluate(gold, predictions, labels)
+        counts[name] = per_sentence_counts(gold, aligned)
+    names = list(systems)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            result["bootstrap"].append({"a": a, "b": b, **paired_bootstrap(counts[a], counts[b], resamples, seed)})
+    if published:
+        result["published"] = published
+    return result
+
+
+def add_confusion_matrices(report: dict, gold: Sequence[Example], aligned: dict[str, Sequence[Example]]) -> None:
+    """Put each system's gold type x predicted type counts into ``report["systems"][name]["confusion"]``.
+
+    ``aligned[name]`` are the system's predictions in gold order (`metrics.match_predictions`).
+    """
+    for name, predictions in aligned.items():
+        report["systems"][name]["confusion"] = confusion_matrix(
+            [ex.spans for ex in gold], [ex.spans for ex in predictions], report["labels"]
+        )
+
+
+def add_pr_curves(
+    report: dict,
+    gold: Sequence[Example],
+    aligned: dict[str, Sequence[Example]],
+    scores: dict[str, dict[str, dict[Span, float]]],
+) -> dict[str, dict]:
+    """Put the precision-recall summary of every system with scores into ``report["systems"][name]["pr_curve"]``.
+
+    ``scores[name]`` maps sentence id -> {span: score}. Returns the full curves (with their points,
+    which the report.json leaves out) by system, for the charts.
+    """
+    curves = {}
+    for name, by_id in scores.items():
+        if by_id:
+            curves[name] = pr_curve(gold, aligned[name], by_id)
+            report["systems"][name]["pr_curve"] = {k: v for k, v in curves[name].items() if k != "points"}
+    return curves

@@ -1,0 +1,90 @@
+"""`llm-ner report`: read the gold and prediction files, compute the numbers, write every file of the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..data import check_output_path, load_examples
+from ..metrics import match_predictions
+from .charts import plot_confusion, plot_f1_per_class, plot_pr_curve
+from .html import browser_data, write_report_html
+from .inputs import load_published, parse_counters, parse_pred_arguments, read_system_scores
+from .markdown import render_markdown
+from .numbers import add_confusion_matrices, add_pr_curves, build_report
+
+
+def _file_name(system: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in system)
+
+
+def run_report(
+    gold_path: str,
+    preds: Sequence[str],
+    out_dir: str,
+    published_path: str | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    note: str | None = None,
+) -> Path:
+    """`llm-ner report`: score every prediction file and write report.md, report.json, report.html and the charts."""
+    out = Path(out_dir)
+    outputs = {name: out / name for name in ("report.md", "report.json", "f1_per_class.png")}
+    pairs = parse_pred_arguments(preds)
+    for target in outputs.values():
+        check_output_path(target, {"--gold": gold_path, **{f"--pred {n}": p for n, p in pairs}}, "--out")
+    gold, _ = load_examples(gold_path)
+    systems = {}
+    parsing = {}
+    for name, path in pairs:
+        systems[name], _ = load_examples(path, "cluener", allow_empty=True)
+        parsing[name] = parse_counters(path)
+    published = load_published(published_path) if published_path else None
+    report = build_report(gold, systems, published, resamples, seed)
+    report["gold"] = str(gold_path)
+    report["predictions"] = dict(pairs)
+    report["note"] = note
+    for name, counts in parsing.items():
+        report["systems"][name]["parsing"] = counts
+    for name, result in report["systems"].items():  # on the console too, not only inside report.md
+        if result["missing_predictions"]:
+            print(
+                f"warning: {name}: {result['missing_predictions']} of {report['sentences']} gold sentences have no "
+                "prediction (scored as empty)",
+                file=sys.stderr,
+            )
+        for warning in result.get("warnings", []):
+            print(f"warning: {name}: {warning}", file=sys.stderr)
+    # Every file is written into a staging folder first and moved into place only when all exist: a
+    # failure leaves the previous report as it was, never a mix of old and new files.
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
+    try:
+        scores = read_system_scores(report["predictions"])
+        aligned = {name: match_predictions(gold, predictions)[0] for name, predictions in systems.items()}
+        add_confusion_matrices(report, gold, aligned)
+        curves = add_pr_curves(report, gold, aligned, scores)
+        images = {"f1_per_class": str(staging / "f1_per_class.png")}
+        plot_f1_per_class(report, images["f1_per_class"])
+        for name in systems:
+            images[f"confusion:{name}"] = str(staging / f"confusion_{_file_name(name)}.png")
+            plot_confusion(
+                report["systems"][name]["confusion"], f"{name}: gold type x predicted type", images[f"confusion:{name}"]
+            )
+        for name, curve in curves.items():
+            images[f"pr:{name}"] = str(staging / f"pr_{_file_name(name)}.png")
+            plot_pr_curve(curve, name, images[f"pr:{name}"])
+        data = browser_data(gold, aligned, report["labels"], scores)
+        write_report_html(report, data, staging / "report.html", images)
+        (staging / "report.md").write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
+        (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        for written in sorted(staging.iterdir()):
+            os.replace(written, out / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
