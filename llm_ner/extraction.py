@@ -15,13 +15,15 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .answer_format import ANSWER_FORMATS, answer_to_scored_spans, answer_to_spans, get_format
+from .backend import Answer, Backend, LocalBackend
 from .confidence import scores_field
 from .data import (
+    SENTENCE_INPUT_FORMATS,
     Example,
     Span,
     example_to_cluener,
@@ -31,9 +33,76 @@ from .data import (
     write_text_atomic,
 )
 from .errors import DataError, ResumeMismatch, UsageError
+from .openai_backend import OpenAIBackend, OpenAIOptions
+from .options import CliOptions, device_name, option, positive_int
 from .parsing import ParseStats
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
 from .run_dir import RUN_RECORD, RunRecord
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+# ---------------------------------------------------------------------------------------------
+# Options
+
+
+@dataclass
+class ModelOptions(CliOptions):
+    """The model, prompt and decoding of a run: shared by `llm-ner extract` and `llm-ner serve`."""
+
+    model: str | None = option(None, help="model: hub id or local directory (default: the adapter's base model)")
+    adapter: str | None = option(None, help="LoRA adapter directory (a training output)")
+    prompt: str | None = option(None, help="prompt YAML or name (default: the one saved at training time)")
+    answer_format: str | None = option(
+        None, flag="--format", choices=ANSWER_FORMATS, help="answer format (default: as trained)"
+    )
+    max_new_tokens: int | None = option(None, type=positive_int, help="answer length bound (default: from text length)")
+    max_chars: int = option(
+        256, type=positive_int, help="split longer texts at punctuation, spans shifted back (default: %(default)s)"
+    )
+    constrained: bool = option(
+        False, help="constrained decoding: answers always parse, entities are substrings, labels known"
+    )
+    dtype: str = option("auto", choices=DTYPES, help="auto: bf16 on GPU, float32 on CPU")
+    device: str | None = option(None, type=device_name, help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
+    load_in_4bit: bool = option(False, help="load the base model in 4-bit (bitsandbytes)")
+
+    def settings(self, served_model: str | None = None) -> RunSettings:
+        """The run's settings (prompt and format from training unless given); ``served_model``: the
+        name a server answers to, standing in for ``model`` when no model is given."""
+        served = served_model is not None and not self.model
+        model = served_model if served else self.model
+        return resolve_settings(model, self.adapter, self.prompt, self.answer_format, self.constrained, served)
+
+    def local_backend(self, settings: RunSettings, device: str | None, **fields) -> LocalBackend:
+        """Load the settings' model here (``fields``: batch_size, token_scores of `LocalBackend`)."""
+        return LocalBackend.load(
+            settings.model,
+            settings.adapter,
+            dtype=self.dtype,
+            device=device,
+            load_in_4bit=self.load_in_4bit,
+            constrained_labels=settings.prompt.schema.keys if self.constrained else None,
+            max_new_tokens=self.max_new_tokens,
+            **fields,
+        )
+
+
+@dataclass
+class ExtractOptions(CliOptions):
+    """The input, output and batching of `llm-ner extract` (the model: `ModelOptions`)."""
+
+    input: str | Path = option(
+        required=True,
+        help='plain text (one sentence a line), JSON lines with "text" (and "id"), CLUENER or BIO files',
+    )
+    output: str | Path = option(required=True, help="CLUENER JSON lines for `llm-ner evaluate`")
+    input_format: str = option("auto", choices=SENTENCE_INPUT_FORMATS)
+    batch_size: int = option(32, type=positive_int, help="sentences (or pieces) per batch (default: %(default)s)")
+    limit: int | None = option(None, type=positive_int, help="only the first N sentences")
+    restart: bool = option(False, help="discard earlier results instead of resuming")
+    lenient: bool = option(False, help="skip bad input records instead of stopping")
+    quiet: bool = option(False, help="no progress bar")
+
 
 # ---------------------------------------------------------------------------------------------
 # Run settings
@@ -326,24 +395,20 @@ def make_record(
 
 
 def extract(
-    model,
-    tokenizer,
+    backend: Backend,
     examples: Sequence[Example],
     settings: RunSettings,
     output: str | Path,
     batch_size: int = 32,
-    max_new_tokens: int | None = None,
-    constrained: bool = False,
-    max_chars: int = 256,
+    max_chars: int = ModelOptions.max_chars,
     rank: int = 0,
     world: int = 1,
     progress: bool = True,
-    answer: Callable[[list[list[dict]], list[str]], list[str]] | None = None,
 ) -> ParseStats:
     """Extract entities for this process's share of ``examples`` into the part files.
 
-    ``answer(conversations, texts)`` replaces the local model (``model`` and ``tokenizer`` unused):
-    the `openai` backend answers over HTTP with the same batches, part files and parser.
+    ``backend`` answers each batch of ``batch_size`` pieces: a model here (`LocalBackend`) or a
+    server (`OpenAIBackend`), with the same batches, part files and parser.
     Call `ResumableOutput.merge` afterwards (on one process) to write the final file.
     """
     from tqdm.auto import tqdm
@@ -367,16 +432,11 @@ def extract(
         disable=not progress,
         dynamic_ncols=True,
     )
-    processor_factory = None
-    if constrained and answer is None:
-        from .constrained import MentionsConstraint
-
-        processor_factory = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
     try:
         for start in range(0, len(work), batch_size):
             batch = work[start : start + batch_size]
             texts = [pieces_of[ex.id][k][1] for ex, k in batch]
-            answered = answer_pieces(model, tokenizer, settings, texts, max_new_tokens, processor_factory, answer)
+            answered = answer_pieces(backend, settings, texts)
             records = []
             for (ex, k), piece_answer in zip(batch, answered):
                 answers_of[ex.id][k] = piece_answer
@@ -396,39 +456,10 @@ def extract(
     return totals
 
 
-def answer_pieces(
-    model,
-    tokenizer,
-    settings: RunSettings,
-    texts: Sequence[str],
-    max_new_tokens: int | None = None,
-    processor_factory: Callable | None = None,
-    answer: Callable | None = None,
-    batch_size: int | None = None,
-    with_scores: bool = True,
-) -> list[tuple[str, tuple | None]]:
-    """(answer, token scores) for each text in the run's prompt: from the local model in generate
-    batches of ``batch_size`` rows (default: all at once), or from ``answer`` (a server: no scores).
-    Token scores are (the answer characters of each token, their log-probabilities), for `make_record`."""
-    from .generation import generate_answers, token_char_ranges
-
+def answer_pieces(backend: Backend, settings: RunSettings, texts: Sequence[str]) -> list[Answer]:
+    """(answer, token scores or None) for each text, asked in the run's prompt and answer format."""
     conversations = [settings.prompt.messages(text, settings.answer_format) for text in texts]
-    if answer is not None:
-        return [(text, None) for text in answer(conversations, list(texts))]
-    token_logprobs: list | None = [] if with_scores else None
-    answers = generate_answers(
-        model,
-        tokenizer,
-        conversations,
-        texts=list(texts),
-        batch_size=batch_size or len(texts),
-        max_new_tokens=max_new_tokens,
-        logits_processor_factory=processor_factory,
-        token_logprobs=token_logprobs,
-    )
-    if not token_logprobs:  # an engine that records no token scores leaves the list empty
-        return [(text, None) for text in answers]
-    return [(text, (token_char_ranges(tokenizer, ids, text), lp)) for text, (ids, lp) in zip(answers, token_logprobs)]
+    return backend.answer(conversations, list(texts))
 
 
 def summarize(stats: ParseStats) -> str:
@@ -449,45 +480,53 @@ def summarize(stats: ParseStats) -> str:
     return ", ".join(parts)
 
 
-def run_extraction(args) -> int:
-    """`llm-ner extract`: load, shard, extract, merge (arguments from the CLI parser)."""
+def run_extraction(
+    model_options: ModelOptions, extract_options: ExtractOptions, openai_options: OpenAIOptions | None = None
+) -> int:
+    """`llm-ner extract`: load, shard, extract, merge; 0, or 130 when interrupted (resumable).
+
+    ``openai_options``: ask that OpenAI-compatible server instead of loading the model here.
+    """
     from accelerate import PartialState
 
-    from .generation import check_device, load_model
+    from .generation import check_device
 
-    remote = getattr(args, "backend", "local") == "openai"
-    state = PartialState(cpu=args.device == "cpu" or remote)
+    remote = openai_options is not None
+    state = PartialState(cpu=model_options.device == "cpu" or remote)
     device = None
     if not remote:  # checked before --restart can discard anything
         import torch
 
-        device = args.device or (f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu")
-        device = check_device(device, args.load_in_4bit)
+        device = model_options.device or (f"cuda:{state.local_process_index}" if torch.cuda.is_available() else "cpu")
+        device = check_device(device, model_options.load_in_4bit)
     # The openai backend loads no model: the served model's name stands in for --model.
-    served = remote and not args.model
-    model_name = args.served_model if served else args.model
-    settings = resolve_settings(model_name, args.adapter, args.prompt, args.format, args.constrained, served)
-    backend = answer = None
+    settings = model_options.settings(openai_options.served_model if remote else None)
+    backend: Backend | None = None
     if remote:  # the server and its model checked before --restart can discard anything
-        from .openai_backend import backend_from_args
-
-        backend, answer = backend_from_args(args, settings.prompt.schema)
-    examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
+        answer_format = get_format(settings.answer_format)
+        schema = answer_format.json_schema(settings.prompt.schema) if model_options.constrained else None
+        backend = OpenAIBackend.from_options(openai_options, model_options.max_new_tokens, schema)
+        backend.check()
+    examples = read_inputs(extract_options.input, extract_options.input_format, lenient=extract_options.lenient)
     texts = {ex.id: ex.text for ex in examples}
     all_ids = [ex.id for ex in examples]
-    if args.limit:
-        examples = examples[: args.limit]
+    if extract_options.limit:
+        examples = examples[: extract_options.limit]
     fingerprint = run_fingerprint(
         settings,
-        constrained=bool(args.constrained),
-        max_new_tokens=args.max_new_tokens,
-        max_chars=args.max_chars,
-        load_in_4bit=bool(args.load_in_4bit),
+        constrained=bool(model_options.constrained),
+        max_new_tokens=model_options.max_new_tokens,
+        max_chars=model_options.max_chars,
+        load_in_4bit=bool(model_options.load_in_4bit),
         # a server's answers depend on which server and model answered
-        **({"backend": "openai", "base_url": args.base_url, "served_model": args.served_model} if remote else {}),
+        **(
+            {"backend": "openai", "base_url": openai_options.base_url, "served_model": openai_options.served_model}
+            if remote
+            else {}
+        ),
     )
-    store = ResumableOutput(args.output, state.process_index)
-    if not args.restart:
+    store = ResumableOutput(extract_options.output, state.process_index)
+    if not extract_options.restart:
         store.check(fingerprint, texts)  # every process, so a refusal stops them all
     if state.is_main_process:
         for note in settings.notes:
@@ -497,49 +536,43 @@ def run_extraction(args) -> int:
             f"{len(examples)} sentences",
             file=sys.stderr,
         )
-        if args.restart:
+        if extract_options.restart:
             store.clear()
         store.start(fingerprint)
     state.wait_for_everyone()
-    model = tokenizer = None
-    if not remote:
-        model, tokenizer = load_model(
-            settings.model, settings.adapter, dtype=args.dtype, device=device, load_in_4bit=args.load_in_4bit
-        )
+    if backend is None:
+        backend = model_options.local_backend(settings, device)
     interrupted = False
     stats = ParseStats()
     try:
         stats = extract(
-            model,
-            tokenizer,
+            backend,
             examples,
             settings,
-            args.output,
-            batch_size=max(args.batch_size, args.concurrency) if remote else args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            constrained=args.constrained,
-            max_chars=args.max_chars,
+            extract_options.output,
+            batch_size=max(extract_options.batch_size, openai_options.concurrency)
+            if remote
+            else extract_options.batch_size,
+            max_chars=model_options.max_chars,
             rank=state.process_index,
             world=state.num_processes,
-            progress=not args.quiet,
-            answer=answer,
+            progress=not extract_options.quiet,
         )
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        if backend is not None:
-            backend.close()
+        backend.close()
     if interrupted:
-        done = len(ResumableOutput(args.output).done_ids())
+        done = len(ResumableOutput(extract_options.output).done_ids())
         print(f"interrupted: {done}/{len(examples)} sentences saved; rerun the same command to resume", file=sys.stderr)
         return 130
     state.wait_for_everyone()
     if state.is_main_process:
-        written = ResumableOutput(args.output).merge(all_ids)  # earlier records beyond --limit are kept
+        written = ResumableOutput(extract_options.output).merge(all_ids)  # earlier records beyond --limit are kept
         print(
             f"this run: {summarize(stats)}" + (" (process 0 only)" if state.num_processes > 1 else ""), file=sys.stderr
         )
-        print(f"wrote {written} records to {args.output}", file=sys.stderr)
+        print(f"wrote {written} records to {extract_options.output}", file=sys.stderr)
     state.wait_for_everyone()
     state.destroy_process_group()  # see training.train: an open group can abort the exit
     return 0

@@ -3,12 +3,12 @@
 
 The engine stays `extraction.extract`: it builds the same prompts, splits long sentences, writes
 the same resumable part files and parses answers with the same parser and aligner; this module
-only answers a batch of conversations, ``concurrency`` requests in flight. Requests are greedy
-(``temperature 0``), bounded by `generation.default_max_new_tokens` of each sentence, with Qwen3
-thinking off (``chat_template_kwargs``). Connection errors, timeouts, 429 and 5xx are retried with
-exponential backoff (``Retry-After`` honoured). The client is the standard library's
-``http.client`` with one kept-alive connection per worker thread: no new dependency for a few
-JSON POSTs.
+only answers a batch of conversations (a `backend.Backend`), ``concurrency`` requests in flight.
+Requests are greedy (``temperature 0``), bounded by `generation.default_max_new_tokens` of each
+sentence, with Qwen3 thinking off (``chat_template_kwargs``). Connection errors, timeouts, 429
+and 5xx are retried with exponential backoff (``Retry-After`` honoured). The client is the
+standard library's ``http.client`` with one kept-alive connection per worker thread: no new
+dependency for a few JSON POSTs.
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .answer_format import MENTIONS
+from .backend import Answer
 from .errors import ServerError, UsageError
-from .generation import default_max_new_tokens
-from .labels import LabelSchema
+from .options import CliOptions, non_negative_int, option, positive_float, positive_int
 
 API_KEY_ENVS = ("LLM_NER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -44,14 +43,29 @@ def api_key() -> str | None:
 
 
 @dataclass
+class OpenAIOptions(CliOptions):
+    """The server of `extract --backend openai` and how to talk to it."""
+
+    base_url: str = option(help="server URL, e.g. http://127.0.0.1:8000/v1")
+    served_model: str = option(help="the model name the server lists at /v1/models")
+    concurrency: int = option(8, type=positive_int, help="requests in flight (default: %(default)s)")
+    timeout: float = option(120.0, type=positive_float, help="seconds per request (default: %(default)s)")
+    retries: int = option(
+        5,
+        type=non_negative_int,
+        help="retries with backoff on connection errors, timeouts, 429 and 5xx (default: %(default)s)",
+    )
+
+
+@dataclass
 class OpenAIBackend:
     """Answers conversations with an OpenAI-compatible ``/v1/chat/completions`` endpoint."""
 
     base_url: str
     model: str
-    concurrency: int = 8
-    timeout: float = 120.0
-    retries: int = 5
+    concurrency: int = OpenAIOptions.concurrency
+    timeout: float = OpenAIOptions.timeout
+    retries: int = OpenAIOptions.retries
     max_new_tokens: int | None = None
     response_format: dict | None = None
     backoff: float = 0.5
@@ -69,6 +83,21 @@ class OpenAIBackend:
         self.requests = 0
         self.retried = 0
         self.truncated = 0  # answers cut at max_tokens (finish_reason "length")
+
+    @classmethod
+    def from_options(
+        cls, options: OpenAIOptions, max_new_tokens: int | None = None, response_format: dict | None = None
+    ) -> OpenAIBackend:
+        """The backend of `llm-ner extract --backend openai` (call `check` before relying on it)."""
+        return cls(
+            options.base_url,
+            options.served_model,
+            concurrency=options.concurrency,
+            timeout=options.timeout,
+            retries=options.retries,
+            max_new_tokens=max_new_tokens,
+            response_format=response_format,
+        )
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -138,13 +167,13 @@ class OpenAIBackend:
         except ServerError as exc:
             raise ServerError(f"cannot reach an OpenAI-compatible server at {self.base_url} ({exc})") from None
         if self.model not in names:
-            from .errors import UsageError
-
             listed = ", ".join(names) or "none"
             raise UsageError(f"the server at {self.base_url} does not serve {self.model!r}; it lists: {listed}")
 
     def complete(self, messages: Sequence[dict], text: str) -> str:
         """The greedy answer to one conversation (``text``: the sentence, for the length bound)."""
+        from .generation import default_max_new_tokens  # generation imports torch; this module must not
+
         body = {
             "model": self.model,
             "messages": list(messages),
@@ -167,13 +196,13 @@ class OpenAIBackend:
             self.truncated += 1
         return content
 
-    def answer(self, conversations: Sequence[Sequence[dict]], texts: Sequence[str]) -> list[str]:
-        """Answers in input order, ``concurrency`` requests in flight (the `extract` hook)."""
+    def answer(self, conversations: Sequence[Sequence[dict]], texts: Sequence[str]) -> list[Answer]:
+        """Answers in input order, ``concurrency`` requests in flight; no token scores (`backend.Backend`)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="llm-ner-openai")
         futures = [self._pool.submit(self.complete, c, t) for c, t in zip(conversations, texts)]
         try:
-            return [f.result() for f in futures]
+            return [(f.result(), None) for f in futures]
         except BaseException:
             # Ctrl-C or a failed request: drop what has not started; the part files keep every
             # finished batch, so a rerun resumes after it.
@@ -192,18 +221,3 @@ class OpenAIBackend:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-
-def backend_from_args(args, schema: LabelSchema) -> tuple[OpenAIBackend, Callable]:
-    """The backend of `llm-ner extract --backend openai`, checked against the server."""
-    backend = OpenAIBackend(
-        args.base_url,
-        args.served_model,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        retries=args.retries,
-        max_new_tokens=args.max_new_tokens,
-        response_format=MENTIONS.json_schema(schema) if args.constrained else None,
-    )
-    backend.check()
-    return backend, backend.answer

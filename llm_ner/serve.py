@@ -6,8 +6,8 @@ exclusive) and the parse counters; ``GET /health``; ``GET /`` a page that highli
 Requests that arrive together are answered together: the batcher takes the first waiting request,
 waits at most ``max_wait_ms`` for more (up to ``max_batch`` texts) and runs them in one worker
 thread (generate batches of at most ``max_batch`` pieces), so the event loop keeps accepting
-requests meanwhile. Everything about a text is extract's: `split_long` pieces, `answer_pieces`,
-`make_record` (parser and aligner). Limits:
+requests meanwhile. Everything about a text is extract's: `split_long` pieces, `answer_pieces`
+(a `backend.Backend`), `make_record` (parser and aligner). Limits (`ServeLimits`):
 at most ``max_queue`` texts waiting or running (503 + Retry-After beyond), ``max_body_bytes`` per
 body, ``max_texts`` per request and ``max_text_chars`` per text (413), malformed JSON or wrong
 types (400). A batch that fails is rerun request by request, so one bad request fails alone.
@@ -18,26 +18,45 @@ import asyncio
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
+from .backend import Backend
 from .data import Example, split_long
-from .extraction import RunSettings, answer_pieces, make_record
+from .extraction import ModelOptions, RunSettings, answer_pieces, make_record
+from .options import CliOptions, option, positive_float, positive_int
 from .parsing import ParseStats
 
 
 @dataclass
-class Limits:
+class ServeLimits(CliOptions):
     """Batching and request limits of the service."""
 
-    max_batch: int = 32  # texts per batched generate
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
-    max_queue: int = 256  # texts waiting or running; more -> 503
-    max_texts: int = 64  # texts per request; more -> 413
-    max_text_chars: int = 5000  # characters per text; more -> 413 (longer than max_chars: split)
-    max_body_bytes: int = 1_000_000  # request body; more -> 413
-    max_chars: int = 256  # pieces of at most this many characters, as `extract --max-chars`
+    max_batch: int = option(
+        32, type=positive_int, help="texts gathered per batch, and pieces per generate call (default: %(default)s)"
+    )
+    max_wait_ms: float = option(  # how long the first request of a batch waits for company
+        5.0, type=positive_float, help="how long a request waits for others to share its batch (default: %(default)s)"
+    )
+    max_queue: int = option(  # texts waiting or running; more -> 503
+        256, type=positive_int, help="texts queued or running before 503 (default: %(default)s)"
+    )
+    max_texts: int = option(64, type=positive_int, help="texts per request (default: %(default)s)")  # more -> 413
+    max_text_chars: int = option(  # more -> 413 (longer than max_chars: split)
+        5000, type=positive_int, help="characters per text (default: %(default)s)"
+    )
+    max_body_bytes: int = option(1_000_000, type=positive_int, help="request body size (default: %(default)s)")
+    max_chars: int = ModelOptions.max_chars  # pieces of at most this many characters: `--max-chars`, a model option
     retry_after_s: int = 1
+
+
+@dataclass
+class ServeOptions(CliOptions):
+    """Where `llm-ner serve` listens."""
+
+    host: str = option("127.0.0.1", help="listen address (default: %(default)s; 0.0.0.0 exposes it)")
+    port: int = option(8000, type=positive_int, help="(default: %(default)s)")
+    log_level: str = option("warning", choices=("critical", "error", "warning", "info", "debug"))
 
 
 class RequestError(Exception):
@@ -49,42 +68,17 @@ class RequestError(Exception):
 
 
 class Engine:
-    """Texts -> entities with a loaded model: the same steps as `extraction.extract`."""
+    """Texts -> entities: the same steps as `extraction.extract`, answered by ``backend``."""
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        settings: RunSettings,
-        constrained: bool = False,
-        max_new_tokens: int | None = None,
-        max_chars: int = 256,
-        batch_size: int = 32,
-    ):
-        self.model, self.tokenizer, self.settings = model, tokenizer, settings
-        self.max_new_tokens, self.max_chars, self.batch_size = max_new_tokens, max_chars, batch_size
-        self.processor_factory = None
-        if constrained:
-            from .constrained import MentionsConstraint
-
-            self.processor_factory = MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)
+    def __init__(self, backend: Backend, settings: RunSettings, max_chars: int = ModelOptions.max_chars):
+        self.backend, self.settings, self.max_chars = backend, settings, max_chars
 
     def run(self, texts: list[str]) -> list[dict]:
-        """Every piece of ``texts`` in generate batches of at most ``batch_size`` rows (a batch of
-        long texts has many pieces: bounded GPU memory); one result per text."""
+        """Every piece of ``texts`` in one backend call (a `LocalBackend` generates in batches of its
+        ``batch_size`` rows: a batch of long texts has many pieces, memory stays bounded); one result per text."""
         pieces = [split_long(text, self.max_chars) for text in texts]
         flat = [piece for parts in pieces for _, piece in parts]
-        answered = answer_pieces(
-            self.model,
-            self.tokenizer,
-            self.settings,
-            flat,
-            self.max_new_tokens,
-            self.processor_factory,
-            batch_size=self.batch_size,
-            with_scores=False,
-        )
-        answers = [text for text, _ in answered]
+        answers = [text for text, _ in answer_pieces(self.backend, self.settings, flat)]
         results, cursor = [], 0
         for index, (text, parts) in enumerate(zip(texts, pieces)):
             record, stats = make_record(
@@ -115,11 +109,11 @@ class _Job:
 
 
 @dataclass
-class Batcher:
+class RequestBatcher:
     """Dynamic batching: collects waiting requests into one engine call at a time."""
 
     run: object  # texts -> results (the engine; a plain callable in tests)
-    limits: Limits
+    limits: ServeLimits
     pending: int = 0  # texts waiting or running
     batches: int = 0
     texts_done: int = 0
@@ -207,7 +201,7 @@ class Batcher:
         return outcomes
 
 
-def parse_texts(body: bytes, limits: Limits) -> list[str]:
+def parse_texts(body: bytes, limits: ServeLimits) -> list[str]:
     """The texts of an ``/extract`` body, or RequestError 400/413 saying what is wrong."""
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, f"body larger than {limits.max_body_bytes} bytes")
@@ -235,14 +229,14 @@ def page_html() -> str:
     return resources.files("llm_ner").joinpath("static/serve.html").read_text(encoding="utf-8")
 
 
-def build_app(run, limits: Limits, info: dict | None = None):
+def build_app(run, limits: ServeLimits, info: dict | None = None):
     """The FastAPI application around ``run(texts) -> results`` (an `Engine.run`)."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    batcher = Batcher(run, limits)
+    batcher = RequestBatcher(run, limits)
     page = page_html()
 
     @asynccontextmanager
@@ -298,38 +292,32 @@ def build_app(run, limits: Limits, info: dict | None = None):
     return app
 
 
-def run_server(args) -> int:
-    """`llm-ner serve`: load the model, then serve until Ctrl-C (arguments from the CLI parser)."""
+def run_server(
+    model_options: ModelOptions, serve_options: ServeOptions | None = None, limits: ServeLimits | None = None
+) -> int:
+    """`llm-ner serve`: load the model, then serve until Ctrl-C (texts split at ``model_options.max_chars``)."""
     import uvicorn
 
-    from .extraction import resolve_settings
-    from .generation import load_model
-
-    settings = resolve_settings(args.model, args.adapter, args.prompt, args.format, args.constrained)
+    serve_options = serve_options or ServeOptions()
+    limits = replace(limits or ServeLimits(), max_chars=model_options.max_chars)
+    settings = model_options.settings()
     for note in settings.notes:
         print(f"note: {note}", file=sys.stderr)
-    model, tokenizer = load_model(
-        settings.model, settings.adapter, dtype=args.dtype, device=args.device, load_in_4bit=args.load_in_4bit
+    # Generate batches of at most max_batch pieces; the service reports no token scores.
+    backend = model_options.local_backend(
+        settings, model_options.device, batch_size=limits.max_batch, token_scores=False
     )
-    engine = Engine(model, tokenizer, settings, args.constrained, args.max_new_tokens, args.max_chars, args.max_batch)
-    limits = Limits(
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        max_queue=args.max_queue,
-        max_texts=args.max_texts,
-        max_text_chars=args.max_text_chars,
-        max_body_bytes=args.max_body_bytes,
-        max_chars=args.max_chars,
-    )
+    engine = Engine(backend, settings, limits.max_chars)
     info = {
         "model": settings.model,
         "adapter": settings.adapter,
         "prompt": settings.prompt.name,
         "format": settings.answer_format,
-        "constrained": args.constrained,
+        "constrained": model_options.constrained,
         "labels": list(settings.prompt.schema.keys),
     }
     app = build_app(engine.run, limits, info)
-    print(f"serving {settings.model} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    host, port = serve_options.host, serve_options.port
+    print(f"serving {settings.model} on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level=serve_options.log_level)
     return 0

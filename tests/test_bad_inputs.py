@@ -343,19 +343,19 @@ def test_every_numeric_argument_is_checked_by_the_parser():
 
 def test_programming_errors_keep_their_traceback(monkeypatch):
     """Only expected failures become one line; a bug in our code still raises."""
-    import llm_ner.cli as cli
+    import llm_ner.cli.convert as convert
 
     def broken(args):
         return {}["missing"]
 
-    monkeypatch.setattr(cli, "cmd_convert", broken)
+    monkeypatch.setattr(convert, "run", broken)
     with pytest.raises(KeyError):
         main(["convert", "--input", "a", "--output", "b"])
 
     def value_bug(args):
         raise ValueError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_convert", value_bug)
+    monkeypatch.setattr(convert, "run", value_bug)
     with pytest.raises(ValueError, match="a bug"):
         main(["convert", "--input", "a", "--output", "b"])
 
@@ -537,6 +537,7 @@ def test_report_says_missing_predictions_on_the_console(ctx, tmp_path, capsys):
 
 def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
     import llm_ner.generation as generation
+    from llm_ner.backend import LocalBackend
     from llm_ner.extraction import ResumableOutput, extract, resolve_settings
 
     sizes = []
@@ -548,7 +549,9 @@ def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
     monkeypatch.setattr(generation, "generate_answers", fake_generate)
     examples = [Example("long", "很长的句子。" * 50), Example("s1", "张三"), Example("s2", "李四")]
     settings = resolve_settings("model-not-loaded")
-    extract(None, None, examples, settings, tmp_path / "o.json", batch_size=4, max_chars=24, progress=False)
+    extract(
+        LocalBackend(None, None), examples, settings, tmp_path / "o.json", batch_size=4, max_chars=24, progress=False
+    )
     assert max(sizes) <= 4 and sum(sizes) == 13 + 2  # 13 pieces of 4 sentences at most
     written = ResumableOutput(tmp_path / "o.json").done_records()
     assert set(written) == {"long", "s1", "s2"} and len(written["long"]["raw"]) == 13
@@ -557,6 +560,7 @@ def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
 def test_served_pieces_respect_the_batch_size(monkeypatch):
     """`llm-ner serve` splits long texts like extract; its generate batches stay at --max-batch rows."""
     import llm_ner.generation as generation
+    from llm_ner.backend import LocalBackend
     from llm_ner.extraction import resolve_settings
     from llm_ner.serve import Engine
 
@@ -567,6 +571,7 @@ def test_served_pieces_respect_the_batch_size(monkeypatch):
         return ["[]"] * len(texts)
 
     monkeypatch.setattr(generation, "generate_answers", fake_generate)
-    engine = Engine(None, None, resolve_settings("model-not-loaded"), max_chars=24, batch_size=4)
+    backend = LocalBackend(None, None, batch_size=4, token_scores=False)
+    engine = Engine(backend, resolve_settings("model-not-loaded"), max_chars=24)
     results = engine.run(["很长的句子。" * 50, "张三"])
     assert calls == [(14, 4)] and len(results) == 2 and len(results[0]["raw"]) == 13

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from llm_ner.baselines import BaselineConfig, Batcher, for_tagging, load_baseline, predict_examples, tag_set
+from llm_ner.baselines import BaselineConfig, TensorBatcher, for_tagging, load_baseline, predict_examples, tag_set
 from llm_ner.baselines.crf import CRF
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, read_cluener
@@ -73,7 +73,7 @@ def test_character_alignment_round_trip_on_cluener_dev(cluener_dev, tmp_path):
 
     labels = sorted({s.label for ex in cluener_dev for s in ex.spans})
     config = BaselineConfig(arch="bert-crf", labels=tuple(labels), tags=tuple(tag_set(labels)))
-    batcher = Batcher(config, AutoTokenizer.from_pretrained(bert))
+    batcher = TensorBatcher(config, AutoTokenizer.from_pretrained(bert))
     pieces, dropped = for_tagging(cluener_dev, config.max_chars)
     assert dropped == 0 and len(pieces) == len(cluener_dev)
     for start in range(0, len(pieces), 128):
@@ -232,7 +232,7 @@ def test_training_keeps_the_best_dev_epoch_and_stops_after_patience(monkeypatch,
     weights are those of epoch 2."""
     import types
 
-    import llm_ner.baselines as baselines
+    import llm_ner.baselines.training as baselines
 
     scripted = iter([0.2, 0.5, 0.3, 0.1, 0.05, 0.01])
     snapshots = []

@@ -108,6 +108,20 @@ def test_extract_writes_cluener_in_input_order(tiny_qwen, dev_slice, tmp_path, c
     assert len(again) == 48
 
 
+def test_extraction_from_python_without_argparse(tiny_qwen, dev_slice, tmp_path):
+    """The library entry point takes typed options, no command line: the same records as the CLI's."""
+    from llm_ner.extraction import ExtractOptions, ModelOptions, run_extraction
+
+    model = ModelOptions(model=str(tiny_qwen), max_new_tokens=8)
+    run = ExtractOptions(input=dev_slice, output=tmp_path / "python.json", limit=6, quiet=True)
+    assert run_extraction(model, run) == 0
+    written = records(tmp_path / "python.json")
+    assert [r["id"] for r in written] == [f"d{i}" for i in range(6)]
+    by_cli = tmp_path / "cli.json"
+    assert cli(["extract", *extract_args(tiny_qwen, dev_slice, by_cli, "--limit", "6", "--max-new-tokens", "8")]) == 0
+    assert written == records(by_cli)
+
+
 def test_batched_extraction_equals_one_by_one(diverse_qwen, dev_slice, tmp_path):
     outs = []
     for batch in ("16", "1"):
@@ -268,7 +282,8 @@ def test_constrained_flag_on_the_command_line(tiny_qwen, dev_slice, tmp_path):
     assert len(written) == 48 and all(r["raw"].startswith("[") for r in written)
     assert all(r["parse"].get("parse_failures", 0) == 0 for r in written)
     with pytest.raises(ValueError, match="mentions answer format only"):
-        from llm_ner.cli import build_parser, cmd_extract
+        from llm_ner.cli import build_parser
+        from llm_ner.cli.extract import run as cmd_extract
 
         cmd_extract(
             build_parser().parse_args(

@@ -144,7 +144,8 @@ def test_retries_429_then_answers_and_sends_schema_and_key(monkeypatch):
         schema = load_prompt("cluener_zh").schema
         backend = OpenAIBackend(server.url, "m", concurrency=2, retries=3, backoff=0.01)
         backend.response_format = MENTIONS.json_schema(schema)
-        answers = backend.answer([[{"role": "user", "content": "叶老桂博士"}]] * 3, ["叶老桂博士"] * 3)
+        answered = backend.answer([[{"role": "user", "content": "叶老桂博士"}]] * 3, ["叶老桂博士"] * 3)
+        answers = [text for text, _ in answered]
         assert answers == [json.dumps([{"text": "老桂博士", "label": "name"}], ensure_ascii=False)] * 3
         assert backend.retried == 2 and len(server.bodies) == 5
         body = server.bodies[-1]

@@ -63,9 +63,9 @@ class AppServer:
     def __init__(self, run, **limits):
         import uvicorn
 
-        from llm_ner.serve import Limits, build_app
+        from llm_ner.serve import ServeLimits, build_app
 
-        self.app = build_app(run, Limits(**limits), {"labels": ["name"]})
+        self.app = build_app(run, ServeLimits(**limits), {"labels": ["name"]})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")

@@ -4,327 +4,67 @@ same metrics and the same CLUENER-format predictions as the LLM path.
     llm-ner baseline train --arch bilstm-crf --train train.json --dev dev.json --out runs/bilstm
     llm-ner baseline train --arch bert-crf --encoder bert-base-chinese --train ... --dev ... --out ...
     llm-ner baseline predict --model runs/bilstm --input dev.json --output runs/bilstm/dev.pred.json
+
+`config` holds `BaselineConfig` (hyper-parameters and their flags), `tagging` the tag sets and
+batches, `models` and `crf` the networks, `training` training, prediction, saving and loading.
+Names from `tagging` and `training` are imported on first use: they import torch, and the CLI
+reads `BaselineConfig` while it builds its parser, before any model is needed.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import pickle
-import random
-import re
-import sys
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+import importlib
+from typing import TYPE_CHECKING
 
-import torch
+from .config import ARCHS, BaselineConfig
 
-from ..data import Example, Span, atomic_path, spans_to_tags, split_long, tags_to_spans, write_text_atomic
-from ..errors import DataError
-from ..metrics import span_scores
-from .models import ARCHS, PAD, UNK, BertCRF, BiLSTMCRF, loss_and_paths
-
-CONFIG_FILE = "baseline.json"
-WEIGHTS_FILE = "model.pt"
-
-
-@dataclass
-class BaselineConfig:
-    """Hyper-parameters of a baseline run (saved beside the weights)."""
-
-    arch: str = "bilstm-crf"
-    encoder: str = "bert-base-chinese"  # any AutoModel id or local directory (BERT archs)
-    epochs: int = 20
-    batch_size: int = 0  # 0: from the corpus size, see auto_batch_size
-    patience: int = 4  # stop after this many epochs without a better dev F1 (0: never)
-    learning_rate: float = 1e-3  # BiLSTM-CRF, and the heads (LSTM, CRF) of the BERT archs
-    encoder_learning_rate: float = 3e-5
-    embedding_dim: int = 128
-    hidden_size: int = 256
-    dropout: float = 0.3
-    max_chars: int = 256
-    seed: int = 42
-    labels: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    chars: tuple[str, ...] = ()
-
-
-def tag_set(labels: Sequence[str]) -> list[str]:
-    return ["O"] + [f"{prefix}-{label}" for label in labels for prefix in ("B", "I")]
-
-
-def for_tagging(examples: Sequence[Example], max_chars: int) -> tuple[list[Example], int]:
-    """Sentences cut to ``max_chars`` pieces with non-overlapping spans; returns the number of
-    spans dropped (nested spans, which BIO cannot write, and spans across a cut)."""
-    pieces, dropped = [], 0
-    for ex in examples:
-        kept: list[Span] = []
-        for span in ex.spans:
-            if any(span.overlaps(k) for k in kept):
-                dropped += 1
-            else:
-                kept.append(span)
-        for offset, piece in split_long(ex.text, max_chars):
-            inside = [
-                Span(s.start - offset, s.end - offset, s.label)
-                for s in kept
-                if s.start >= offset and s.end <= offset + len(piece)
-            ]
-            dropped += sum(1 for s in kept if s.start < offset + len(piece) and s.end > offset) - len(inside)
-            pieces.append(Example(f"{ex.id}@{offset}", piece, inside))
-    return pieces, dropped
-
-
-class Batcher:
-    """Turns examples into padded tensors for one architecture."""
-
-    def __init__(self, config: BaselineConfig, tokenizer=None):
-        self.config = config
-        self.tag_index = {tag: i for i, tag in enumerate(config.tags)}
-        self.char_index = {char: i for i, char in enumerate(config.chars)}
-        self.tokenizer = tokenizer
-
-    def __call__(self, examples: Sequence[Example], with_tags: bool = True) -> dict:
-        width = max(1, max(len(ex.text) for ex in examples))
-        lengths = torch.tensor([max(1, len(ex.text)) for ex in examples])
-        batch = {"mask": torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)}
-
-        def padded(rows: list[list[int]]) -> torch.Tensor:  # one tensor from lists, no per-item writes
-            return torch.tensor([row + [0] * (width - len(row)) for row in rows], dtype=torch.long)
-
-        if with_tags:
-            index = self.tag_index
-            batch["tags"] = padded([[index[t] for t in spans_to_tags(len(ex.text), ex.spans)] for ex in examples])
-        if self.config.arch == "bilstm-crf":
-            unk = self.char_index[UNK]
-            batch["char_ids"] = padded([[self.char_index.get(c, unk) for c in ex.text] or [unk] for ex in examples])
-            return batch
-        # Each character is one word; whitespace becomes "_" so it still gets a token.
-        words = [[("_" if c.isspace() else c) for c in ex.text] or ["_"] for ex in examples]
-        encoded = self.tokenizer(
-            words,
-            is_split_into_words=True,
-            padding=True,
-            truncation=True,
-            max_length=self.config.max_chars + 2,
-            return_tensors="pt",
-        )
-        index = torch.zeros(len(examples), width, dtype=torch.long)
-        for row in range(len(examples)):
-            seen: set[int] = set()
-            for position, word in enumerate(encoded.word_ids(row)):
-                if word is not None and word not in seen and word < width:
-                    seen.add(word)
-                    index[row, word] = position
-        batch.update(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], char_token_index=index)
-        return batch
-
-
-def build_model(config: BaselineConfig, encoder_dir: str | None = None):
-    """The network and its batcher; BERT encoders load from ``encoder_dir`` or ``config.encoder``."""
-    if config.arch not in ARCHS:
-        raise ValueError(f"unknown arch {config.arch!r} (choose from {', '.join(ARCHS)})")
-    if config.arch == "bilstm-crf":
-        model = BiLSTMCRF(
-            len(config.chars), len(config.tags), config.embedding_dim, config.hidden_size, dropout=config.dropout
-        )
-        return model, Batcher(config)
-    from transformers import AutoModel, AutoTokenizer
-
-    source = encoder_dir or config.encoder
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    if not tokenizer.is_fast:
-        raise ValueError(f"{source}: a fast tokenizer is needed to map characters to sub-tokens")
-    encoder = AutoModel.from_pretrained(source)
-    lstm = config.hidden_size if config.arch == "bert-bilstm-crf" else None
-    return BertCRF(encoder, len(config.tags), lstm_hidden=lstm, dropout=0.1), Batcher(config, tokenizer)
-
-
-def auto_batch_size(pieces: int) -> int:
-    """The default batch size: about 1/100 of the training pieces, between 8 and 64, so a small
-    corpus still gets about 100 updates an epoch and a large one full batches."""
-    return max(8, min(64, round(pieces / 100)))
-
-
-def length_bucketed_batches(
-    examples: Sequence[Example], size: int, rng: random.Random, chunk_batches: int = 50
-) -> list[list[Example]]:
-    """Shuffled batches of similar lengths: shuffle, sort by length within chunks of
-    ``chunk_batches`` batches, cut into batches, shuffle the batches. A batch is then padded to
-    about its own pieces' length, so an epoch costs in proportion to the characters."""
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    batches = []
-    for start in range(0, len(order), size * chunk_batches):
-        chunk = sorted(order[start : start + size * chunk_batches], key=lambda i: len(examples[i].text))
-        batches += [[examples[i] for i in chunk[b : b + size]] for b in range(0, len(chunk), size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def predict_examples(
-    model, batcher: Batcher, examples: Sequence[Example], batch_size: int = 64, progress: bool = False
-) -> list[Example]:
-    """Spans for every example (long sentences split and shifted back)."""
-    from tqdm.auto import tqdm
-
-    tags = batcher.config.tags
-    pieces = [
-        (ex.id, offset, Example(ex.id, piece))
-        for ex in examples
-        for offset, piece in split_long(ex.text, batcher.config.max_chars)
-    ]
-    pieces.sort(key=lambda item: len(item[2].text))  # batches of similar lengths pad little
-    found: dict[str, list[Span]] = {ex.id: [] for ex in examples}
-    model.eval()
-    with torch.no_grad():
-        for start in tqdm(range(0, len(pieces), batch_size), disable=not progress, unit="batch", desc="predict"):
-            chunk = pieces[start : start + batch_size]
-            batch = batcher([piece for _, _, piece in chunk], with_tags=False)
-            _, paths = loss_and_paths(model, batch, decode=True)
-            for (example_id, offset, piece), path in zip(chunk, paths):
-                labels = [tags[i] for i in path[: len(piece.text)]]
-                # The CRF may still emit I- after O early in training: read it leniently.
-                repaired = [
-                    f"B-{t[2:]}" if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:]) else t
-                    for i, t in enumerate(labels)
-                ]
-                found[example_id] += [Span(s.start + offset, s.end + offset, s.label) for s in tags_to_spans(repaired)]
-    return [Example(ex.id, ex.text, sorted(found[ex.id], key=lambda s: (s.start, s.end))) for ex in examples]
-
-
-def train_baseline(
-    train: Sequence[Example],
-    dev: Sequence[Example],
-    config: BaselineConfig,
-    out_dir: str | Path,
-    progress: bool = True,
-    log=print,
-) -> dict:
-    """Train, keep the weights with the best dev span micro-F1, return the history.
-
-    ``config.batch_size`` 0 picks :func:`auto_batch_size`; with a dev set, training stops after
-    ``config.patience`` epochs without a better dev F1."""
-    from tqdm.auto import tqdm
-
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-    labels = sorted({s.label for ex in train for s in ex.spans})
-    chars = sorted({c for ex in train for c in ex.text})
-    config = dataclasses.replace(
-        config,
-        labels=tuple(labels),
-        tags=tuple(tag_set(labels)),
-        chars=(PAD, UNK, *chars) if config.arch == "bilstm-crf" else (),
+if TYPE_CHECKING:
+    from .tagging import TensorBatcher, auto_batch_size, for_tagging, length_bucketed_batches, tag_set
+    from .training import (
+        bilstm_state_renamed,
+        build_model,
+        load_baseline,
+        log_stderr,
+        predict_examples,
+        save_baseline,
+        train_baseline,
     )
-    pieces, dropped = for_tagging(train, config.max_chars)
-    if dropped:
-        log(f"note: {dropped} training spans cannot be BIO-tagged (nested or across a cut) and were left out")
-    if not config.batch_size:
-        config = dataclasses.replace(config, batch_size=auto_batch_size(len(pieces)))
-        log(f"batch size {config.batch_size} ({len(pieces)} training pieces / 100, between 8 and 64)")
-    model, batcher = build_model(config)
-    head = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
-    groups = [{"params": head, "lr": config.learning_rate}]
-    if config.arch != "bilstm-crf":
-        groups.append({"params": list(model.encoder.parameters()), "lr": config.encoder_learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.01)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(config.seed)
-    history, best, best_epoch = [], float("-inf"), 0  # without dev the score is -loss, below -1 early on
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        started, total, steps = time.perf_counter(), 0.0, 0
-        bar = tqdm(
-            length_bucketed_batches(pieces, config.batch_size, rng),
-            disable=not progress,
-            unit="batch",
-            desc=f"epoch {epoch}/{config.epochs}",
-        )
-        for examples in bar:
-            loss, _ = loss_and_paths(model, batcher(examples))
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            total += loss.item()
-            steps += 1
-            bar.set_postfix(loss=f"{total / steps:.3f}")
-        seconds = time.perf_counter() - started
-        entry = {"epoch": epoch, "train_loss": total / max(1, steps), "epoch_seconds": seconds}
-        if dev:
-            predicted = predict_examples(model, batcher, dev, max(64, config.batch_size))
-            scores = span_scores([ex.spans for ex in dev], [ex.spans for ex in predicted], labels)
-            entry.update(dev_f1=scores.micro.f1, dev_precision=scores.micro.precision, dev_recall=scores.micro.recall)
-        history.append(entry)
-        log(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()}))
-        score = entry.get("dev_f1", -entry["train_loss"])
-        if score > best:
-            best, best_epoch = score, epoch
-            save_baseline(model, config, out)
-        elif dev and config.patience and epoch - best_epoch >= config.patience:
-            log(f"early stop: no better dev F1 in {config.patience} epochs (best {best:.4f}, epoch {best_epoch})")
-            break
-    write_text_atomic(json.dumps(history, indent=2) + "\n", out / "history.json")
-    return {"history": history, "best": best, "best_epoch": best_epoch}
+
+_MODULE_OF = {
+    "TensorBatcher": "tagging",
+    "auto_batch_size": "tagging",
+    "for_tagging": "tagging",
+    "length_bucketed_batches": "tagging",
+    "tag_set": "tagging",
+    "bilstm_state_renamed": "training",
+    "build_model": "training",
+    "load_baseline": "training",
+    "log_stderr": "training",
+    "predict_examples": "training",
+    "save_baseline": "training",
+    "train_baseline": "training",
+}
 
 
-def save_baseline(model, config: BaselineConfig, out: Path) -> None:
-    # Temporary files renamed into place: a kill while saving never leaves a truncated model.pt.
-    write_text_atomic(json.dumps(dataclasses.asdict(config), ensure_ascii=False, indent=2) + "\n", out / CONFIG_FILE)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoder.")}
-    with atomic_path(out / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
-    if config.arch != "bilstm-crf":  # the fine-tuned encoder and its tokenizer, loadable on their own
-        from transformers import AutoTokenizer
-
-        model.encoder.save_pretrained(out / "encoder")
-        AutoTokenizer.from_pretrained(config.encoder).save_pretrained(out / "encoder")
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_baseline(model_dir: str | Path):
-    """(model, batcher) of a trained baseline directory."""
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{model_dir}: no {CONFIG_FILE} (not a baseline directory)")
-    try:
-        raw = json.loads((model_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        config = BaselineConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; TypeError: unknown fields
-        raise DataError(model_dir / CONFIG_FILE, None, f"not a baseline config: {exc}") from None
-    encoder_dir = str(model_dir / "encoder") if config.arch != "bilstm-crf" else None
-    model, batcher = build_model(config, encoder_dir)
-    weights = model_dir / WEIGHTS_FILE
-    try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated or foreign file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(weights, None, f"cannot load the weights ({reason}): damaged or not from training") from None
-    if not isinstance(state, dict):
-        raise DataError(weights, None, "not a state dict of baseline weights")
-    try:
-        missing, unexpected = model.load_state_dict(bilstm_state_renamed(state), strict=False)
-    except RuntimeError as exc:  # shapes differ
-        raise DataError(weights, None, f"weights do not fit {CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
-    if unexpected or [k for k in missing if not k.startswith("encoder.")]:
-        raise DataError(weights, None, f"weights do not fit {CONFIG_FILE} (missing or unexpected tensors)")
-    return model, batcher
-
-
-def bilstm_state_renamed(state: dict) -> dict:
-    """Weights saved when ``lstm`` was one bidirectional ``nn.LSTM`` (``lstm.weight_ih_l0``,
-    ``..._reverse``), renamed for `models.BiLSTM`'s two directions; other keys unchanged."""
-    renamed = {}
-    for key, value in state.items():
-        match = re.fullmatch(r"lstm\.((?:weight|bias)_(?:ih|hh)_l0)(_reverse)?", key)
-        if match:
-            key = f"lstm.{'backward' if match[2] else 'forward'}_lstm.{match[1]}"
-        renamed[key] = value
-    return renamed
-
-
-def log_stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+__all__ = [
+    "ARCHS",
+    "BaselineConfig",
+    "TensorBatcher",
+    "auto_batch_size",
+    "bilstm_state_renamed",
+    "build_model",
+    "for_tagging",
+    "length_bucketed_batches",
+    "load_baseline",
+    "log_stderr",
+    "predict_examples",
+    "save_baseline",
+    "tag_set",
+    "train_baseline",
+]

@@ -12,9 +12,6 @@ from torch import nn
 
 from .crf import CRF
 
-ARCHS = ("bilstm-crf", "bert-crf", "bert-bilstm-crf")
-PAD, UNK = "[PAD]", "[UNK]"
-
 
 class BiLSTM(nn.Module):
     """A bidirectional LSTM over right-padded batches, exact for every sentence whatever its

@@ -1,0 +1,48 @@
+"""`llm-ner`: the top-level parser over the command modules, and the dispatch that turns expected
+errors into one line and an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import user_facing_error
+from . import baseline, convert, data, evaluate, export, extract, merge, report, select, serve, tiny_model, train
+
+# In the order `llm-ner --help` lists them.
+COMMANDS = (convert, evaluate, train, data, tiny_model, extract, serve, baseline, report, export, select, merge)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command; a parsed command line's ``run(args)`` runs it."""
+    parser = argparse.ArgumentParser(
+        prog="llm-ner",
+        description="Chinese NER with fine-tuned LLMs: convert data to chat instructions, "
+        "train, extract, evaluate and compare with BERT/BiLSTM-CRF baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(subparsers).set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command line (default: ``sys.argv[1:]``); the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except BrokenPipeError:  # output piped into `head`
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        expected = user_facing_error(exc)
+        if expected is None:
+            raise  # a bug: keep the traceback
+        code, message = expected
+        print(f"error: {message}", file=sys.stderr)
+        return code
