@@ -30,12 +30,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from llm_ner.baselines import BaselineConfig, train_baseline
+from llm_ner.data import Example, Span, load_examples, read_cluener, write_bio
+from llm_ner.data_sources import available_data_dir
 
-from llm_ner.baselines import BaselineConfig, train_baseline  # noqa: E402
-from llm_ner.data import Example, Span, load_examples, read_cluener, write_bio  # noqa: E402
-from llm_ner.data_sources import available_data_dir  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def paragraphs(examples: list[Example], seed: int, low: int = 40, high: int = 350) -> list[Example]:

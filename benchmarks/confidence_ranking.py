@@ -9,14 +9,10 @@ scores shuffled among them) and the share of random rankings at least as good (a
 
 import argparse
 import random
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from llm_ner.confidence import pr_curve, read_scores  # noqa: E402
-from llm_ner.data import load_examples  # noqa: E402
-from llm_ner.metrics import match_predictions  # noqa: E402
+from llm_ner.confidence import pr_curve, read_scores
+from llm_ner.data import load_examples
+from llm_ner.metrics import match_predictions
 
 
 def main() -> None:

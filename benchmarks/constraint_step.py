@@ -19,33 +19,17 @@ Medians over steps; the variants run interleaved within each step, in one proces
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from harness import load_constraint_module
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_constraint_module(revision: str):
-    """`llm_ner.constrained` as it was at a git revision (for before/after figures)."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{revision}:llm_ner/constrained.py"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    spec = importlib.util.spec_from_loader(f"constrained_{revision}", loader=None)
-    module = importlib.util.module_from_spec(spec)
-    module.__dict__["__package__"] = "llm_ner"
-    exec(compile(source, f"constrained@{revision}", "exec"), module.__dict__)  # our own file from git, not data
-    return module
 
 
 def sentence_ebnf(text: str, labels: list[str]) -> str:

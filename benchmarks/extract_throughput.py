@@ -23,48 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def one_at_a_time(model, tokenizer, conversations, max_new_tokens=512, min_new_tokens=None):
-    from llm_ner.generation import stop_token_ids
-
-    answers = []
-    stops = stop_token_ids(tokenizer, model)
-    device = next(model.parameters()).device
-    for messages in conversations:
-        text = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, enable_thinking=False
-        )
-        inputs = tokenizer([text], return_tensors="pt").to(device)
-        output = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=stops,
-            pad_token_id=tokenizer.pad_token_id,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-        )
-        answers.append(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
-    return answers
-
-
-def timed(function):
-    _sync()
-    start = time.perf_counter()
-    result = function()
-    _sync()
-    return result, time.perf_counter() - start
+from harness import one_at_a_time, timed
 
 
 def main() -> None:
@@ -97,12 +59,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
+    from llm_ner.answer_format import answer_to_spans
     from llm_ner.constrained import MentionsConstraint
     from llm_ner.data import read_cluener
     from llm_ner.data_sources import data_dir
     from llm_ner.extraction import resolve_settings
     from llm_ner.generation import generate_answers, load_model
-    from llm_ner.parsing import ParseStats, answer_to_spans
+    from llm_ner.parsing import ParseStats
 
     fixed = None
     described = args.model or args.adapter
@@ -110,7 +73,7 @@ def main() -> None:
         if args.model or args.adapter:
             settings = resolve_settings(args.model, args.adapter, args.prompt)
         else:
-            from train_throughput import build_model_dir, describe_model
+            from harness import build_model_dir, describe_model
 
             path = build_model_dir(args, Path(tmp))
             described = f"{args.shape or 'random weights'} ({describe_model(path)})"
@@ -131,7 +94,7 @@ def main() -> None:
     conversations = [settings.prompt.messages(t, settings.answer_format) for t in texts]
     constraints = {"(c) constrained": MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)}
     if args.before:
-        from constraint_step import load_constraint_module
+        from harness import load_constraint_module
 
         old = load_constraint_module(args.before).MentionsConstraint
         constraints[f"(c) @{args.before}"] = old.for_tokenizer(tokenizer, settings.prompt.schema.keys)

@@ -40,14 +40,12 @@ from pathlib import Path
 
 import torch
 import yaml
+from harness import PeakMemory, naive_data, one_at_a_time, sync, timed
+
+from llm_ner import tiny
+from llm_ner.data import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from extract_throughput import _sync, one_at_a_time, timed  # noqa: E402
-from train_throughput import PeakMemory, naive_data  # noqa: E402
-
-from llm_ner import tiny  # noqa: E402
-from llm_ner.data import write_text_atomic  # noqa: E402
 
 SHAPES = {"small": "Qwen2.5-0.5B-Instruct", "qlora": "Qwen2.5-7B-Instruct", "lora8b": "Qwen3-8B"}
 CONFIGS = {
@@ -157,11 +155,11 @@ def _train_timer():
 
     class Timer(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
-            _sync()
+            sync()
             self.start = time.perf_counter()
 
         def on_train_end(self, args, state, control, **kwargs):
-            _sync()
+            sync()
             self.seconds = time.perf_counter() - self.start
 
     return Timer()
@@ -278,7 +276,8 @@ def _prompt(name: str):
 
 
 def _parse_stats(texts, answers, prompt) -> dict:
-    from llm_ner.parsing import ParseStats, answer_to_spans
+    from llm_ner.answer_format import answer_to_spans
+    from llm_ner.parsing import ParseStats
 
     stats = ParseStats()
     for text, answer in zip(texts, answers):

@@ -106,9 +106,10 @@ def count_parameters(shape: dict) -> dict[str, int]:
 
 def sequence_lengths(train_file: Path | None, prompt_name: str = "cluener_zh") -> tuple[int, int]:
     """(prompt + answer, answer) characters of the longest sentence, chat template included."""
+    from llm_ner.answer_format import format_answer
     from llm_ner.data import read_cluener
     from llm_ner.data_sources import available_data_dir
-    from llm_ner.prompting import format_answer, load_prompt
+    from llm_ner.prompting import load_prompt
 
     examples, _ = read_cluener(train_file or available_data_dir() / "train.json")
     prompt = load_prompt(prompt_name)

@@ -12,17 +12,15 @@ import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from harness import perturbed  # the test suite's systems, measured here
 
-from llm_ner.cli import main as cli  # noqa: E402
-from llm_ner.data import read_cluener, write_cluener  # noqa: E402
-from llm_ner.data_sources import available_data_dir  # noqa: E402
-from tests.test_report_html import perturbed  # noqa: E402  (the test's systems, measured here)
+from llm_ner.cli import main as cli
+from llm_ner.data import read_cluener, write_cluener
+from llm_ner.data_sources import available_data_dir
 
 
 def dump(browser: str, url: str) -> tuple[float, str]:

@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def one(url: str, text: str, timeout: float = 120) -> tuple[int, float]:
@@ -83,7 +82,7 @@ def main() -> int:
     parser.add_argument("--model", help="model directory (default: a tiny random Qwen3 built here)")
     args = parser.parse_args()
 
-    from test_openai_backend import free_port, stop, wait_for
+    from harness import free_port, stop, wait_for
 
     from llm_ner.data import read_cluener
     from llm_ner.data_sources import available_data_dir

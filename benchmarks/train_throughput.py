@@ -25,97 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import torch
-
-
-class PeakMemory:
-    """Peak GPU allocation, or peak RSS above the starting RSS sampled every 5 ms on CPU."""
-
-    def __init__(self):
-        self.cuda = torch.cuda.is_available()
-
-    @staticmethod
-    def _rss() -> int:
-        with open("/proc/self/statm") as handle:
-            import os
-
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        import contextlib
-        import ctypes
-        import gc
-
-        gc.collect()
-        # Hand freed heap back to the OS so the previous run's peak does not hide this one's.
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            self.base = self.peak = self._rss()
-            self.running = True
-            self.thread = threading.Thread(target=self._sample, daemon=True)
-            self.thread.start()
-        return self
-
-    def _sample(self):
-        while self.running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self.running = False
-            self.thread.join()
-        self.used = self.peak - self.base
-
-
-def build_model_dir(args, workdir: Path) -> Path:
-    """Random weights (a CPU-sized width, or ``--shape``) beside the real Qwen2.5 tokenizer (Qwen3's for
-    a Qwen3 shape)."""
-    from llm_ner.tiny import (
-        TOKENIZER_FOLDERS,
-        build_tiny_model,
-        default_texts,
-        read_shape,
-        real_tokenizer_dir,
-        shape_arguments,
-    )
-
-    if args.model:
-        return Path(args.model)
-    real = read_shape(args.shape, args.shapes_file) if args.shape else None
-    folder = TOKENIZER_FOLDERS[real["model_type"]] if real else "qwen2.5"
-    tokenizer = None if args.tokenizer == "tiny" else Path(args.tokenizer or real_tokenizer_dir(folder))
-    if tokenizer is not None and not (tokenizer / "tokenizer.json").is_file():
-        raise SystemExit(f"error: no tokenizer in {tokenizer} (pass --tokenizer DIR, or --tokenizer tiny)")
-    arch, vocab_size = (None if tokenizer else "qwen3"), None
-    shape = {"hidden_size": args.hidden_size, "num_layers": args.num_layers}
-    if real:
-        arch, vocab_size, shape = real["model_type"], real["vocab_size"], shape_arguments(real)
-    texts = () if tokenizer else default_texts()
-    return build_tiny_model(
-        workdir / "model", arch, texts, seed=args.seed, tokenizer_dir=tokenizer, vocab_size=vocab_size, **shape
-    )
-
-
-def describe_model(model_dir: Path) -> str:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir)
-    return (
-        f"{config.model_type} hidden {config.hidden_size}, {config.num_hidden_layers} layers, vocab {config.vocab_size}"
-    )
+from harness import PeakMemory, build_model_dir, describe_model, naive_data
 
 
 def _same_settings(args) -> dict:
@@ -132,34 +46,6 @@ def _same_settings(args) -> dict:
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
     )
-
-
-def naive_data(tokenizer, records):
-    """The tutorials' data path: prompt + answer + ``<|im_end|>\n`` tokenized one by one, labels on the
-    answer, `DataCollatorForSeq2Seq` padding to each batch's longest. Returns the dataset, a collator
-    that counts the tokens it passes on, and that counter."""
-    from datasets import Dataset
-    from transformers import DataCollatorForSeq2Seq
-
-    from llm_ner.generation import chat_prompt_ids
-
-    answer_end = [tokenizer.convert_tokens_to_ids("<|im_end|>")] + tokenizer("\n")["input_ids"]
-
-    def tokenize(record):
-        prompt = chat_prompt_ids(tokenizer, record["prompt"])
-        answer = tokenizer(record["completion"][0]["content"])["input_ids"] + answer_end
-        ids = prompt + answer
-        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": [-100] * len(prompt) + answer}
-
-    counter = {"tokens": 0}
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
-
-    def counting_collator(features):
-        batch = collator(features)
-        counter["tokens"] += int(batch["attention_mask"].sum())
-        return batch
-
-    return Dataset.from_list([tokenize(r) for r in records]), counting_collator, counter
 
 
 def run_naive(model_dir, records, args, workdir):

@@ -1,12 +1,9 @@
 import json
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from harness import free_port, stop, wait_for  # noqa: F401 (the tests' server helpers)
 
 from llm_ner.data_sources import available_data_dir, data_dir, is_sample
 from llm_ner.tiny import build_tiny_model, default_texts, real_tokenizer_dir
@@ -124,34 +121,3 @@ def records(path: Path) -> list[dict]:
     """The JSON lines of an output file, empty lines skipped. Lines end at "\\n" only: a U+2028 inside a sentence is
     text (as in llm_ner.data.read_lines)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
-    """Poll ``url`` until it answers 200; fail with the server's output if it dies or times out."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError(f"server did not answer {url} in {seconds} s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()

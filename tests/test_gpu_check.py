@@ -2,9 +2,9 @@
 real architectures and the real tokenizers, so the script a GPU session runs cannot rot."""
 
 import json
-import sys
 from pathlib import Path
 
+import gpu_check  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -14,9 +14,6 @@ TOKENIZERS = ROOT.parent / "shared" / "tokenizers"
 def test_gpu_check_smoke_runs_every_item(tmp_path, cluener_dir):
     if not (TOKENIZERS / "qwen2.5").is_dir() or not (TOKENIZERS / "qwen3").is_dir():
         pytest.skip(f"needs the real Qwen tokenizers in {TOKENIZERS}")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu_check
-
     out = tmp_path / "out"
     status = gpu_check.main(["--smoke", "--out", str(out), "--data", str(cluener_dir), "--tokenizers", str(TOKENIZERS)])
     report = json.loads((out / "gpu_check.json").read_text())
@@ -56,9 +53,6 @@ def test_gpu_check_smoke_runs_every_item(tmp_path, cluener_dir):
 
 
 def test_gpu_check_refuses_an_unknown_item_before_running_any(tmp_path, cluener_dir, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import gpu_check
-
     out = tmp_path / "out"
     argv = ["--smoke", "--out", str(out), "--data", str(cluener_dir), "--tokenizers", str(TOKENIZERS)]
     with pytest.raises(SystemExit) as exit_info:

@@ -1,13 +1,13 @@
 """report.html and the confusion matrices: checked in a real headless Chromium against report.json."""
 
 import json
-import random
 import re
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from harness import perturbed
 
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, write_cluener
@@ -15,29 +15,6 @@ from llm_ner.metrics import classify_sentence, confusion_matrix, error_breakdown
 from llm_ner.report import browser_data, render_html
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def perturbed(examples, seed, rate):
-    """Gold with entities dropped, retyped, widened and spurious ones added, each at ``rate``."""
-    rng = random.Random(seed)
-    labels = sorted({s.label for ex in examples for s in ex.spans})
-    out = []
-    for ex in examples:
-        spans = []
-        for s in ex.spans:
-            r = rng.random()
-            if r < rate:
-                continue
-            if r < 2 * rate:
-                s = Span(s.start, s.end, rng.choice([label for label in labels if label != s.label]))
-            elif r < 3 * rate and s.end < len(ex.text):
-                s = Span(s.start, s.end + 1, s.label)
-            spans.append(s)
-        if rng.random() < rate and len(ex.text) > 2:
-            start = rng.randrange(len(ex.text) - 1)
-            spans.append(Span(start, start + 2, rng.choice(labels)))
-        out.append(Example(ex.id, ex.text, sorted(set(spans))))
-    return out
 
 
 def test_classify_and_confusion_on_a_known_sentence():
