@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from harness import free_port, stop, wait_for  # noqa: F401 (the tests' server helpers)
 
 from llm_ner.data_sources import available_data_dir, data_dir, is_sample
 from llm_ner.tiny import build_tiny_model, default_texts, real_tokenizer_dir

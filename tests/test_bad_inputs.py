@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from harness import free_port
 
 from llm_ner.cli import build_parser, main
 from llm_ner.data import Example, Span, read_bio, read_cluener, read_inputs, write_cluener

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import free_port, noisy_model, records, stop, wait_for
+from conftest import noisy_model, records
+from harness import free_port, stop, wait_for
 
 from llm_ner.answer_format import MENTIONS
 from llm_ner.cli import main as cli

@@ -16,7 +16,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import free_port, noisy_model, records, stop, wait_for
+from conftest import noisy_model, records
+from harness import free_port, stop, wait_for
 
 pytest.importorskip("fastapi", reason='`llm-ner serve` needs fastapi and uvicorn: pip install "llm-ner[serve]"')
 pytest.importorskip("uvicorn", reason='`llm-ner serve` needs fastapi and uvicorn: pip install "llm-ner[serve]"')
