@@ -4,15 +4,24 @@
 
 Prints the area under the precision-recall curve over the score threshold (as `llm-ner report`
 draws it), the best-F1 threshold, the mean area of random rankings of the same predictions (the
-scores shuffled among them) and the share of random rankings at least as good (a permutation p).
+scores shuffled among them) and the share of random rankings at least as good (a permutation p),
+over all entities and within the sentences that have several (`llm_ner.confidence.ranking_test`).
 """
 
 import argparse
-import random
 
-from llm_ner.confidence import pr_curve, read_scores
+from llm_ner.confidence import ranking_test, read_scores
 from llm_ner.data import load_examples
 from llm_ner.metrics import match_predictions
+
+
+def describe(test: dict) -> str:
+    best = test["best"]
+    return (
+        f"{test['predictions']} predicted entities in {test['sentences']} sentences; PR AUC {test['auc']:.4f} vs "
+        f"shuffled scores {test['shuffled_auc']:.4f}, permutation p = {test['p']:.4f} ({test['shuffles']} shuffles); "
+        f"best F1 {best['f1']:.4f} at score >= {best['threshold']:.4g}"
+    )
 
 
 def main() -> None:
@@ -26,26 +35,9 @@ def main() -> None:
     pred, _ = load_examples(args.pred, "cluener", allow_empty=True)
     aligned, _ = match_predictions(gold, pred)
     scores = read_scores(args.pred)
-    curve = pr_curve(gold, aligned, scores)
-    keys = [(ex.id, span) for ex in aligned for span in ex.spans]
-    values = [scores.get(i, {}).get(span, 1.0) for i, span in keys]
-    rng = random.Random(args.seed)
-    random_aucs = []
-    for _ in range(args.shuffles):
-        rng.shuffle(values)
-        shuffled: dict = {}
-        for (i, span), value in zip(keys, values):
-            shuffled.setdefault(i, {})[span] = value
-        random_aucs.append(pr_curve(gold, aligned, shuffled)["auc"])
-    p = sum(a >= curve["auc"] for a in random_aucs) / len(random_aucs)
-    best = curve["best"]
-    print(
-        f"{curve['predictions']} predicted entities, {sum(len(ex.spans) for ex in gold)} gold; "
-        f"PR AUC {curve['auc']:.4f} vs random rankings {sum(random_aucs) / len(random_aucs):.4f} "
-        f"(expected {curve['random_auc']:.4f}); permutation p = {p:.3f} ({args.shuffles} shuffles); "
-        f"best F1 {best['f1']:.4f} at score >= {best['threshold']:.4g} (P {best['precision']:.4f}, "
-        f"R {best['recall']:.4f}); all predictions: P {curve['points'][-1]['precision'] if curve['points'] else 0:.4f}"
-    )
+    print("all entities:", describe(ranking_test(gold, aligned, scores, args.shuffles, args.seed)))
+    within = ranking_test(gold, aligned, scores, args.shuffles, args.seed, within_sentence=True)
+    print("within sentences:", describe(within) if within["predictions"] else "no sentence with two predictions")
 
 
 if __name__ == "__main__":

@@ -316,3 +316,37 @@ def test_scores_attach_to_the_ids_the_readers_give(tmp_path):
     studio.write_text("\n" + studio.read_text(encoding="utf-8"), encoding="utf-8")
     assert read_scores(studio) == {"0": {Span(0, 2, "name"): 0.25}, "1": {Span(0, 2, "name"): 0.75}}
     assert read_scores(studio, "labelstudio") == read_scores(studio)
+
+
+def test_ranking_test_tells_a_ranking_score_from_a_random_one():
+    """Scores that put every correct entity first beat shuffled scores (small p); reversed scores do not;
+    within sentences only sentences with two or more predictions count."""
+    from llm_ner.confidence import ranking_test
+
+    gold, pred, good, bad = [], [], {}, {}
+    for i in range(40):
+        text = "甲乙丙丁戊己庚辛"
+        right, wrong = Span(0, 2, "name"), Span(4, 6, "name")
+        gold.append(Example(str(i), text, [right]))
+        pred.append(Example(str(i), text, [right, wrong] if i % 2 else [wrong]))
+        good[str(i)] = {right: 0.9, wrong: 0.1 + i / 1000}
+        bad[str(i)] = {right: 0.1 - i / 1000, wrong: 0.9 - i / 1000}
+    ranked = ranking_test(gold, pred, good, shuffles=200)
+    assert ranked["p"] < 0.01 and ranked["auc"] > ranked["shuffled_auc"]
+    assert ranking_test(gold, pred, bad, shuffles=200)["p"] > 0.9
+    within = ranking_test(gold, pred, good, shuffles=200, within_sentence=True)
+    assert within["sentences"] == 20 and within["predictions"] == 40 and within["p"] < 0.01
+
+
+def test_bootstrap_interval_brackets_the_observed_f1():
+    import numpy as np
+
+    from llm_ner.report import bootstrap_interval
+
+    counts = np.array([[1, 2, 2], [0, 1, 1], [3, 3, 4], [2, 2, 2]] * 10)
+    result = bootstrap_interval(counts, resamples=500, seed=1)
+    assert result["f1"] == pytest.approx(2 * 60 / (80 + 90))
+    low, high = result["ci95"]
+    assert low < result["f1"] < high and high - low < 0.3
+    same = bootstrap_interval(np.array([[1, 2, 2]] * 5), resamples=50)
+    assert same["ci95"] == [pytest.approx(0.5), pytest.approx(0.5)]

@@ -21,17 +21,19 @@ The modules, each used by the next ones only:
 from .html import browser_data, render_html, write_report_html
 from .inputs import load_published, parse_pred_arguments
 from .markdown import render_markdown
-from .numbers import build_report, paired_bootstrap
+from .numbers import bootstrap_interval, build_report, paired_bootstrap, per_sentence_counts
 from .run import run_report
 from .tables import format_evaluation
 
 __all__ = [
+    "bootstrap_interval",
     "browser_data",
     "build_report",
     "format_evaluation",
     "load_published",
     "paired_bootstrap",
     "parse_pred_arguments",
+    "per_sentence_counts",
     "render_html",
     "render_markdown",
     "run_report",

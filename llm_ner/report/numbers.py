@@ -44,6 +44,16 @@ def paired_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int 
     }
 
 
+def bootstrap_interval(counts: np.ndarray, resamples: int = 1000, seed: int = 0) -> dict:
+    """One system's micro-F1 with a 95% interval from resampling sentences (``per_sentence_counts``)."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(counts), size=(resamples, len(counts)))
+    low, high = np.percentile(_micro_f1(counts[index].sum(1)), [2.5, 97.5])
+    return {"f1": float(_micro_f1(counts.sum(0))), "ci95": [float(low), float(high)], "resamples": resamples}
+
+
 def build_report(
     gold: Sequence[Example],
     systems: dict[str, Sequence[Example]],
