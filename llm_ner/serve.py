@@ -10,16 +10,33 @@ requests meanwhile. Everything about a text is extract's: `split_long` pieces, `
 (a `backend.Backend`), `make_record` (parser and aligner). Limits (`ServeLimits`):
 at most ``max_queue`` texts waiting or running (503 + Retry-After beyond), ``max_body_bytes`` per
 body, ``max_texts`` per request and ``max_text_chars`` per text (413), malformed JSON or wrong
-types (400). A batch that fails is rerun request by request, so one bad request fails alone.
+types (400, `load_json_body`). A batch that fails is rerun request by request, so one bad request
+fails alone. A request whose client went away before its batch started is dropped, not generated.
+
+Any web page the user visits can send requests to a local server, so (`AccessPolicy`): ``/extract``
+takes only ``Content-Type: application/json`` (415; a cross-site page cannot send that without a
+CORS preflight, which this server never grants); a request whose ``Host`` is not an allowed name
+(DNS rebinding) or whose ``Origin`` is another site gets 403; with an API key, every path but the
+page at ``/`` needs ``Authorization: Bearer KEY`` (401). ``/health`` shows no filesystem paths, and
+the OpenAPI schema is served only when asked (``openapi``).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at runtime.
+import argparse
 import asyncio
+import hashlib
+import hmac
 import json
+import os
+import re
+import socket
 import sys
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from .backend import Backend
 from .data import Example, split_long
@@ -50,13 +67,47 @@ class ServeLimits(CliOptions):
     retry_after_s: int = 1
 
 
+def port_number(value: str) -> int:
+    """A TCP port, 1-65535 (an argparse type)."""
+    number = positive_int(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {value!r}")
+    return number
+
+
+API_KEY_ENV = "LLM_NER_SERVE_API_KEY"
+
+
 @dataclass
 class ServeOptions(CliOptions):
-    """Where `llm-ner serve` listens."""
+    """Where `llm-ner serve` listens, and who may call it."""
 
     host: str = option("127.0.0.1", help="listen address (default: %(default)s; 0.0.0.0 exposes it)")
-    port: int = option(8000, type=positive_int, help="(default: %(default)s)")
+    port: int = option(8000, type=port_number, help="(default: %(default)s)")
     log_level: str = option("warning", choices=("critical", "error", "warning", "info", "debug"))
+    allowed_origins: str = option(
+        "",
+        metavar="NAMES",
+        help="comma-separated host names (any port) or origins (http://name:port) that may call the service "
+        "besides localhost, 127.0.0.1 and [::1]: a request whose Host header names another host, or whose Origin "
+        "header is another web site, gets 403 (this stops web pages the user visits from using or reading the "
+        "service). The --host you bind is accepted (for 0.0.0.0 or ::, this machine's host name); name the other "
+        "addresses clients use, e.g. --allowed-origins myserver.lan,192.168.1.20; '*' accepts any (only behind a "
+        "proxy that checks)",
+    )
+    api_key: str | None = option(
+        None,
+        metavar="KEY",
+        help=f"require 'Authorization: Bearer KEY' on /extract and /health (401 otherwise; the page at / asks "
+        f"for it). Better: set {API_KEY_ENV}, which the process list does not show",
+    )
+    openapi: bool = option(False, help="serve the OpenAPI schema at /openapi.json (default: off)")
+
+    def access_policy(self) -> "AccessPolicy":
+        """The `AccessPolicy` of these options; the key from ``--api-key`` or LLM_NER_SERVE_API_KEY."""
+        return AccessPolicy.from_options(
+            self.allowed_origins, self.host, self.api_key or os.environ.get(API_KEY_ENV) or None
+        )
 
 
 class RequestError(Exception):
@@ -65,6 +116,96 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def _host_name(netloc: str) -> str | None:
+    """The lower-case host name of ``name``, ``name:port``, ``[v6]:port`` or a bare IPv6 address."""
+    netloc = netloc.strip()
+    if netloc.count(":") > 1 and not netloc.startswith("["):
+        return netloc.lower()  # a bare IPv6 address
+    try:
+        name = urlsplit("//" + netloc).hostname
+    except ValueError:
+        return None
+    return name.rstrip(".") if name else None
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may call the service: the host names a request's ``Host`` may name (any port), the
+    origins (exact ``scheme://host:port``) or host names its ``Origin`` may come from, the API key."""
+
+    hosts: frozenset = frozenset(LOCAL_HOSTS)
+    origins: frozenset = frozenset()
+    any_host: bool = False  # '*': no Host or Origin check
+    api_key: str | None = None
+
+    @classmethod
+    def from_options(cls, allowed: str, bound_host: str = "127.0.0.1", api_key: str | None = None) -> "AccessPolicy":
+        """The policy of ``--allowed-origins`` (comma-separated names or origins, '*'), the bound
+        ``--host`` (accepted too; for a wildcard address, this machine's name) and the key."""
+        hosts, origins, any_host = set(LOCAL_HOSTS), set(), False
+        bound = bound_host.strip("[]").lower()
+        hosts.add(socket.gethostname().lower() if bound in WILDCARD_HOSTS else bound)
+        for entry in filter(None, (part.strip() for part in allowed.split(","))):
+            if entry == "*":
+                any_host = True
+            elif "://" in entry:
+                origin = _origin(entry)
+                if origin is None:
+                    raise ValueError(f"--allowed-origins: not an origin such as http://name:8000: {entry!r}")
+                origins.add(origin)
+            else:
+                name = _host_name(entry)
+                if not name:
+                    raise ValueError(f"--allowed-origins: not a host name: {entry!r}")
+                hosts.add(name)
+        return cls(frozenset(hosts), frozenset(origins), any_host, api_key or None)
+
+    def refusal(self, path: str, headers) -> tuple[int, str] | None:
+        """(status, reason) when the request with these headers may not have ``path``; None if it may."""
+        if not self.any_host:
+            host = headers.get("host")
+            if host is not None and _host_name(host) not in self.hosts:  # no Host: not a browser
+                return 403, f"host {host!r} is not allowed (serve --allowed-origins)"
+            origin = headers.get("origin")
+            if origin is not None and not self.origin_allowed(origin):
+                return 403, f"origin {origin!r} is not allowed (serve --allowed-origins)"
+        if self.api_key is not None and path != "/" and not self.key_matches(headers.get("authorization")):
+            return 401, "missing or wrong API key: send 'Authorization: Bearer KEY'"
+        return None
+
+    def origin_allowed(self, origin: str) -> bool:
+        """An ``Origin`` header listed, or on an allowed host name (``null``, from a sandbox or a file, is not)."""
+        normal = _origin(origin)
+        if normal is None:
+            return False
+        return normal in self.origins or _host_name(urlsplit(normal).netloc) in self.hosts
+
+    def key_matches(self, authorization: str | None) -> bool:
+        """``Bearer KEY`` with this policy's key, compared in constant time."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        # Digests first: compare_digest of equal-length values, so the time tells nothing of the length either.
+        sent = hashlib.sha256(token.strip().encode("latin-1", "replace")).digest()
+        return hmac.compare_digest(sent, hashlib.sha256(self.api_key.encode("utf-8")).digest())
+
+
+def _origin(value: str) -> str | None:
+    """``scheme://host[:port]`` in lower case, or None for anything that is not an http(s) origin."""
+    try:
+        parts = urlsplit(value.strip().rstrip("/").lower())
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query:
+        return None
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class Engine:
@@ -105,7 +246,11 @@ def entities_of(record: dict) -> list[dict]:
 @dataclass
 class _Job:
     texts: list[str]
-    future: asyncio.Future
+    future: asyncio.Future  # cancelled when the client went away: the batcher skips the job
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready."""
 
 
 @dataclass
@@ -114,10 +259,12 @@ class RequestBatcher:
 
     run: object  # texts -> results (the engine; a plain callable in tests)
     limits: ServeLimits
-    pending: int = 0  # texts waiting or running
+    pending: int = 0  # texts waiting or running for clients still there
     batches: int = 0
     texts_done: int = 0
+    texts_dropped: int = 0  # texts of clients that went away before their batch started
     largest_batch: int = 0
+    poll_s: float = 0.1  # how often a waiting request checks that its client is still there
     _queue: asyncio.Queue | None = None
     _held: _Job | None = None
     _task: asyncio.Task | None = None
@@ -132,28 +279,47 @@ class RequestBatcher:
             self._task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def submit(self, texts: list[str]) -> list[dict]:
-        """The results for ``texts`` once their batch ran; RequestError(503) when the queue is full."""
+    async def submit(self, texts: list[str], gone: Callable[[], Awaitable[bool]] | None = None) -> list[dict]:
+        """The results for ``texts`` once their batch ran; RequestError(503) when the queue is full.
+
+        ``gone`` (a `Request.is_disconnected`) is asked every ``poll_s`` while the texts wait: once
+        the client is gone the job is cancelled (not generated if its batch has not started) and
+        `ClientGone` raised, so abandoned requests do not hold the queue."""
         if self.pending + len(texts) > self.limits.max_queue:
             raise RequestError(503, f"busy: {self.pending} texts queued (limit {self.limits.max_queue}); retry later")
         self.pending += len(texts)
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(texts, future))
         try:
+            while gone is not None:
+                done, _ = await asyncio.wait({future}, timeout=self.poll_s)
+                if done:
+                    break
+                if await gone():
+                    raise ClientGone
             return await future
         finally:
+            future.cancel()  # no-op once answered; else the batcher skips it
             self.pending -= len(texts)
 
-    async def _next_job(self, timeout: float | None) -> _Job | None:
-        if self._held is not None:
-            job, self._held = self._held, None
-            return job
-        if timeout is None:
-            return await self._queue.get()
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+    async def _next_job(self, deadline: float | None) -> _Job | None:
+        """The next job whose client still waits; None once ``deadline`` (loop time) has passed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._held is not None:
+                job, self._held = self._held, None
+            elif not self._queue.empty():
+                job = self._queue.get_nowait()
+            elif deadline is None:
+                job = await self._queue.get()
+            else:
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    return None
+            if not job.future.done():
+                return job
+            self.texts_dropped += len(job.texts)  # its client went away: never generated
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -162,7 +328,7 @@ class RequestBatcher:
             count = len(jobs[0].texts)
             deadline = loop.time() + self.limits.max_wait_ms / 1000
             while count < self.limits.max_batch:
-                job = await self._next_job(max(0.0, deadline - loop.time()))
+                job = await self._next_job(deadline)
                 if job is None:
                     break
                 if count + len(job.texts) > self.limits.max_batch:
@@ -170,13 +336,14 @@ class RequestBatcher:
                     break
                 jobs.append(job)
                 count += len(job.texts)
-            jobs = [job for job in jobs if not job.future.done()]  # clients that went away
-            if not jobs:
+            live = [job for job in jobs if not job.future.done()]  # clients that went away while it gathered
+            self.texts_dropped += count - sum(len(job.texts) for job in live)
+            if not live:
                 continue
-            outcomes = await loop.run_in_executor(self._executor, self._run_jobs, jobs)
+            outcomes = await loop.run_in_executor(self._executor, self._run_jobs, live)
             self.batches += 1
-            self.largest_batch = max(self.largest_batch, count)
-            for job, outcome in zip(jobs, outcomes):
+            self.largest_batch = max(self.largest_batch, sum(len(job.texts) for job in live))
+            for job, outcome in zip(live, outcomes):
                 if job.future.done():
                     continue
                 if isinstance(outcome, BaseException):
@@ -201,14 +368,36 @@ class RequestBatcher:
         return outcomes
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def load_json_body(body: bytes) -> object:
+    """The JSON value of a request body, or RequestError(400) with a one-line reason: not JSON or
+    not UTF-8, nested too deep (RecursionError), a number with too many digits."""
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, f"body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise RequestError(400, "body is not JSON: not UTF-8 text") from None
+    except RecursionError:
+        raise RequestError(400, "body is not JSON we accept: nested too deep") from None
+    except ValueError:  # an integer beyond sys.get_int_max_str_digits()
+        raise RequestError(400, "body is not JSON we accept: a number with too many digits") from None
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The index of the first lone UTF-16 surrogate in ``text`` (JSON allows ``"\\ud800"``, which is
+    no character: the tokenizer cannot encode it), or None."""
+    match = _LONE_SURROGATE.search(text)
+    return match.start() if match else None
+
+
 def parse_texts(body: bytes, limits: ServeLimits) -> list[str]:
     """The texts of an ``/extract`` body, or RequestError 400/413 saying what is wrong."""
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, f"body larger than {limits.max_body_bytes} bytes")
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"body is not JSON: {exc}") from None
+    data = load_json_body(body)
     if not isinstance(data, dict) or "texts" not in data:
         raise RequestError(400, 'body must be a JSON object {"texts": ["...", ...]}')
     texts = data["texts"]
@@ -221,7 +410,27 @@ def parse_texts(body: bytes, limits: ServeLimits) -> list[str]:
     longest = max(len(t) for t in texts)
     if longest > limits.max_text_chars:
         raise RequestError(413, f"a text of {longest} characters (limit {limits.max_text_chars})")
+    for number, text in enumerate(texts):
+        index = lone_surrogate(text)
+        if index is not None:
+            raise RequestError(400, f"text {number} holds a lone surrogate (\\u{ord(text[index]):04x}) at {index}")
     return texts
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """``application/json``, with parameters such as ``charset`` or not."""
+    return (value or "").split(";", 1)[0].strip().lower() == "application/json"
+
+
+def public_name(name: str | None) -> str | None:
+    """A model or adapter as /health may show it: a hub id as given, a local directory by its last
+    part only (its path tells a caller about this machine's files)."""
+    if not name:
+        return name
+    path = Path(name).expanduser()
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists() or name.count("/") > 1:
+        return path.resolve().name or name
+    return name
 
 
 def page_html() -> str:
@@ -229,12 +438,34 @@ def page_html() -> str:
     return resources.files("llm_ner").joinpath("static/serve.html").read_text(encoding="utf-8")
 
 
-def build_app(run, limits: ServeLimits, info: dict | None = None):
-    """The FastAPI application around ``run(texts) -> results`` (an `Engine.run`)."""
+class _Guard:
+    """ASGI middleware: every HTTP request passes `AccessPolicy.refusal` before it reaches the app."""
+
+    def __init__(self, app, policy: AccessPolicy):
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            from starlette.datastructures import Headers
+            from starlette.responses import JSONResponse
+
+            refusal = self.policy.refusal(scope["path"], Headers(scope=scope))
+            if refusal is not None:
+                status, message = refusal
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                await JSONResponse({"error": message}, status_code=status, headers=headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def build_app(run, limits: ServeLimits, info: dict | None = None, access: AccessPolicy | None = None, openapi=False):
+    """The FastAPI application around ``run(texts) -> results`` (an `Engine.run`); ``access``
+    (default: localhost only, no key) guards every request; ``openapi``: serve /openapi.json."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.requests import ClientDisconnect
 
     batcher = RequestBatcher(run, limits)
     page = page_html()
@@ -245,7 +476,14 @@ def build_app(run, limits: ServeLimits, info: dict | None = None):
         yield
         await batcher.stop()
 
-    app = FastAPI(title="llm-ner", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="llm-ner",
+        lifespan=lifespan,
+        docs_url=None,  # the docs pages load scripts from a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json" if openapi else None,
+    )
+    app.add_middleware(_Guard, policy=access or AccessPolicy())
     app.state.batcher = batcher
 
     def error(status: int, message: str) -> JSONResponse:
@@ -254,19 +492,24 @@ def build_app(run, limits: ServeLimits, info: dict | None = None):
 
     @app.post("/extract")
     async def extract(request: Request):
+        # Only JSON: a cross-site page may send text/plain without asking (a "simple" request).
+        if not is_json_content_type(request.headers.get("content-type")):
+            return error(415, "Content-Type must be application/json")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
             return error(413, f"body larger than {limits.max_body_bytes} bytes")
         body = bytearray()
-        async for chunk in request.stream():  # read no more than the limit, whatever the header said
-            body += chunk
-            if len(body) > limits.max_body_bytes:
-                return error(413, f"body larger than {limits.max_body_bytes} bytes")
         try:
+            async for chunk in request.stream():  # read no more than the limit, whatever the header said
+                body += chunk
+                if len(body) > limits.max_body_bytes:
+                    return error(413, f"body larger than {limits.max_body_bytes} bytes")
             texts = parse_texts(bytes(body), limits)
-            results = await batcher.submit(texts)
+            results = await batcher.submit(texts, request.is_disconnected)
         except RequestError as exc:
             return error(exc.status, str(exc))
+        except (ClientDisconnect, ClientGone):
+            return error(499, "client closed the connection")  # nobody reads it
         except Exception as exc:  # this request's own failure; the server and other requests go on
             return error(500, f"extraction failed: {type(exc).__name__}: {exc}")
         totals = ParseStats()
@@ -282,6 +525,7 @@ def build_app(run, limits: ServeLimits, info: dict | None = None):
             "queued_texts": batcher.pending,
             "batches": batcher.batches,
             "texts_done": batcher.texts_done,
+            "texts_dropped": batcher.texts_dropped,
             "largest_batch": batcher.largest_batch,
         }
 
@@ -308,16 +552,24 @@ def run_server(
         settings, model_options.device, batch_size=limits.max_batch, token_scores=False
     )
     engine = Engine(backend, settings, limits.max_chars)
-    info = {
-        "model": settings.model,
-        "adapter": settings.adapter,
+    info = {  # no filesystem paths: /health is for callers, not for this machine's layout
+        "model": public_name(settings.model),
+        "adapter": public_name(settings.adapter),
         "prompt": settings.prompt.name,
         "format": settings.answer_format,
         "constrained": model_options.constrained,
         "labels": list(settings.prompt.schema.keys),
     }
-    app = build_app(engine.run, limits, info)
+    access = serve_options.access_policy()
+    app = build_app(engine.run, limits, info, access, openapi=serve_options.openapi)
     host, port = serve_options.host, serve_options.port
     print(f"serving {settings.model} on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
+    if access.any_host:
+        print("note: --allowed-origins '*': any Host and Origin accepted", file=sys.stderr)
+    else:
+        names = ", ".join(sorted(access.hosts | access.origins))
+        print(f"accepting requests for {names} (add names with --allowed-origins)", file=sys.stderr)
+    if access.api_key is None and host not in LOCAL_HOSTS:
+        print(f"note: no API key: anyone who reaches {host}:{port} may use it ({API_KEY_ENV})", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=serve_options.log_level)
     return 0

@@ -224,3 +224,92 @@ def test_ctrl_c_keeps_finished_batches_and_a_rerun_completes(cluener_dev, tmp_pa
             assert mention == example.text[-4:] and example.text[ranges[0][0] : ranges[0][1] + 1] == mention
     finally:
         server.close()
+
+
+class HangingServer(FlakyServer):
+    """FlakyServer answering its first ``fast`` chat requests at once and holding every later one
+    (until `close`, or until ``fast`` is raised for requests that come after); ``held`` counts them."""
+
+    def __init__(self, fast: int):
+        super().__init__(failures=0)
+        self.fast, self.held, self.release = fast, 0, threading.Event()
+        self.server.handle_error = lambda *args: None  # a held request's client is gone: no traceback
+        handler, lock, owner = self.server.RequestHandlerClass, threading.Lock(), self
+        post = handler.do_POST
+
+        def maybe_hold(request):
+            with lock:
+                hold = owner.fast <= 0
+                owner.fast -= 1
+                owner.held += hold
+            if hold:
+                owner.release.wait(120)
+            post(request)
+
+        handler.do_POST = maybe_hold
+
+    def close(self):
+        self.release.set()
+        super().close()
+
+
+def test_ctrl_c_gives_up_the_requests_in_flight_at_once(cluener_dev, tmp_path):
+    """Ctrl-C while the server holds 4 requests (60 s timeout, 5 retries each): exit 130 in well
+    under 3 s, the 2 batches answered before are in the part file, and a rerun completes the rest."""
+    import signal
+
+    server = HangingServer(fast=8)
+    process = None
+    try:
+        source = dev_file(tmp_path / "dev.json", cluener_dev, 20)
+        out = tmp_path / "out.json"
+        args = ["extract", "--backend", "openai", "--base-url", server.url, "--served-model", "m"]
+        args += ["--input", str(source), "--output", str(out), "--prompt", "cluener_zh", "--quiet"]
+        args += ["--batch-size", "4", "--concurrency", "4", "--timeout", "60", "--retries", "5"]
+        process = subprocess.Popen([sys.executable, "-m", "llm_ner", *args], stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.held < 4:
+            time.sleep(0.05)
+        assert server.held == 4, "the third batch never reached the server"
+        process.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        code = process.wait(timeout=20)
+        elapsed = time.monotonic() - start
+        stderr = process.stderr.read()
+        print(f"exit {code} {elapsed:.2f} s after SIGINT")
+        assert code == 130 and elapsed < 3, (code, elapsed, stderr)
+        assert "Traceback" not in stderr and "8/20 sentences saved" in stderr, stderr
+        saved = records(Path(str(out) + ".parts") / "rank-0.jsonl")
+        assert len({r["id"] for r in saved}) == len(saved) == 8
+        server.fast = 10**6  # the server answers again: the rerun sends only the 12 missing sentences
+        before = len(server.bodies)
+        assert cli(args) == 0
+        assert len(server.bodies) - before == 12
+        assert [r["id"] for r in records(out)] == [f"d{i}" for i in range(20)]
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("http://127.0.0.1:99999/v1", "out of range"),
+        ("http://127.0.0.1:port/v1", "port"),
+        ("http://[::1/v1", "IPv6"),
+        ("ftp://127.0.0.1/v1", "http(s) URL"),
+        ("http://127.0.0.1:0/v1", "port 0"),
+        ("http://user:secret@127.0.0.1:8000/v1", "credentials"),
+        ("http://127.0.0.1:8000/v1?x=1", "query"),
+    ],
+)
+def test_bad_base_urls_are_one_line_usage_errors(url, reason, tmp_path, capsys):
+    source = tmp_path / "in.json"
+    source.write_text('{"id": "0", "text": "叶老桂博士"}\n', encoding="utf-8")
+    args = ["extract", "--backend", "openai", "--base-url", url, "--served-model", "m", "--input", str(source)]
+    assert cli([*args, "--output", str(tmp_path / "o.json"), "--prompt", "cluener_zh", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --base-url") and reason in err and len(err.strip().splitlines()) == 1, err
+    assert "secret" not in err

@@ -5,6 +5,7 @@ process; the page in a real headless Chromium, its DOM checked against the API's
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -58,15 +59,27 @@ class FakeEngine:
         ]
 
 
+def call(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, dict]:
+    """GET (or POST ``body``) with these headers: status, JSON answer, response headers."""
+    request = urllib.request.Request(url, data=body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            data = response.read()
+            is_json = response.headers.get("content-type", "").startswith("application/json")
+            return response.status, json.loads(data) if is_json else {}, dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers)
+
+
 class AppServer:
     """`serve.build_app` under uvicorn in a thread on a free 127.0.0.1 port."""
 
-    def __init__(self, run, **limits):
+    def __init__(self, run, access=None, openapi=False, **limits):
         import uvicorn
 
         from llm_ner.serve import ServeLimits, build_app
 
-        self.app = build_app(run, ServeLimits(**limits), {"labels": ["name"]})
+        self.app = build_app(run, ServeLimits(**limits), {"labels": ["name"]}, access, openapi=openapi)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error")
@@ -144,6 +157,168 @@ def test_burst_above_the_queue_limit_gets_200_or_503():
         server.close()
 
 
+JSON = {"Content-Type": "application/json"}
+ONE = json.dumps({"texts": ["abc"]}).encode()
+
+
+def test_extract_takes_only_a_json_content_type():
+    """A web page may POST text/plain to any server without a preflight: /extract refuses it."""
+    server = AppServer(FakeEngine(0))
+    try:
+        url = server.url + "/extract"
+        for content_type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", None):
+            status, body, _ = call(url, ONE, {"Content-Type": content_type} if content_type else {})
+            assert status == 415 and "application/json" in body["error"], (content_type, status)
+        assert call(url, ONE, {"Content-Type": "Application/JSON; charset=utf-8"})[0] == 200
+    finally:
+        server.close()
+
+
+def test_foreign_origin_and_host_get_403():
+    from llm_ner.serve import AccessPolicy
+
+    server = AppServer(FakeEngine(0))
+    try:
+        port = server.port
+        for path in ("/extract", "/health", "/"):
+            body = ONE if path == "/extract" else None
+            # another web site (CSRF), a sandboxed page, and DNS rebinding (a page whose name now points here)
+            for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Host": f"evil.example:{port}"}):
+                status, answer, _ = call(server.url + path, body, {**JSON, **headers})
+                assert status == 403 and "not allowed" in answer["error"], (path, headers, status)
+            for headers in ({"Origin": f"http://127.0.0.1:{port}"}, {"Origin": "http://localhost:5173"}):
+                assert call(server.url + path, body, {**JSON, **headers})[0] == 200, (path, headers)
+            assert call(server.url + path, body, {**JSON, "Host": f"localhost:{port}"})[0] == 200
+            assert call(server.url + path, body, {**JSON, "Host": f"[::1]:{port}"})[0] == 200
+        assert call(server.url + "/openapi.json")[0] == 404  # off unless asked
+    finally:
+        server.close()
+    # --host 0.0.0.0 --allowed-origins myserver.lan,http://app.example:3000: those names, and the origin exactly.
+    server = AppServer(FakeEngine(0), AccessPolicy.from_options("myserver.lan, http://app.example:3000", "0.0.0.0"))
+    try:
+        url = server.url + "/extract"
+        assert call(url, ONE, {**JSON, "Host": f"myserver.lan:{server.port}"})[0] == 200
+        assert call(url, ONE, {**JSON, "Host": f"{socket.gethostname()}:{server.port}"})[0] == 200
+        assert call(url, ONE, {**JSON, "Origin": "http://app.example:3000"})[0] == 200
+        assert call(url, ONE, {**JSON, "Origin": "http://app.example:3001"})[0] == 403
+        assert call(url, ONE, {**JSON, "Host": "app.example:3000"})[0] == 403  # an origin is no Host name
+    finally:
+        server.close()
+    server = AppServer(FakeEngine(0), openapi=True)
+    try:
+        status, schema, _ = call(server.url + "/openapi.json")
+        assert status == 200 and "/extract" in schema["paths"]
+    finally:
+        server.close()
+
+
+def test_api_key_is_needed_on_extract_and_health(monkeypatch):
+    from llm_ner.serve import AccessPolicy, ServeOptions
+
+    server = AppServer(FakeEngine(0), AccessPolicy(api_key="s3cret-ключ"))
+    try:
+        for path, body in (("/extract", ONE), ("/health", None)):
+            for auth in (None, "Bearer wrong", "Bearer s3cret", "s3cret-ключ", "Basic s3cret-ключ"):
+                headers = {**JSON, **({"Authorization": auth.encode().decode("latin-1")} if auth else {})}
+                status, answer, response_headers = call(server.url + path, body, headers)
+                assert status == 401 and response_headers["www-authenticate"] == "Bearer", (path, auth, status)
+                assert "API key" in answer["error"]
+            right = "Bearer s3cret-ключ".encode().decode("latin-1")  # the UTF-8 bytes a client sends
+            assert call(server.url + path, body, {**JSON, "Authorization": right})[0] == 200
+        status, _, response_headers = call(server.url + "/")  # the page stays open; it asks for the key
+        assert status == 200 and response_headers["content-type"].startswith("text/html")
+    finally:
+        server.close()
+    monkeypatch.setenv("LLM_NER_SERVE_API_KEY", "from-env")
+    assert ServeOptions().access_policy().api_key == "from-env"
+    assert ServeOptions(api_key="flag").access_policy().api_key == "flag"
+    monkeypatch.setenv("LLM_NER_SERVE_API_KEY", "")
+    assert ServeOptions().access_policy().api_key is None
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b'{"texts": ["\\ud800abc"]}', "lone surrogate"),
+        (b'{"texts": ["ok", "a\\udfffb"]}', "lone surrogate"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b'{"texts": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}", "nested too deep"),
+        (b'{"texts": ["a"], "n": ' + b"9" * 5000 + b"}", "too many digits"),
+        (b'{"texts": [1e999]}', "list of strings"),
+        (b'{"texts": {"a": "b"}}', "list of strings"),
+        (b'{"texts": [null]}', "list of strings"),
+        (b'{"texts": ["\xff"]}', "not UTF-8"),
+        (b'{"texts": ["a"]', "not JSON"),
+        (b"null", "JSON object"),
+    ],
+)
+def test_odd_bodies_get_400_with_one_line(body, reason):
+    from llm_ner.serve import RequestError, ServeLimits, parse_texts
+
+    with pytest.raises(RequestError) as caught:
+        parse_texts(body, ServeLimits())
+    assert caught.value.status == 400 and reason in str(caught.value), str(caught.value)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 200
+
+
+def test_odd_bodies_over_http_get_400_not_500():
+    server = AppServer(FakeEngine(0))
+    try:
+        url = server.url + "/extract"
+        for body in (b'{"texts": ["\\ud800"]}', b"[" * 100_000, b'{"texts": ["a"], "n": ' + b"9" * 5000 + b"}"):
+            status, answer, _ = call(url, body, JSON)
+            assert status == 400 and "\n" not in answer["error"], (body[:30], status, answer)
+        assert call(url, ONE, JSON)[0] == 200  # and the server goes on
+    finally:
+        server.close()
+
+
+def test_clients_that_disconnect_free_the_queue_at_once():
+    """60 clients send 4 texts each and close their connections: the waiting texts are dropped
+    within 1 s (/health) and are not generated; only the batch already running is."""
+    engine = FakeEngine(2.0)
+    server = AppServer(engine, max_batch=32, max_wait_ms=5, max_queue=256)
+    sockets = []
+    try:
+        for i in range(60):
+            body = json.dumps({"texts": [f"t{i}-{k}" for k in range(4)]}).encode()
+            head = f"POST /extract HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json\r\n"
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            sockets.append(sock)
+        batcher = server.app.state.batcher
+        deadline = time.monotonic() + 10
+        while not (batcher.pending == 240 and engine.batches) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert batcher.pending == 240 and engine.batches, "the 60 requests were not all queued while one batch ran"
+        for sock in sockets:
+            sock.close()
+        start = time.monotonic()
+        while call(server.url + "/health")[1]["queued_texts"] and time.monotonic() - start < 5:
+            time.sleep(0.02)
+        freed = time.monotonic() - start
+        print(f"queue free {freed:.2f} s after 60 clients disconnected")
+        assert freed < 1.0
+        time.sleep(2.5)  # the batch that was running ends; nothing else may start
+        health = call(server.url + "/health")[1]
+        generated = sum(engine.batches)
+        assert generated <= 32 and len(engine.batches) == 1, engine.batches
+        assert health["texts_dropped"] == 240 - generated and health["texts_done"] == 0
+        assert extract(server.url, ["after"])[0] == 200  # the service goes on
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.close()
+
+
+def test_serve_port_must_be_a_port(capsys):
+    from llm_ner.cli import main as cli
+
+    with pytest.raises(SystemExit) as caught:
+        cli(["serve", "--model", "m", "--port", "70000"])
+    assert caught.value.code == 2 and "1-65535" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def served_tiny(tmp_path_factory):
     """`llm-ner serve` of a tiny random Qwen3 (varied answers) with constrained decoding, so entities appear."""
@@ -177,6 +352,13 @@ def talkative(model_dir: Path) -> None:
 
 
 TEXTS = ["浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。", "生生不息CSOL生化狂潮让你填弹狂扫"]
+
+
+def test_health_shows_no_local_path(served_tiny):
+    url, model = served_tiny
+    status, info, _ = call(url + "/health")
+    assert status == 200 and info["model"] == model.name == "qwen3"
+    assert str(model.parent) not in json.dumps(info)
 
 
 def test_real_engine_spans_are_substrings_and_match_extract(served_tiny, tmp_path):
@@ -273,3 +455,23 @@ def check_page(chromium: str, url: str, tmp_path: Path) -> None:
     assert shot.is_file() and shot.stat().st_size > 10_000
     shutil.copyfile(shot, SCREENSHOT_COPY)
     print(f"screenshot: {SCREENSHOT_COPY}")
+
+
+def test_page_asks_for_the_key_in_headless_chromium(tmp_path):
+    """With an API key the page still loads (no key needed for /), and the 401 of /health and
+    /extract shows the key field and the error instead of failing silently."""
+    from llm_ner.serve import AccessPolicy
+
+    chromium, reason = find_chromium()
+    if chromium is None:
+        print(reason)
+        pytest.skip(reason)
+    server = AppServer(FakeEngine(0), AccessPolicy(api_key="k"))
+    try:
+        flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+        flags += ["--virtual-time-budget=10000", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom"]
+        dom = subprocess.run([*flags, f"{server.url}/?run&text=abc"], capture_output=True, text=True, timeout=90).stdout
+        assert 'data-state="done"' in dom, dom[-2000:]
+        assert re.search(r'<div id="keybox">', dom) and "401: missing or wrong API key" in dom, dom[-2000:]
+    finally:
+        server.close()

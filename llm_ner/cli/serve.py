@@ -22,11 +22,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ServeOptions.add_cli_args(parser, only=["host", "port"])
     ServeLimits.add_cli_args(parser)
     ServeOptions.add_cli_args(parser, only=["log_level"])
+    access = parser.add_argument_group(
+        "access",
+        "Any web page open in the user's browser can send requests to a local server. So POST /extract takes "
+        "only Content-Type application/json (415 otherwise), a request naming another Host or coming from another "
+        "web site (Origin) gets 403, and with an API key every path but the page at / needs it (401).",
+    )
+    ServeOptions.add_cli_args(access, only=["allowed_origins", "api_key", "openapi"])
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     if args.max_chars > args.max_text_chars:
         raise UsageError("--max-chars (piece length) must not exceed --max-text-chars (longest text accepted)")
+    serve_options = ServeOptions.from_cli_args(args)
+    try:
+        serve_options.access_policy()  # a bad --allowed-origins stops here, before the model loads
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     model_options = ModelOptions.from_cli_args(args)
-    return run_server(model_options, ServeOptions.from_cli_args(args), ServeLimits.from_cli_args(args))
+    return run_server(model_options, serve_options, ServeLimits.from_cli_args(args))
