@@ -50,6 +50,14 @@ def positive_float(value: str) -> float:
     return number
 
 
+def port_number(value: str) -> int:
+    """A TCP port, 1-65535 (an argparse type)."""
+    number = positive_int(value)
+    if number > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {value!r}")
+    return number
+
+
 def _number(value: str, kind: type):
     try:
         return kind(value)

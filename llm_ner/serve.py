@@ -22,7 +22,6 @@ the OpenAPI schema is served only when asked (``openapi``).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at runtime.
-import argparse
 import asyncio
 import hashlib
 import hmac
@@ -41,7 +40,7 @@ from urllib.parse import urlsplit
 from .backend import Backend
 from .data import Example, split_long
 from .extraction import ModelOptions, RunSettings, answer_pieces, make_record
-from .options import CliOptions, option, positive_float, positive_int
+from .options import CliOptions, option, port_number, positive_float, positive_int
 from .parsing import ParseStats
 
 
@@ -65,14 +64,6 @@ class ServeLimits(CliOptions):
     max_body_bytes: int = option(1_000_000, type=positive_int, help="request body size (default: %(default)s)")
     max_chars: int = ModelOptions.max_chars  # pieces of at most this many characters: `--max-chars`, a model option
     retry_after_s: int = 1
-
-
-def port_number(value: str) -> int:
-    """A TCP port, 1-65535 (an argparse type)."""
-    number = positive_int(value)
-    if number > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, got {value!r}")
-    return number
 
 
 API_KEY_ENV = "LLM_NER_SERVE_API_KEY"
