@@ -16,6 +16,12 @@ after their closing bracket, which the parser skips.
 (c) ours with --constrained decoding.
 Same model, the same CLUENER dev sentences (default 256), greedy decoding; sentences per second.
 With random weights the numbers are the real shape's speed, not its quality.
+
+--looping N: answers of real lengths instead of fixed ones. Every answer is forced to the gold mentions
+answer then end-of-turn, except every N-th, which loops on its first mention (as a model after a short
+LoRA does) up to the answer bound. Timed: (before) one static batch per --batch-sizes, waiting for its
+longest row; (after) `generate_answers` as it is now: a looping answer ends at its first repeat and
+finished rows leave the batch.
 """
 
 from __future__ import annotations
@@ -27,6 +33,74 @@ from pathlib import Path
 
 import torch
 from harness import one_at_a_time, timed
+
+
+class StaticForcedAnswers:
+    """Forces each row's answer: its token ids, then end-of-turn. No `select`: its batch stays whole, as
+    every batch did before; ``bounds_repeats`` turns off the repeat watch, which did not exist then."""
+
+    bounds_repeats = True
+
+    def __init__(self, answers: list[list[int]], stop: int, width: int):
+        self.answers, self.stop, self.width, self.done = answers, stop, width, [0] * len(answers)
+
+    def __call__(self, input_ids, scores):
+        generated = input_ids.shape[1] - self.width
+        scores[:] = float("-inf")
+        for row, answer in enumerate(self.answers):
+            step = self.done[row] + generated
+            scores[row, answer[step] if step < len(answer) else self.stop] = 0.0
+        return scores
+
+
+class ForcedAnswers(StaticForcedAnswers):
+    """The same, following its rows through `select` (finished rows leave the batch), repeats watched."""
+
+    bounds_repeats = False
+
+    def select(self, rows, generated, prompt_width):
+        self.answers = [self.answers[r] for r in rows]
+        self.done = [self.done[r] + len(generated[r]) for r in rows]
+        self.width = prompt_width
+
+
+def looping_comparison(args, model, tokenizer, settings, examples) -> None:
+    """(before) static batches that wait for their longest row vs (after) `generate_answers` now."""
+    from llm_ner.answer_format import answer_to_spans, format_answer
+    from llm_ner.generation import default_max_new_tokens, generate_answers, stop_token_ids
+
+    stop = stop_token_ids(tokenizer, model)[0]
+    forced = {}
+    for index, ex in enumerate(examples):
+        gold = format_answer(ex)
+        if index % args.looping == 0 and ex.spans:
+            first = gold[1 : gold.index("}") + 1]
+            gold = gold[:-1] + ("," + first) * 200
+        ids = tokenizer(gold, add_special_tokens=False)["input_ids"]
+        forced[ex.text] = ids[: default_max_new_tokens(len(ex.text))]
+    texts = [ex.text for ex in examples]
+    conversations = [settings.prompt.messages(t, settings.answer_format) for t in texts]
+    lengths = sorted(len(tokenizer.decode(forced[t])) for t in texts)
+    print(f"forced answers: median {lengths[len(lengths) // 2]} characters, longest {lengths[-1]}")
+    for size in [int(s) for s in args.batch_sizes.split(",")]:
+        for name, cls in (("before", StaticForcedAnswers), ("after", ForcedAnswers)):
+            answers, seconds = timed(
+                lambda cls=cls, size=size: generate_answers(
+                    model,
+                    tokenizer,
+                    conversations,
+                    texts=texts,
+                    batch_size=size,
+                    logits_processor_factory=lambda batch, width, cls=cls: cls([forced[t] for t in batch], stop, width),
+                )
+            )
+            duplicates = sum(
+                answer_to_spans(t, a, settings.prompt.schema)[1].duplicates for t, a in zip(texts, answers)
+            )
+            print(
+                f"{name:<7} bs={size}: {len(texts) / seconds:.2f} sentences/s ({seconds:.1f} s), "
+                f"answers {sum(map(len, answers))} characters, {duplicates} duplicate mentions"
+            )
 
 
 def main() -> None:
@@ -57,6 +131,7 @@ def main() -> None:
     parser.add_argument("--skip-one-at-a-time", action="store_true")
     parser.add_argument("--before", metavar="REV", help="also time (c) with llm_ner/constrained.py of a git revision")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--looping", type=int, metavar="N", help="forced real-length answers, every N-th looping")
     args = parser.parse_args()
 
     from llm_ner.answer_format import answer_to_spans
@@ -90,6 +165,9 @@ def main() -> None:
         answers_note = f", answers fixed at {fixed} tokens"
     examples, _ = read_cluener(args.dev_file or data_dir() / "dev.json")
     examples = examples[: args.sentences]
+    if args.looping:
+        looping_comparison(args, model, tokenizer, settings, examples)
+        return
     texts = [ex.text for ex in examples]
     conversations = [settings.prompt.messages(t, settings.answer_format) for t in texts]
     constraints = {"(c) constrained": MentionsConstraint.for_tokenizer(tokenizer, settings.prompt.schema.keys)}

@@ -18,6 +18,13 @@ from it (computed with the real vocabulary: ``"}]`` may be one token or several)
 allowed token leads to a state of cost one less. A token is allowed only if the state it leads to
 can still be closed, plus the end-of-turn token, in the tokens left; so an answer ends in time.
 
+Repeats: an entity string may be closed no more often than it occurs in the sentence (the same string
+under another label counts against the same budget: in flat NER each occurrence carries one label,
+and no CLUENER train or dev sentence has more gold mentions of a string than occurrences). A model
+that tries to close a used-up string (its best token was one the rule removed) is looping: that row's
+list closes after the current item. Closing within the token budget outranks the rule: when only a
+repeat still fits (or the entity cannot grow), it is allowed.
+
 Why not a grammar library (xgrammar, outlines, lm-format-enforcer): the substring rule makes every
 sentence a new grammar, and those libraries compile a grammar against the whole vocabulary up
 front, which costs more per sentence than these walks (measured in benchmarks/README.md).
@@ -25,6 +32,7 @@ front, which costs more per sentence than these walks (measured in benchmarks/RE
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -89,6 +97,12 @@ class TokenTrie:
         self.vocab_size = max(vocab.values()) + 1
         if not self.root:
             raise ValueError("constrained decoding needs a byte-level BPE tokenizer (like Qwen's)")
+        # Per token id: whether its bytes hold a quote (only those can close an entity), its first byte.
+        self.has_quote = np.zeros(self.vocab_size, dtype=bool)
+        self.first_byte = np.full(self.vocab_size, -1, dtype=np.int16)
+        for token_id, data in self.token_bytes.items():
+            self.has_quote[token_id] = _QUOTE in data
+            self.first_byte[token_id] = data[0] if data else -1
 
     def fewest_tokens(self, data: bytes) -> int:
         """The fewest tokens whose bytes concatenate to ``data``."""
@@ -130,6 +144,17 @@ class _Sentence:
         self.ends: dict[int, frozenset[int]] = {}  # entity token -> positions where it can end
         self.walks: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # sentence-dependent state walks
         self.start_union: tuple[np.ndarray, np.ndarray] | None = None
+        self._occurrences: dict[bytes, int] = {}
+
+    def occurrences(self, entity: bytes) -> int:
+        """How often the escaped entity string occurs in the sentence as whole characters (overlaps count)."""
+        count = self._occurrences.get(entity)
+        if count is None:
+            count = sum(
+                1 for p in self.starts if self.escaped.startswith(entity, p) and p + len(entity) in self.boundaries
+            )
+            self._occurrences[entity] = count
+        return count
 
 
 class _Grammar:
@@ -360,6 +385,8 @@ class MentionsConstraint:
     close in; None lets answers run on (they may then be cut off by the caller's bound).
     """
 
+    bounds_repeats = True  # `generation` need not watch its answers for repeated mentions
+
     def __init__(
         self,
         grammar: _Grammar,
@@ -375,6 +402,14 @@ class MentionsConstraint:
             grammar.prepare(sentence)
             self.sentences.append(sentence)
         self.states: list[tuple | None] = [("start",)] * len(texts)
+        # Per row: the escaped bytes of the entity being written, how often each string was closed, the
+        # strings whose budget is used up, whether the list must close after this item (the row tried to
+        # repeat), and the tokens the repeat rule removed at the last step.
+        self.entity: list[bytes] = [b""] * len(texts)
+        self.written: list[dict[bytes, int]] = [{} for _ in texts]
+        self.used_up: list[set[bytes]] = [set() for _ in texts]
+        self.closing: list[bool] = [False] * len(texts)
+        self.blocked: list[np.ndarray | None] = [None] * len(texts)
         self.prompt_width = prompt_width
         self.stop_ids = list(stop_ids)
         self.stop_array = np.array(self.stop_ids, dtype=np.int64)
@@ -392,6 +427,20 @@ class MentionsConstraint:
 
         return factory
 
+    def select(self, rows: Sequence[int], generated: Sequence[Sequence[int]], prompt_width: int) -> None:
+        """Keep only ``rows`` (batch rows that go on in a new, smaller `generate` call whose prompts end with
+        what they generated): ``generated[row]`` is each row's tokens of the call that ended, ``prompt_width``
+        the new call's prompt width."""
+        for row in rows:
+            for token in generated[row][self.seen :]:  # the last tokens this processor did not see yet
+                self.advance(row, token)
+        for name in ("sentences", "states", "entity", "written", "used_up", "closing", "blocked"):
+            values = getattr(self, name)
+            setattr(self, name, [values[row] for row in rows])
+        if self.max_new_tokens is not None and rows:
+            self.max_new_tokens -= len(generated[rows[0]])
+        self.prompt_width, self.seen = prompt_width, 0
+
     def advance(self, row: int, token_id: int) -> None:
         """Move row ``row`` past the generated token ``token_id``."""
         state = self.states[row]
@@ -407,25 +456,105 @@ class MentionsConstraint:
             moved = frozenset(p + len(data) for p in positions) & sentence.ends[token_id]
             if moved:
                 self.states[row] = ("entity", moved, True)
+                self.entity[row] += data
                 return
-        for byte in data if data is not None else b"\xff":  # unknown tokens fail the automaton
-            state = self.grammar.step(state, byte, sentence)
+        state, self.entity[row], closed = self._walk(state, self.entity[row], data, sentence)
+        for entity in closed:
+            count = self.written[row].get(entity, 0) + 1
+            self.written[row][entity] = count
+            if count >= sentence.occurrences(entity):
+                self.used_up[row].add(entity)
+        self.states[row] = state
+
+    def _walk(
+        self, state: tuple, entity: bytes, data: bytes | None, sentence: _Sentence
+    ) -> tuple[tuple | None, bytes, list[bytes]]:
+        """(state, entity bytes, entity strings closed) after the bytes ``data`` (None: an unknown token,
+        which fails the automaton)."""
+        closed = []
+        for byte in data if data is not None else b"\xff":
+            before, state = state, self.grammar.step(state, byte, sentence)
             if state is None:
                 break
-        self.states[row] = state
+            if before[0] == "entity":
+                if state[0] == "entity":
+                    entity += bytes([byte])
+                else:  # the closing quote
+                    closed.append(entity)
+                    entity = b""
+        return state, entity, closed
 
     def allowed(self, row: int, left: int | None = None) -> np.ndarray:
         """Token ids allowed for ``row`` when ``left`` tokens remain (end-of-turn included)."""
+        self.blocked[row] = None
         state = self.states[row]
         if state is None or state[0] in ("done", "end"):
             return self.stop_array
         ids, costs = self.grammar.allowed(state, self.sentences[row])
+        rule = self._repeat_rule(row, state, ids)
+        fits = None
         if left is not None and len(costs) and costs.max() > left - 2:
-            keep = costs <= left - 2  # the state after the token, then end-of-turn, must still fit
-            if not keep.any():  # a budget too small to close at all: get as close as possible
-                keep = costs == costs.min()
-            ids = ids[keep]
+            fits = costs <= left - 2  # the state after the token, then end-of-turn, must still fit
+        if rule is not None:
+            keep = rule if fits is None else rule & fits
+            if keep.any():
+                if not self.closing[row]:
+                    self.blocked[row] = ids[~rule]
+                return ids[keep]
+            # Nothing but a repeat fits in the budget (or the entity cannot grow): closing in time wins,
+            # and the list ends after this item.
+            self.closing[row] = True
+        if fits is not None:
+            if not fits.any():  # a budget too small to close at all: get as close as possible
+                fits = costs == costs.min()
+            ids = ids[fits]
         return ids
+
+    def _repeat_rule(self, row: int, state: tuple, ids: np.ndarray) -> np.ndarray | None:
+        """Which of ``ids`` the repeat rule keeps (None: all): no token closes a used-up entity string, and
+        a row that tried to repeat ends its list (only ``]`` after an item)."""
+        trie = self.grammar.trie
+        if self.closing[row] and state[0] == "after":
+            return trie.first_byte[ids] == _LIST_CLOSE
+        used_up = self.used_up[row]
+        if not used_up:
+            return None
+        keep = np.ones(len(ids), dtype=bool)
+        sentence, entity = self.sentences[row], self.entity[row]
+        for index in np.flatnonzero(trie.has_quote[ids]):
+            closed = self._walk(state, entity, trie.token_bytes[int(ids[index])], sentence)[2]
+            if any(c in used_up for c in closed):
+                keep[index] = False
+        if state[0] == "entity":
+            keep &= ~np.isin(ids, self._dead_ends(state, entity, used_up, sentence))
+        return None if keep.all() else keep
+
+    def _dead_ends(self, state: tuple, entity: bytes, used_up: set[bytes], sentence: _Sentence) -> list[int]:
+        """Tokens after which the entity could neither close nor grow into a string that is not used up
+        (such as a used-up string that ends the sentence). Only tokens on the way to a used-up string
+        can lead there."""
+        escaped, positions = sentence.escaped, sentence.starts if state[1] is None else state[1]
+        boundaries = sorted(sentence.boundaries)
+        found = []
+        for string in used_up:
+            if len(string) <= len(entity) or not string.startswith(entity):
+                continue
+            node, rest = self.grammar.trie.root, string[len(entity) :]
+            for length, byte in enumerate(rest, 1):
+                node = node.get(byte)
+                if node is None:
+                    break
+                if -1 not in node:
+                    continue
+                piece, grown = rest[:length], entity + rest[:length]
+                ends = [p + length for p in positions if escaped.startswith(piece, p)]
+                if not any(
+                    grown + escaped[q:b] not in used_up
+                    for q in ends
+                    for b in boundaries[bisect.bisect_left(boundaries, q) :]
+                ):
+                    found.extend(node[-1])
+        return found
 
     def allowed_per_row(self, input_ids: torch.LongTensor) -> list[np.ndarray]:
         """Read the tokens generated since the last call; the allowed token ids of every row."""
@@ -452,4 +581,12 @@ class MentionsConstraint:
         return masked
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        return self.apply(scores, self.allowed_per_row(input_ids))
+        per_row = self.allowed_per_row(input_ids)
+        for row, blocked in enumerate(self.blocked):
+            # The model's best token was a repeat the rule removed: it is looping, end its list after this item.
+            if blocked is not None and len(blocked):
+                best_blocked = scores[row, torch.from_numpy(blocked).to(scores.device)].max()
+                best_allowed = scores[row, torch.from_numpy(per_row[row]).to(scores.device)].max()
+                if best_blocked > best_allowed:
+                    self.closing[row] = True
+        return self.apply(scores, per_row)

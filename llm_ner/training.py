@@ -20,7 +20,7 @@ from pathlib import Path
 from .answer_format import ANSWER_FORMATS, answer_to_spans
 from .data import INPUT_FORMATS, Example, load_examples
 from .errors import DataError, UsageError
-from .generation import disable_thinking_by_default, generate_answers
+from .generation import chat_prompt_ids, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
 from .parsing import ParseStats
 from .prompting import PromptTemplate, load_prompt, to_conversation
@@ -174,11 +174,69 @@ def logits_mask_supported() -> bool:
     return Version(transformers.__version__).release >= (5, 21)
 
 
+def check_lengths(trainer, records: dict[str, list[dict]], max_length: int | None) -> None:
+    """Stop before training when ``max_length`` leaves a split no example; warn when it drops or cuts some.
+
+    TRL cuts every tokenized example to ``max_length`` and silently drops those whose prompt alone
+    fills it (no answer token left to learn): an eval set dropped whole used to train for hours and
+    then fail in the final evaluation with ``IndexError: Invalid key: 0 is out of bounds for size 0``.
+    ``records`` maps a split name to the records given to the trainer; the trainer's prepared datasets
+    say what is left.
+    """
+    if max_length is None:
+        return
+    datasets = {"train": trainer.train_dataset, "eval": trainer.eval_dataset}
+    for split, given in records.items():
+        prepared = datasets.get(split)
+        if not given or prepared is None or not hasattr(prepared, "__len__"):
+            continue
+        dropped = len(given) - len(prepared)
+        if dropped == len(given):
+            lengths = [len(chat_prompt_ids(trainer.processing_class, r["prompt"])) for r in given]
+            raise UsageError(
+                f"max_length={max_length} leaves no {split} example: every prompt alone is at least that long "
+                f"({min(lengths)} to {max(lengths)} tokens); raise max_length or use a shorter prompt"
+            )
+        if dropped and trainer.accelerator.is_main_process:
+            print(
+                f"warning: max_length={max_length} drops {dropped} of {len(given)} {split} examples "
+                "(their prompt alone fills it)",
+                file=sys.stderr,
+            )
+        if "input_ids" not in prepared.column_names or not trainer.accelerator.is_main_process:
+            continue
+        cut = sum(len(ids) >= max_length for ids in prepared["input_ids"])
+        if cut:
+            print(
+                f"warning: {cut} of {len(prepared)} {split} examples reach max_length={max_length} "
+                "(cut there, an answer loses its end)",
+                file=sys.stderr,
+            )
+
+
 def make_trainer_class():
     """SFTTrainer that adds generated-answer F1 to every evaluation (imports TRL lazily)."""
     import torch
     from accelerate.utils import gather_object
+    from transformers import TrainerCallback
     from trl import SFTTrainer
+
+    class SaveBeforeLastEvaluation(TrainerCallback):
+        """At the last step, save the final model into ``output_dir`` before the trainer evaluates it (the
+        trainer evaluates first, then writes the checkpoint): a long or failed evaluation never loses the
+        training, and that evaluation is the final one (`final_metrics` does not run it again)."""
+
+        def __init__(self, trainer) -> None:
+            self.trainer = trainer
+            self.saved_at: int | None = None
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= state.max_steps and control.should_evaluate and self.saved_at != state.global_step:
+                self.trainer.save_model(args.output_dir)
+                self.saved_at = state.global_step
+            return control
+
+        on_epoch_end = on_step_end
 
     class NERSFTTrainer(SFTTrainer):
         def __init__(
@@ -192,6 +250,8 @@ def make_trainer_class():
             **kwargs,
         ):
             super().__init__(*args, **kwargs)
+            self.final_save = SaveBeforeLastEvaluation(self)
+            self.add_callback(self.final_save)
             self.logits_mask_supported = logits_mask_supported()
             self.f1_examples = f1_examples or []
             self.ner_prompt = ner_prompt
@@ -252,26 +312,36 @@ def make_trainer_class():
             return output
 
         def generated_f1(self, prefix: str = "eval") -> dict:
-            """Decode the F1 subset (sharded over processes) and score it."""
+            """Decode the F1 subset (sharded over processes, a progress bar on the main one) and score it."""
+            from tqdm.auto import tqdm
+
             rank, world = self.accelerator.process_index, self.accelerator.num_processes
             shard = self.f1_examples[rank::world]
+            # Generation runs inside the trainer's autocast context: the shared instruction prefix and the
+            # generated tokens then get the same precision whichever forward generate() calls (PEFT's base
+            # model lacks the mixed-precision wrapper of the model around it), so the prefix cache is reused.
             model = self.accelerator.unwrap_model(self.model)
-            answers = (
-                generate_answers(
-                    model,
-                    self.processing_class,
-                    [self.ner_prompt.messages(ex.text, self.answer_format) for ex in shard],
-                    texts=[ex.text for ex in shard],
-                    batch_size=self.f1_batch_size,
-                    max_new_tokens=self.f1_max_new_tokens,
-                    # Under the trainer's mixed-precision wrapper the instruction prefix and the generated
-                    # tokens can come out in different dtypes (which forward generate() runs differs between
-                    # transformers versions and PEFT wrapping); a per-batch cache avoids mixing them.
-                    reuse_prefix=False,
-                )
-                if shard
-                else []
-            )
+            answers: list[str] = []
+            if shard:
+                with (
+                    tqdm(
+                        total=len(shard),
+                        desc=f"{prefix} F1 generation",
+                        unit="sent",
+                        disable=not self.accelerator.is_main_process,
+                        dynamic_ncols=True,
+                    ) as bar,
+                    self.accelerator.autocast(),
+                ):
+                    answers = generate_answers(
+                        model,
+                        self.processing_class,
+                        [self.ner_prompt.messages(ex.text, self.answer_format) for ex in shard],
+                        texts=[ex.text for ex in shard],
+                        batch_size=self.f1_batch_size,
+                        max_new_tokens=self.f1_max_new_tokens,
+                        progress=bar.update,
+                    )
             pairs = gather_object(list(zip([ex.id for ex in shard], answers)))
             by_id = dict(pairs)
             return f1_metrics(self.f1_examples, [by_id[ex.id] for ex in self.f1_examples], self.ner_prompt, prefix)
@@ -304,6 +374,23 @@ def save_run_metadata(
 
 # ---------------------------------------------------------------------------------------------
 # The run
+
+
+def final_metrics(trainer) -> dict:
+    """The evaluation of the model `train` saved, run at most once.
+
+    The trainer's own evaluation at the last step already evaluated the final model; with
+    ``load_best_model_at_end`` the saved model is the best checkpoint, evaluated when it was saved.
+    Their logged metrics are returned; only a model no evaluation has seen is evaluated here.
+    """
+    state = trainer.state
+    step = state.global_step
+    if trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    logged = [e for e in state.log_history if e.get("step") == step and any(k.startswith("eval_") for k in e)]
+    if logged:
+        return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
+    return trainer.evaluate()
 
 
 def train(data_args: NERDataArguments, training_args, model_args, callbacks=None):
@@ -391,13 +478,19 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
         f1_batch_size=data_args.f1_eval_batch_size,
         f1_max_new_tokens=data_args.f1_max_new_tokens,
     )
+    check_lengths(trainer, {"train": train_records, "eval": eval_records}, training_args.max_length)
     if trainer.accelerator.is_main_process:
         save_run_metadata(training_args.output_dir, prompt, data_args, model_args, training_args)
 
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
+    # Saved before any final evaluation: at the last step when the trainer evaluates there, else now;
+    # again when the trainer loaded the best checkpoint at the end.
+    if trainer.final_save.saved_at != trainer.state.global_step or training_args.load_best_model_at_end:
+        trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        print(f"model saved to {training_args.output_dir}", file=sys.stderr)
     if trainer.eval_dataset is not None:
-        metrics = trainer.evaluate()
+        metrics = final_metrics(trainer)
         trainer.save_metrics("eval", metrics)
         if trainer.accelerator.is_main_process:
             summary = {
@@ -406,8 +499,6 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
                 if k in ("eval_loss", "eval_f1", "eval_precision", "eval_recall", "eval_parse_failure_rate")
             }
             print(f"final evaluation: {summary}", file=sys.stderr)
-    if trainer.accelerator.is_main_process:
-        print(f"model saved to {training_args.output_dir}", file=sys.stderr)
     # Under torchrun, a process leaving with its gloo/NCCL group alive can abort at exit ("terminate
     # called without an active exception") after everything was saved; end the group first.
     trainer.accelerator.wait_for_everyone()

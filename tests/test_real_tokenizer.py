@@ -252,7 +252,7 @@ def test_constrained_answers_are_complete_on_all_cluener_dev(real_tokenizer, rea
     factory = MentionsConstraint.for_tokenizer(tokenizer, prompt.schema.keys)
     stops = set(stop_token_ids(tokenizer))
     texts = [ex.text for ex in cluener_dev]
-    totals, answers, items, at_the_bound = ParseStats(), [], 0, 0
+    totals, answers, items, at_the_bound, repeats = ParseStats(), [], 0, 0, 0
     for index, start in enumerate(range(0, len(texts), 64)):
         batch = texts[start : start + 64]
         budget = (12, 24, 40, 64)[index % 4]
@@ -261,6 +261,7 @@ def test_constrained_answers_are_complete_on_all_cluener_dev(real_tokenizer, rea
             answer = tokenizer.decode(ids, skip_special_tokens=True)
             spans, stats = answer_to_spans(text, answer, prompt.schema)
             totals += stats
+            repeats += stats.duplicates if len(ids) < budget - 1 else 0  # at the bound closing may need one
             answers.append(answer)
             items += len(json.loads(answer))
     summary = f"{len(set(answers))} distinct answers, {items} items, {at_the_bound} closed at the bound"
@@ -268,6 +269,7 @@ def test_constrained_answers_are_complete_on_all_cluener_dev(real_tokenizer, rea
     assert totals.answers == len(texts) == 1343
     assert totals.parse_failures == totals.repaired == totals.hallucinated == 0
     assert totals.unknown_label == totals.invalid_items == 0
+    assert repeats == 0  # no string written more often than the sentence holds it (but to close in time)
     assert len(set(answers)) > len(texts) // 2 and items > len(texts)  # varied, not all "[]"
     assert at_the_bound > len(texts) // 4  # the budget, not the policy, ended many answers
 
@@ -304,3 +306,67 @@ def test_constrained_generation_with_a_random_model_closes_in_the_budget(real_mo
     assert totals.parse_failures == totals.repaired == totals.hallucinated == totals.unknown_label == 0
     assert totals.aligned > 0 and len(set(answers)) > 8
     assert all(answer.startswith("[") and answer.endswith("]") for answer in answers)
+
+
+class _LoopingModel:
+    """A test double of a model caught in a loop: at every step its best token is the longest one that
+    continues ``[`` + ``item`` repeated forever (an item already cut off: close it, then loop again).
+    All other tokens score 0."""
+
+    def __init__(self, trie, item: str, close: str):
+        self.trie, self.item, self.close = trie, item.encode(), close.encode()
+
+    def wanted(self, written: bytes) -> bytes:
+        loop = b"[" + self.item * (2 + len(written) // len(self.item))
+        if loop.startswith(written):
+            return loop[len(written) :]
+        return self.close + self.item * 2
+
+    def scores(self, generated: list[list[int]], vocab: int) -> torch.Tensor:
+        scores = torch.zeros((len(generated), vocab))
+        for row, ids in enumerate(generated):
+            node = self.trie.root
+            for depth, byte in enumerate(self.wanted(b"".join(self.trie.token_bytes.get(t, b"") for t in ids))[:48], 1):
+                node = node.get(byte)
+                if node is None:
+                    break
+                for token in node.get(-1, ()):
+                    scores[row, token] = depth
+        return scores
+
+
+def test_a_looping_model_is_stopped_at_the_occurrences_and_closes(real_tokenizer):
+    """A model that re-opens the same mention forever: every string is written no more often than the
+    sentence holds it, and the answer closes soon after the loop starts, far inside its budget."""
+    from collections import Counter
+
+    from llm_ner.constrained import MentionsConstraint
+
+    tokenizer = real_tokenizer("qwen2.5")
+    prompt = load_prompt()
+    factory = MentionsConstraint.for_tokenizer(tokenizer, prompt.schema.keys)
+    texts = ["我在北京和上海工作", "北京人在北京", "北京", "上海北京"]  # once, twice, the whole text, at the end
+    constraint = factory(texts, 0)
+    budget = 120
+    constraint.max_new_tokens = budget
+    model = _LoopingModel(constraint.grammar.trie, '{"text":"北京","label":"address"},', '","label":"address"},')
+    stops = set(stop_token_ids(tokenizer))
+    generated: list[list[int]] = [[] for _ in texts]
+    finished = [False] * len(texts)
+    for _ in range(budget):
+        scores = constraint(torch.tensor(generated, dtype=torch.long), model.scores(generated, len(tokenizer)))
+        for row, token in enumerate(scores.argmax(-1).tolist()):
+            if finished[row]:
+                token = next(iter(stops))  # generate pads a finished row
+            finished[row] = finished[row] or token in stops
+            generated[row].append(token)
+    for text, ids in zip(texts, generated):
+        length = next(i for i, t in enumerate(ids) if t in stops)
+        answer = tokenizer.decode(ids[:length])
+        items = json.loads(answer)
+        counts = Counter(item["text"] for item in items)
+        print(f"\n{text}: {length} tokens: {answer}")
+        assert all(counts[s] <= text.count(s) for s in counts), answer
+        assert counts["北京"] == text.count("北京")  # the loop's mention itself, as often as it occurs
+        assert len(items) <= text.count("北京") + 1, answer  # at most one item after the loop began
+        assert length < budget // 2, f"{length} tokens: the loop was not ended ({answer})"

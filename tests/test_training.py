@@ -484,3 +484,123 @@ def test_bad_convert_output_names_the_line(tmp_path):
     path.write_text('{"prompt": [], "completion": []}\n{"prompt": 1}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"train.jsonl:2: not a prompt-completion record"):
         load_split(str(path), NERDataArguments(train_file=str(path)), load_prompt())
+
+
+def _counting_generation(monkeypatch, out: Path, fail: bool = False) -> list[bool]:
+    """Wrap the F1 generation of `llm_ner.training`: one entry per call, whether the adapter was already
+    saved in ``out`` then; ``fail`` makes every call raise."""
+    import llm_ner.training as training
+
+    calls: list[bool] = []
+    real = training.generate_answers
+
+    def generate(*args, **kwargs):
+        calls.append((out / "adapter_model.safetensors").is_file())
+        if fail:
+            raise RuntimeError("evaluation failed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "generate_answers", generate)
+    return calls
+
+
+def test_final_evaluation_runs_once_after_saving_with_a_progress_bar(
+    tiny_models, cluener_dir, tmp_path, monkeypatch, capfd
+):
+    """max_steps 2 with eval_steps 2: one evaluation (not one at step 2 and another after train), after
+    the adapter is saved, its F1 generation shown by a progress bar."""
+    import llm_ner.training as training
+
+    out = tmp_path / "once"
+    calls = _counting_generation(monkeypatch, out)
+    losses = []
+    real_class = training.make_trainer_class
+
+    def counting_class():
+        cls = real_class()
+
+        class Counting(cls):
+            def evaluation_loop(self, *args, **kwargs):
+                losses.append(self.state.global_step)
+                return super().evaluation_loop(*args, **kwargs)
+
+        return Counting
+
+    monkeypatch.setattr(training, "make_trainer_class", counting_class)
+    trainer = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
+    assert trainer.state.global_step == 2
+    assert losses == [2] and calls == [True]  # one evaluation, the adapter already saved
+    assert "eval_f1" in json.loads((out / "eval_results.json").read_text())
+    err = capfd.readouterr().err
+    assert "eval F1 generation" in err and "4/4" in err  # tqdm's bar over the 4 F1 sentences
+
+
+def test_a_failing_final_evaluation_keeps_the_trained_adapter(tiny_models, cluener_dir, tmp_path, monkeypatch):
+    import llm_ner.training as training
+
+    out = tmp_path / "fails"
+    calls = _counting_generation(monkeypatch, out, fail=True)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        training.main(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
+    assert calls == [True]
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+
+
+def _prompt_lengths(model_dir, path: Path, prompt_name: str, limit: int) -> list[int]:
+    from transformers import AutoTokenizer
+
+    from llm_ner.data import read_cluener
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    examples, _ = read_cluener(path)
+    prompt = load_prompt(prompt_name)
+    return [len(chat_prompt_ids(tokenizer, prompt.messages(ex.text))) for ex in examples[:limit]]
+
+
+def test_max_length_below_every_prompt_stops_before_training(tiny_models, cluener_dir, tmp_path):
+    """The long cluener_zh prompt with max_length 512: TRL would drop every example; a UsageError says
+    so before any step, with the prompt lengths."""
+    from llm_ner.errors import UsageError
+    from llm_ner.training import main
+
+    lengths = _prompt_lengths(tiny_models["qwen2"], cluener_dir / "dev.json", "cluener_zh", 32)
+    assert min(lengths) > 512
+    args = train_args(tiny_models["qwen2"], cluener_dir, tmp_path / "long", "--max_length", "512")
+    args[args.index("cluener_zh_short")] = "cluener_zh"
+    with pytest.raises(UsageError, match=rf"max_length=512 leaves no train example.*{min(lengths)} to {max(lengths)}"):
+        main(args)
+    assert not (tmp_path / "long" / "checkpoint-2").exists()
+
+
+def test_max_length_below_every_eval_prompt_stops_before_training(tiny_models, cluener_dir, tmp_path):
+    """Short training prompts (convert output) but a long eval prompt: the eval set would be dropped
+    whole and the run would die in its final evaluation (IndexError) after training."""
+    from llm_ner.errors import UsageError
+    from llm_ner.training import NERDataArguments, load_split, main
+
+    data_args = NERDataArguments(train_file=str(cluener_dir / "dev.json"))
+    _, records, _ = load_split(data_args.train_file, data_args, load_prompt("cluener_zh_short"), limit=32)
+    converted = tmp_path / "train.jsonl"
+    converted.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    args = train_args(tiny_models["qwen2"], cluener_dir, tmp_path / "long-eval", "--max_length", "512")
+    args[args.index("cluener_zh_short")] = "cluener_zh"
+    args[args.index("--train_file") + 1] = str(converted)
+    lengths = _prompt_lengths(tiny_models["qwen2"], cluener_dir / "dev.json", "cluener_zh", 8)
+    with pytest.raises(UsageError, match=rf"no eval example.*{min(lengths)} to {max(lengths)} tokens"):
+        main(args)
+    assert not (tmp_path / "long-eval" / "checkpoint-2").exists()
+
+
+def test_max_length_dropping_some_examples_warns_with_the_count(tiny_models, cluener_dir, tmp_path, capfd):
+    from llm_ner.training import main
+
+    lengths = _prompt_lengths(tiny_models["qwen2"], cluener_dir / "dev.json", "cluener_zh_short", 32)
+    limit = sorted(lengths)[len(lengths) // 2]
+    dropped = sum(length >= limit for length in lengths)
+    assert 0 < dropped < len(lengths)
+    args = train_args(tiny_models["qwen2"], cluener_dir, tmp_path / "some", "--max_length", str(limit))
+    args[args.index("--eval_file") : args.index("--prompt")] = []
+    args[args.index("--eval_strategy") + 1] = "no"
+    trainer = main([*args, "--f1_eval_samples", "0"])
+    assert trainer.state.global_step == 2
+    assert f"max_length={limit} drops {dropped} of 32 train examples" in capfd.readouterr().err

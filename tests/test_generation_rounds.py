@@ -1,0 +1,147 @@
+"""Free decoding on a tiny random model: rows that finish leave their batch (no waiting for the longest
+answer), and answers that start repeating a mention beyond its occurrences end there."""
+
+import functools
+
+import pytest
+from conftest import noisy_model
+
+from llm_ner.generation import generate_answers, load_model, repeated_mention, stop_token_ids
+from llm_ner.prompting import load_prompt
+
+TEXTS = ["我在北京和上海工作", "北京人在北京", "张三去了深圳", "李四在杭州读书", "王五", "上海北京"]
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory):
+    model, tokenizer = load_model(str(noisy_model(tmp_path_factory.mktemp("rounds") / "noisy")))
+    return model, tokenizer
+
+
+class _EndAt:
+    """A test double of answers of different lengths: row k's answer ends (end-of-turn) after ``lengths[k]``
+    tokens, its tokens otherwise the model's own. Follows its rows through `select`."""
+
+    def __init__(self, lengths: list[int], stop: int, width: int):
+        self.lengths, self.stop, self.width, self.done = list(lengths), stop, width, [0] * len(lengths)
+
+    def __call__(self, input_ids, scores):
+        generated = input_ids.shape[1] - self.width
+        for row, length in enumerate(self.lengths):
+            if self.done[row] + generated >= length:
+                scores[row] = float("-inf")
+                scores[row, self.stop] = 0.0
+        return scores
+
+    def select(self, rows, generated, prompt_width):
+        self.lengths = [self.lengths[r] for r in rows]
+        self.done = [self.done[r] + len(generated[r]) for r in rows]
+        self.width = prompt_width
+
+
+class _Whole:
+    """A processor without `select`: its batch stays whole."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, input_ids, scores):
+        return self.inner(input_ids, scores)
+
+
+def _count_decoded_rows(model, monkeypatch) -> list[int]:
+    """Rows the model decodes, one entry per one-token step."""
+    steps: list[int] = []
+    forward = model.forward
+
+    @functools.wraps(forward)  # the same signature: generation picks its cache argument from it
+    def counting(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] == 1:
+            steps.append(ids.shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting)
+    return steps
+
+
+def test_finished_rows_leave_the_batch(noisy, monkeypatch):
+    """Lengths 2..40: the same answers as one static batch (greedy), with far fewer decoded rows than
+    six rows for 40 steps."""
+    model, tokenizer = noisy
+    prompt = load_prompt("cluener_zh_short")
+    conversations = [prompt.messages(t) for t in TEXTS]
+    lengths = [40, 3, 2, 5, 2, 4]
+    stop = stop_token_ids(tokenizer, model)[0]
+
+    length_of = dict(zip(TEXTS, lengths))
+
+    def factory(texts, width):
+        return _EndAt([length_of[t] for t in texts], stop, width)
+
+    steps = _count_decoded_rows(model, monkeypatch)
+    answers = generate_answers(
+        model, tokenizer, conversations, texts=TEXTS, max_new_tokens=48, logits_processor_factory=factory
+    )
+    whole_steps = sum(steps)
+    steps.clear()
+    expected = generate_answers(  # the same processor without `select`: one static batch, as before
+        model,
+        tokenizer,
+        conversations,
+        texts=TEXTS,
+        max_new_tokens=48,
+        logits_processor_factory=lambda texts, width: _Whole(factory(texts, width)),
+    )
+    assert answers == expected
+    assert [len(tokenizer(a)["input_ids"]) for a in answers][0] >= 30  # the long row really is long
+    print(f"\ndecoded rows: {whole_steps} with rounds, {sum(steps)} in one static batch")
+    assert sum(steps) >= 6 * 39 and whole_steps < sum(steps) // 2
+
+
+def test_repeated_mention_rule():
+    assert not repeated_mention('[{"text":"北京","label":"address"}', "我在北京")
+    assert repeated_mention('[{"text":"北京","label":"address"},{"text":"北京","label":"address"}', "我在北京")
+    assert not repeated_mention('[{"text":"北京","label":"address"},{"text":"北京","label":"address"}', "北京人在北京")
+    two_labels = '[{"text":"北京","label":"address"},{"text":"北京","label":"name"}'
+    assert repeated_mention(two_labels, "我在北京")  # one budget for the string
+    assert not repeated_mention('[{"text":"纽约","label":"address"}', "我在北京")  # once, not in the text: no loop
+    assert repeated_mention('{"address":["北京","北京"', "我在北京")  # the grouped format too
+    assert not repeated_mention("not json at all", "我在北京")
+
+
+class _Loop:
+    """A test double of a model looping on one mention: forces the tokens of ``[`` + ``item`` repeated."""
+
+    def __init__(self, tokenizer, item: str, width: int, rows: int):
+        self.ids = tokenizer("[" + item * 40, add_special_tokens=False)["input_ids"]
+        self.width = width
+
+    def __call__(self, input_ids, scores):
+        step = input_ids.shape[1] - self.width
+        scores[:] = float("-inf")
+        scores[:, self.ids[step]] = 0.0
+        return scores
+
+
+def test_a_free_answer_that_loops_on_a_mention_ends_there(noisy):
+    """A looping answer ends at its first repeat beyond the sentence's occurrences, not at the bound;
+    the parser reads the cut answer without the repeat."""
+    from llm_ner.answer_format import answer_to_spans
+
+    model, tokenizer = noisy
+    prompt = load_prompt("cluener_zh_short")
+    texts = ["我在北京和上海工作", "北京人在北京"]
+    answers = generate_answers(
+        model,
+        tokenizer,
+        [prompt.messages(t) for t in texts],
+        texts=texts,
+        max_new_tokens=200,
+        logits_processor_factory=lambda batch, width: _Loop(tokenizer, '{"text":"北京","label":"address"},', width, 2),
+    )
+    for text, answer in zip(texts, answers):
+        print(f"\n{text}: {answer}")
+        assert answer.count('"北京"') == text.count("北京") + 1, answer  # cut at the first repeat
+        spans, stats = answer_to_spans(text, answer, prompt.schema)
+        assert len(spans) == text.count("北京") and stats.parse_failures == 0
