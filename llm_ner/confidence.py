@@ -10,12 +10,11 @@ occurrence: ``{"label": {"name": {"张三": [[0, 1]]}}, "scores": {"name": {"张
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data import Example, Span, read_annotations, read_lines
+from .data import Example, Span, decode_json, is_offset, read_annotations, read_lines_or_errors, record_id, score_value
 
 
 def scores_field(example: Example, scores: dict[Span, float]) -> dict:
@@ -39,8 +38,9 @@ def record_scores(record: dict) -> dict[Span, float]:
             if not isinstance(values, list) or not isinstance(offsets, list):
                 continue
             for pair, value in zip(offsets, values):
-                if isinstance(value, (int, float)) and isinstance(pair, list) and len(pair) == 2:
-                    found[Span(pair[0], pair[1] + 1, type_)] = float(value)
+                score = score_value(value)
+                if score is not None and isinstance(pair, list) and len(pair) == 2 and all(map(is_offset, pair)):
+                    found[Span(pair[0], pair[1] + 1, type_)] = score
     return found
 
 
@@ -50,7 +50,8 @@ def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[
     assigns them; ``auto`` takes a JSON array for Label Studio."""
     by_id: dict[str, dict[Span, float]] = {}
     if input_format == "auto":
-        first = next((line.lstrip() for _, line in read_lines(Path(path)) if line.strip()), "")
+        lines = read_lines_or_errors(Path(path))
+        first = next((line.lstrip() for _, line in lines if isinstance(line, str) and line.strip()), "")
         input_format = "labelstudio" if first.startswith("[") else "cluener"
     if input_format in ("labelstudio", "doccano"):
         read_annotations(path, input_format, lenient=True, allow_empty=True, scores=by_id)
@@ -66,16 +67,19 @@ def _prediction_records(path: str | Path):
     """(id, record) of each JSON object line; a record without ``id`` gets its index among the
     non-blank lines, as `data.read_cluener` numbers them. Bad lines are skipped: the readers report them."""
     index = 0
-    for _, line in read_lines(Path(path)):
-        if not line.strip():
+    for _, line in read_lines_or_errors(Path(path)):
+        if isinstance(line, str) and not line.strip():
             continue
         index += 1
+        if not isinstance(line, str):
+            continue  # not UTF-8
         try:
-            record = json.loads(line)
+            record = decode_json(line)
+            given = record_id(record.get("id")) if isinstance(record, dict) else None
         except ValueError:
             continue
         if isinstance(record, dict):
-            yield str(record["id"]) if record.get("id") is not None else str(index - 1), record
+            yield given if given is not None else str(index - 1), record
 
 
 def filter_by_score(

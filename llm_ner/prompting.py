@@ -17,7 +17,7 @@ import jinja2
 import yaml
 
 from .answer_format import get_format
-from .data import Example
+from .data import Example, check_value
 from .errors import DataError
 from .labels import LabelSchema, LabelType
 
@@ -133,12 +133,15 @@ def _parse_labels(raw: object, source: Path) -> LabelSchema:
         unknown = set(item) - {"key", "name", "definition", "aliases"}
         if unknown:
             raise DataError(source, None, f"label {item['key']!r} has unknown fields {sorted(unknown)}")
+        aliases = item.get("aliases", ())
+        if not isinstance(aliases, (list, tuple)) or not all(isinstance(a, str) for a in aliases):
+            raise DataError(source, None, f"label {item['key']!r}: 'aliases' must be a list of strings")
         types.append(
             LabelType(
                 item["key"],
                 str(item.get("name", "")),
                 str(item.get("definition", "")).strip(),
-                tuple(item.get("aliases", ())),
+                tuple(aliases),
             )
         )
     keys = [t.key for t in types]
@@ -152,8 +155,13 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
     path = resolve_prompt_path(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        check_value(raw)  # nesting, cycles and lone surrogates: what no prompt text can be
     except yaml.YAMLError as exc:
         raise DataError(path, None, f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise DataError(path, None, "YAML nested too deeply to read") from None
+    except ValueError as exc:  # not UTF-8, an integer of too many digits, a lone surrogate, ...
+        raise DataError(path, None, str(exc)) from None
     if not isinstance(raw, dict):
         raise DataError(path, None, "expected a YAML mapping")
     unknown = set(raw) - {
@@ -169,12 +177,17 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
         raise DataError(path, None, f"unknown fields {sorted(unknown)}")
     if "user" not in raw:
         raise DataError(path, None, "a prompt needs a 'user' template")
+    for key in ("name", "description", "system", "user"):
+        if isinstance(raw.get(key), (list, dict)):
+            raise DataError(path, None, f"'{key}' must be text, not a {type(raw[key]).__name__}")
     schema = None
     if "labels" in raw:
         schema = _parse_labels(raw["labels"], path)
     elif "labels_from" in raw:
         schema = load_prompt(path.parent / raw["labels_from"]).schema
     instructions = raw.get("format_instructions", {}) or {}
+    if not isinstance(instructions, dict):
+        raise DataError(path, None, "'format_instructions' must be a mapping {answer format: text}")
     for key in instructions:
         get_format(key)
     return PromptTemplate(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from .data import JsonValueError, decode_json
 from .errors import DataError
 from .prompting import PromptTemplate, load_prompt
 
@@ -81,9 +82,9 @@ class RunRecord:
         directory = Path(directory)
         path = directory / RUN_RECORD
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise DataError(path, None, f"invalid JSON: {exc}") from None
+            raw = decode_json(path.read_bytes())  # not UTF-8, nested too deep, a lone surrogate...: one line
+        except JsonValueError as exc:
+            raise DataError(path, exc.line, exc.reason) from None
         if not isinstance(raw, dict):
             raise DataError(path, None, "expected a JSON object")
         return cls.from_dict(raw, directory)

@@ -131,3 +131,25 @@ def test_duplicate_ids_are_refused_like_cluener(tmp_path):
         load_examples(studio, "labelstudio")
     assert [e.id for e in load_examples(studio, "labelstudio", lenient=True)[0]] == ["7"]
     assert cli(["evaluate", "--gold", str(doccano), "--gold-format", "doccano", "--pred", str(doccano)]) == 1
+
+
+def test_scores_that_are_no_probability_are_left_out(tmp_path):
+    """A score is optional: one that is not a finite number (a string, a bool, an integer too large for a
+    float) is dropped, the entity kept."""
+    path = tmp_path / "d.jsonl"
+    labels = '[[0, 2, "name"], [3, 5, "address"], [0, 1, "x"]]'
+    path.write_text(
+        '{"id": "a", "text": "张三在北京", "label": ' + labels + ', "scores": [1' + "0" * 400 + ', "0.5", 0.25]}\n',
+        encoding="utf-8",
+    )
+    scores: dict = {}
+    (example,), _ = read_annotations(path, "doccano", scores=scores)
+    assert len(example.spans) == 3 and scores == {"a": {Span(0, 1, "x"): 0.25}}
+    task = {
+        "data": {"text": "张三"},
+        "predictions": [{"result": [{"score": True, "value": {"start": 0, "end": 2, "labels": ["name"]}}]}],
+    }
+    path.write_text(json.dumps(task) + "\n", encoding="utf-8")
+    scores = {}
+    (example,), _ = read_annotations(path, "labelstudio", scores=scores)
+    assert example.spans == [Span(0, 2, "name")] and scores == {}

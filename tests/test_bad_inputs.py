@@ -11,7 +11,8 @@ import pytest
 from harness import free_port
 
 from llm_ner.cli import build_parser, main
-from llm_ner.data import Example, Span, read_bio, read_cluener, read_inputs, write_cluener
+from llm_ner.data import Example, Span, load_examples, read_bio, read_cluener, read_inputs, write_cluener
+from llm_ner.errors import DataError
 from llm_ner.options import non_negative_int, positive_float, positive_int
 
 GOLD = [
@@ -307,6 +308,255 @@ CASES = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------
+# Records JSON allows but text cannot be (lone surrogates, nesting too deep for Python, integers
+# too long to convert, NaN), not UTF-8, or of the wrong type at any level: every reader says
+# FILE:LINE: reason (the bad record is line 2, after a good one), never a traceback.
+
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE = "9" * 5000  # more digits than Python converts (4300)
+LONG = "9" * 60  # converts, but is no offset (and is shown cut short)
+NESTED = "nested deeper than 100 levels"
+LONE = "lone surrogate \\ud800"
+TOO_LONG = "an integer of more than 4300 digits"
+
+GOOD_RECORD = {
+    "cluener": '{"text": "张三", "label": {"name": {"张三": [[0, 1]]}}}',
+    "doccano": '{"text": "张三", "label": [[0, 2, "name"]]}',
+    "labelstudio": '{"data": {"text": "张三"}, "annotations": [{"result": [{"type": "labels", "value": '
+    '{"start": 0, "end": 2, "text": "张三", "labels": ["name"]}}]}]}',
+}
+
+
+def _ls(value: str = '{"start": 0, "end": 2, "labels": ["name"]}', data: str = '{"text": "张三"}', **task) -> str:
+    """A Label Studio task line with one result ``value`` (JSON text) and ``data``; ``task`` adds fields (JSON text)."""
+    extra = "".join(f', "{k}": {v}' for k, v in task.items())
+    return f'{{"data": {data}, "annotations": [{{"result": [{{"type": "labels", "value": {value}}}]}}]{extra}}}'
+
+
+# format -> (case, the bad record's line (bytes: written as they are), fragment of the reason)
+BAD_RECORDS = {
+    "cluener": [
+        ("surrogate in text", r'{"text": "\ud800张三"}', LONE),
+        ("surrogate in a type", r'{"text": "张三", "label": {"\ud800": {"张三": [[0, 1]]}}}', LONE),
+        ("surrogate in the id", r'{"id": "\ud800", "text": "张三"}', LONE),
+        ("nested line", DEEP, NESTED),
+        ("nested field", '{"text": "张三", "meta": ' + DEEP + "}", NESTED),
+        ("integer too long", '{"text": "张三", "label": {"name": {"张三": [[0, ' + HUGE + "]]}}}", TOO_LONG),
+        ("NaN", '{"text": "张三", "score": NaN}', "NaN is not a JSON value"),
+        ("number out of range", '{"text": "张三", "score": 1e999}', "number '1e999' is out of range"),
+        ("text a number", '{"text": 5}', 'missing "text" string (found int 5)'),
+        ("text a list", '{"text": ["张三"]}', 'missing "text" string (found list'),
+        ("id a list", '{"id": [1], "text": "张三"}', '"id" must be a string or an integer, got list [1]'),
+        ("id a bool", '{"id": true, "text": "张三"}', '"id" must be a string or an integer, got bool'),
+        ("type not an object", '{"text": "张三", "label": {"name": 5}}', "label 'name': expected {entity"),
+        (
+            "offsets a number",
+            '{"text": "张三", "label": {"name": {"张三": 5}}}',
+            "name '张三': expected a non-empty list of [start, end], got 5",
+        ),
+        (
+            "float offset",
+            '{"text": "张三", "label": {"name": {"张三": [[0.0, 1]]}}}',
+            "name '张三': offsets [0.0, 1] are not",
+        ),
+        (
+            "string offset",
+            '{"text": "张三", "label": {"name": {"张三": [["0", 1]]}}}',
+            "name '张三': offsets ['0', 1] are",
+        ),
+        (
+            "bool offset",
+            '{"text": "张三", "label": {"name": {"张三": [[false, true]]}}}',
+            "name '张三': offsets [False, True] are not [start, end] integers",
+        ),
+        (
+            "long offset",
+            '{"text": "张三", "label": {"name": {"张三": [[0, ' + LONG + "]]}}}",
+            "name '张三': offsets [0, 9999",
+        ),
+        ("empty type", '{"text": "张三", "label": {"": {"张三": [[0, 1]]}}}', '"label" has an empty type name'),
+        ("not UTF-8", b'{"text": "\xff"}', "not valid UTF-8"),
+    ],
+    "doccano": [
+        ("surrogate in text", r'{"text": "\ud800张三"}', LONE),
+        ("surrogate in a type", r'{"text": "张三", "label": [[0, 2, "\ud800"]]}', LONE),
+        ("nested field", '{"text": "张三", "meta": ' + DEEP + "}", NESTED),
+        ("integer too long", '{"text": "张三", "label": [[0, ' + HUGE + ', "name"]]}', TOO_LONG),
+        ("NaN score", '{"text": "张三", "label": [[0, 2, "name"]], "scores": [NaN]}', "NaN is not a JSON value"),
+        ("text a number", '{"text": 5}', 'missing "text" string (found int 5)'),
+        ("id an object", '{"id": {"a": 1}, "text": "张三"}', '"id" must be a string or an integer, got dict'),
+        ("label an object", '{"text": "张三", "label": {"name": 5}}', '"label" must be a list'),
+        ("type an object", '{"text": "张三", "label": [[0, 2, {"name": 5}]]}', "label {'name': 5} is not a non-empty"),
+        ("float offset", '{"text": "张三", "label": [[0.0, 2, "name"]]}', "offsets 0.0, 2 are not integers"),
+        ("string offset", '{"text": "张三", "label": [["0", 2, "name"]]}', "offsets '0', 2 are not integers"),
+        ("bool offset", '{"text": "张三", "label": [[false, 2, "name"]]}', "offsets False, 2 are not integers"),
+        ("long offset", '{"text": "张三", "label": [[0, ' + LONG + ', "name"]]}', "name [0, 999999999999999999...9"),
+        ("entities a number", '{"text": "张三", "entities": 5}', '"entities" must be a list'),
+        ("not UTF-8", b'{"text": "\xff"}', "not valid UTF-8"),
+    ],
+    "labelstudio": [
+        ("surrogate in text", _ls(data=r'{"text": "\ud800张三"}'), LONE),
+        ("surrogate in a type", _ls(r'{"start": 0, "end": 2, "labels": ["\ud800"]}'), LONE),
+        ("nested field", _ls(data='{"text": "张三", "meta": ' + DEEP + "}"), NESTED),
+        ("integer too long", _ls('{"start": 0, "end": ' + HUGE + ', "labels": ["name"]}'), TOO_LONG),
+        ("NaN score", _ls(predictions='[{"score": NaN}]'), "NaN is not a JSON value"),
+        ("annotations a number", '{"data": {"text": "张三"}, "annotations": 5}', '"annotations" must be a list'),
+        ("predictions a string", '{"data": {"text": "张三"}, "predictions": "p"}', '"predictions" must be a list'),
+        ("result a number", '{"data": {"text": "张三"}, "annotations": [{"result": 5}]}', '"result" must be a list'),
+        ("text a number", _ls(data='{"text": 5}'), 'missing "data.text" string (found int 5)'),
+        ("id a list", _ls(data='{"text": "张三", "id": [1]}'), '"id" must be a string or an integer'),
+        (
+            "type an object",
+            _ls('{"start": 0, "end": 2, "labels": [{"name": 5}]}'),
+            "result 1: label {'name': 5} is not a",
+        ),
+        (
+            "float offset",
+            _ls('{"start": 0.0, "end": 2, "labels": ["name"]}'),
+            "result 1: offsets 0.0, 2 are not integers",
+        ),
+        ("string offset", _ls('{"start": "0", "end": 2, "labels": ["name"]}'), "result 1: offsets '0', 2 are not"),
+        ("bool offset", _ls('{"start": 0, "end": true, "labels": ["name"]}'), "result 1: offsets 0, True are not"),
+        (
+            "long offset",
+            _ls('{"start": 0, "end": ' + LONG + ', "labels": ["name"]}'),
+            "result 1: name [0, 999999999999999999...9",
+        ),
+        ("not UTF-8", b'{"data": {"text": "\xff"}}', "not valid UTF-8"),
+    ],
+}
+
+
+def bad_file(name: str, *lines: str | bytes):
+    """The path of a file under the context's root holding ``lines`` (str as UTF-8, bytes as they are),
+    written when the row runs."""
+
+    def make(c) -> str:
+        path = c["root"] / name
+        path.write_bytes(b"".join((ln if isinstance(ln, bytes) else ln.encode("utf-8")) + b"\n" for ln in lines))
+        return str(path)
+
+    return make
+
+
+def convert_bad(fmt: str, name: str, *lines: str | bytes):
+    make = bad_file(name, *lines)
+    return lambda c: ["convert", "--input", make(c), "--input-format", fmt, "--output", "o"]
+
+
+def extract_bad(name: str, *lines: str | bytes, fmt: str = "auto"):
+    make = bad_file(name, *lines)
+    return lambda c: ["extract", *_extract(c, make(c), c["root"] / "o", "--input-format", fmt, "--limit", "1")]
+
+
+def extract_prompt_bad(name: str, *lines: str | bytes):
+    make = bad_file(name, *lines)
+    return lambda c: ["extract", *_extract(c, c["gold"], c["root"] / "o", "--prompt", make(c))]
+
+
+def extract_run_bad(name: str, record: str):
+    """extract with a model directory whose run record (llm_ner.json) is ``record``."""
+
+    def arguments(c) -> list[str]:
+        (c["root"] / name).mkdir(exist_ok=True)
+        bad_file(f"{name}/llm_ner.json", record)(c)
+        return ["extract", "--model", str(c["root"] / name), "--input", str(c["gold"]), "--output", "o"]
+
+    return arguments
+
+
+def _file_name(fmt: str, case: str) -> str:
+    return f"{fmt}_{case.replace(' ', '_')}.json"
+
+
+CASES += [
+    (
+        f"{fmt}: {case}",
+        convert_bad(fmt, _file_name(fmt, case), GOOD_RECORD[fmt], line),
+        1,
+        f"{_file_name(fmt, case)}:2: {reason}",
+    )
+    for fmt, rows in BAD_RECORDS.items()
+    for case, line, reason in rows
+]
+_LS_ARRAY_RECORD = [  # a Label Studio JSON array: a bad record is "record N"; JSON that cannot be decoded, its line
+    ("surrogate", _ls(data=r'{"text": "\ud800张三"}'), f"ls_array_surrogate.json:record 2: {LONE}"),
+    ("wrong type", '{"data": {"text": "张三"}, "annotations": 5}', 'ls_array_wrong_type.json:record 2: "annotations"'),
+    ("nested", _ls(data='{"text": "张三", "meta": ' + DEEP + "}"), f"ls_array_nested.json:3: {NESTED}"),
+    (
+        "integer too long",
+        _ls('{"start": 0, "end": ' + HUGE + ', "labels": ["name"]}'),
+        f"ls_array_integer_too_long.json:3: {TOO_LONG}",
+    ),
+    ("NaN", _ls(predictions='[{"score": NaN}]'), "ls_array_NaN.json:3: NaN is not a JSON value"),
+]
+CASES += [
+    (
+        f"labelstudio array: {case}",
+        convert_bad(
+            "labelstudio", f"ls_array_{case.replace(' ', '_')}.json", "[", GOOD_RECORD["labelstudio"] + ",", line, "]"
+        ),
+        1,
+        fragment,
+    )
+    for case, line, fragment in _LS_ARRAY_RECORD
+]
+
+
+def cli_bad(name: str, *lines: str | bytes, command=("convert", "--input", "{}", "--output", "o")):
+    """A row's arguments: ``command`` with ``{}`` replaced by the path of the bad file and ``gold`` by the gold file."""
+    make = bad_file(name, *lines)
+
+    def arguments(c) -> list[str]:
+        path = make(c)
+        return [path if a == "{}" else str(c["gold"]) if a == "gold" else a for a in command]
+
+    return arguments
+
+
+EVALUATE = ("evaluate", "--gold", "gold", "--pred", "{}")
+EXPORT = ("export", "{}", "--to", "labelstudio", "--output", "o")
+BIO = ("convert", "--input", "{}", "--input-format", "bio", "--output", "o")
+LS = ("convert", "--input", "{}", "--input-format", "labelstudio", "--output", "o")
+CASES += [
+    ("labelstudio array: not UTF-8", cli_bad("ls_utf8.json", "[", b'{"data": {"text": "\xff"}}', "]", command=LS),
+     1, "ls_utf8.json:2: not valid UTF-8"),
+    ("bio: not UTF-8", cli_bad("tags_utf8.bio", "张 B-name", "三 I-name", b"\xff O", command=BIO),
+     1, "tags_utf8.bio:3: not valid UTF-8"),
+    ("bio: nested JSON first", cli_bad("tags_nested.bio", DEEP, command=BIO), 1, "tags_nested.bio:1: this is JSON"),
+    ("auto: nested JSON first", cli_bad("auto_nested.json", DEEP), 1, f"auto_nested.json:1: {NESTED}"),
+    ("evaluate: surrogate in pred", cli_bad("pred_sur.json", r'{"id": "a", "text": "\ud800"}', command=EVALUATE),
+     1, f"pred_sur.json:1: {LONE}"),
+    ("export: nested pred", cli_bad("export_nested.json", GOOD_RECORD["cluener"], DEEP, command=EXPORT),
+     1, f"export_nested.json:2: {NESTED}"),
+    # extract: JSON lines with "text", and plain text
+    ("extract: surrogate in text", extract_bad("x_sur.jsonl", '{"text": "张三"}', r'{"text": "\ud800"}'),
+     1, f"x_sur.jsonl:2: {LONE}"),
+    ("extract: nested", extract_bad("x_nested.jsonl", '{"text": "张三"}', DEEP), 1, f"x_nested.jsonl:2: {NESTED}"),
+    ("extract: integer too long", extract_bad("x_huge.jsonl", '{"text": "张三", "n": ' + HUGE + "}", fmt="jsonl"),
+     1, f"x_huge.jsonl:1: {TOO_LONG}"),
+    ("extract: text a number", extract_bad("x_num.jsonl", '{"text": "张三"}', '{"text": 5}'),
+     1, 'x_num.jsonl:2: missing "text" string (found int 5)'),
+    ("extract: id an object", extract_bad("x_id.jsonl", '{"id": {}, "text": "张三"}'),
+     1, 'x_id.jsonl:1: "id" must be a string or an integer'),
+    ("extract: plain text not UTF-8", extract_bad("x_text.txt", "张三", b"\xff\xfe"),
+     1, "x_text.txt:2: not valid UTF-8"),
+    # the run record of a trained model's directory
+    ("extract: run record nested", extract_run_bad("run_deep", DEEP), 1, f"llm_ner.json:1: {NESTED}"),
+    ("extract: run record surrogate", extract_run_bad("run_sur", r'{"prompt": "\ud800"}'),
+     1, f"llm_ner.json:1: {LONE}"),
+    ("extract: run record integer too long", extract_run_bad("run_huge", '{"x": ' + HUGE + "}"),
+     1, f"llm_ner.json:1: {TOO_LONG}"),
+    # the prompt file
+    ("extract: prompt nested", extract_prompt_bad("p_deep.yaml", "user: " + DEEP), 2, "p_deep.yaml: YAML nested too"),
+    ("extract: prompt surrogate", extract_prompt_bad("p_sur.yaml", 'user: "\\ud800 {{ text }}"'),
+     2, f"p_sur.yaml: {LONE}"),
+    ("extract: prompt not UTF-8", extract_prompt_bad("p_utf8.yaml", b"user: \xff"),
+     2, "p_utf8.yaml: 'utf-8' codec can't decode"),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("name, arguments, code, fragment", CASES, ids=[case[0] for case in CASES])
 def test_bad_input(ctx, name, arguments, code, fragment, capsys, monkeypatch):
     monkeypatch.chdir(ctx["root"])
@@ -488,6 +738,64 @@ def test_plain_text_line_breaks_and_bom(tmp_path):
     path.write_bytes("\ufeff张三在北京\u2028工作\n李四\n".encode())
     examples = read_inputs(path)
     assert [(e.id, e.text) for e in examples] == [("0", "张三在北京\u2028工作"), ("1", "李四")]
+
+
+def _write_bytes(path: Path, lines) -> Path:
+    path.write_bytes(b"".join((ln if isinstance(ln, bytes) else ln.encode("utf-8")) + b"\n" for ln in lines))
+    return path
+
+
+@pytest.mark.parametrize("fmt", sorted(BAD_RECORDS))
+def test_lenient_skips_and_counts_every_record_text_cannot_be(fmt, tmp_path, capsys):
+    """--lenient: each bad record of the table is skipped and named, the good ones are kept."""
+    bad = [line for _, line, _ in BAD_RECORDS[fmt]]
+    path = _write_bytes(tmp_path / "mixed.json", [GOOD_RECORD[fmt], *bad, GOOD_RECORD[fmt].replace("张三", "李四")])
+    out = tmp_path / "o.jsonl"
+    args = ["convert", "--input", str(path), "--input-format", fmt, "--output", str(out), "--lenient"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    lines = ", ".join(str(n) for n in range(2, len(bad) + 2))
+    assert f"mixed.json: 2 records; skipped {len(bad)} bad records at lines {lines}" in err, err
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+
+def test_lenient_label_studio_array_skips_bad_records_but_not_undecodable_json(tmp_path, capsys):
+    records = [GOOD_RECORD["labelstudio"], *(line for case, line, _ in _LS_ARRAY_RECORD[:2])]
+    path = _write_bytes(tmp_path / "tasks.json", ["[", ",\n".join(records), "]"])
+    examples, report = load_examples(path, "labelstudio", lenient=True)
+    assert [e.text for e in examples] == ["张三"]
+    assert [str(e).split(": ", 1)[0] for e in report.skipped] == [f"{path}:record 2", f"{path}:record 3"]
+    deep = _write_bytes(tmp_path / "deep.json", ["[", GOOD_RECORD["labelstudio"] + ",", _LS_ARRAY_RECORD[2][1], "]"])
+    with pytest.raises(DataError, match=f"deep.json:3: {NESTED}"):  # no record after it can be found
+        load_examples(deep, "labelstudio", lenient=True)
+
+
+def test_lenient_sentence_inputs_skip_lines_that_are_not_text(tmp_path):
+    """extract --lenient: a line that is not UTF-8 (plain text) or not a record (JSON lines) is skipped;
+    the others keep the ids they have without it."""
+    text = _write_bytes(tmp_path / "s.txt", ["张三", b"\xff\xfe", "", "李四"])
+    assert [(e.id, e.text) for e in read_inputs(text, lenient=True)] == [("0", "张三"), ("2", "李四")]
+    with pytest.raises(DataError, match="s.txt:2: not valid UTF-8"):
+        read_inputs(text)
+    lines = ['{"text": "张三"}', r'{"text": "\ud800"}', DEEP, '{"text": 1' + "0" * 5000 + "}", b'{"text": "\xff"}']
+    jsonl = _write_bytes(tmp_path / "s.jsonl", [*lines, '{"text": "李四"}'])
+    assert [(e.id, e.text) for e in read_inputs(jsonl, lenient=True)] == [("0", "张三"), ("5", "李四")]
+    tags = _write_bytes(tmp_path / "s.bio", ["张 B-name", b"\xff O", "", "李 B-name", "四 I-name"])
+    examples, report = load_examples(tags, "bio", lenient=True)
+    assert [(e.id, e.text) for e in examples] == [("1", "李四")] and report.skipped[0].line == 2
+
+
+def test_export_lenient_reads_scores_past_records_text_cannot_be(tmp_path, capsys):
+    """export reads the prediction file twice (records, then scores): both skip the same bad lines."""
+    good = {"id": "a", "text": "张三", "label": {"name": {"张三": [[0, 1]]}}, "scores": {"name": {"张三": [0.5]}}}
+    bad = [line for _, line, _ in BAD_RECORDS["cluener"]]
+    bad.append('{"text": "张三", "label": {"name": {"张三": [[0, "1"]]}}, "scores": {"name": {"张三": [1e300]}}}')
+    pred = _write_bytes(tmp_path / "pred.json", [json.dumps(good, ensure_ascii=False), *bad])
+    out = tmp_path / "ls.json"
+    assert main(["export", str(pred), "--to", "labelstudio", "--output", str(out), "--lenient"]) == 0
+    (task,) = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["score"] for r in task["predictions"][0]["result"]] == [0.5]
+    assert f"skipped {len(bad)} bad records" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

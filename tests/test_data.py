@@ -342,3 +342,92 @@ def test_a_module_in_the_formats_package_is_a_new_format(tmp_path, monkeypatch):
         sys.modules.pop("llm_ner.data.formats.toy", None)
     assert [fmt.name for fmt in found][-3:] == ["labelstudio", "doccano", "toy"]
     assert found[-1].read(tmp_path / "x")[0] == [Example("0", "toy")]
+
+
+# ---------------------------------------------------------------------------------------------
+# json_values: the JSON a record can be
+
+
+def test_decode_json_refuses_what_text_cannot_be_and_says_the_line():
+    from llm_ner.data import JsonSyntaxError, JsonValueError, decode_json
+    from llm_ner.data.json_values import MAX_DEPTH
+
+    assert decode_json('{"text": "\\ud83d\\ude00 \\\\ud800"}') == {"text": "😀 \\ud800"}  # a pair; an escaped "\"
+    assert decode_json(b'\xef\xbb\xbf{"a": [1, 2.5]}\n') == {"a": [1, 2.5]}  # bytes, BOM
+    assert decode_json("[" * MAX_DEPTH + "]" * MAX_DEPTH) is not None
+    cases = [
+        ('{"a":\n\n"\\udc00"}', 3, "lone surrogate \\udc00"),
+        ('{"a":\n[' + "[" * 200 + "]" * 200 + "]}", 2, f"nested deeper than {MAX_DEPTH} levels"),
+        ("[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1), 1, "nested deeper"),
+        ("\n" + "[" * 100_000, 2, "nested deeper"),  # Python's own limit, before any syntax error
+        ('{"a": 1,\n "b": ' + "7" * 5000 + "}", 1, "an integer of more than 4300 digits"),
+        ('{"a": -Infinity}', 1, "-Infinity is not a JSON value"),
+        ('{"a": 1e400}', 1, "number '1e400' is out of range"),
+        (b'{"a":\n "\xc3"}', 2, "not valid UTF-8"),
+        ('{"a": 1}\n{"b": 2}', 2, "invalid JSON (Extra data at column 1)"),
+        ('{"a": }', 1, "invalid JSON (Expecting value at column 7)"),
+    ]
+    for text, line, reason in cases:
+        with pytest.raises(JsonValueError) as info:
+            decode_json(text)
+        assert (info.value.line, info.value.reason[: len(reason)]) == (line, reason), text[:30]
+    with pytest.raises(JsonSyntaxError):
+        decode_json("{")
+
+
+def test_array_items_gives_lines_and_keeps_going_past_a_bad_item():
+    from llm_ner.data import JsonValueError
+    from llm_ner.data.json_values import array_items
+
+    items = list(array_items('[\n {"a": 1},\n "\\ud800",\n\n [2]\n]\n'))
+    assert [line for line, _ in items] == [2, 3, 5]
+    assert items[0][1] == {"a": 1} and items[2][1] == [2]
+    assert isinstance(items[1][1], JsonValueError) and "lone surrogate" in str(items[1][1])
+    assert list(array_items(" [ ] ")) == []
+    for text, line in [("[1,\n2 3]", 2), ("[1,\n]", 2), ("[1]\n]", 2), ("{}", 1), ("[1,\n" + "[" * 5000, 2)]:
+        with pytest.raises(JsonValueError) as info:
+            list(array_items(text))
+        assert info.value.line == line, text[:20]
+
+
+def test_check_value_walks_shared_and_cyclic_yaml_once():
+    """YAML aliases share containers (a "billion laughs" must not take a billion steps) or hold themselves."""
+    import time
+
+    from llm_ner.data import JsonValueError, check_value
+
+    laughs: list = ["lol"]
+    for _ in range(22):
+        laughs = [laughs, laughs]  # 4 million leaves if walked as a tree (seconds), 23 lists if not
+    started = time.perf_counter()
+    check_value(laughs)
+    assert time.perf_counter() - started < 0.5
+    cycle: list = []
+    cycle.append(cycle)
+    with pytest.raises(JsonValueError, match="nested deeper"):
+        check_value(cycle)
+    with pytest.raises(JsonValueError, match="lone surrogate"):
+        check_value({1: [{"k\udfff": 2}]})  # YAML keys may be numbers; string keys are checked
+
+
+def test_show_keeps_messages_short():
+    from llm_ner.data import show
+
+    assert len(show("长" * 10_000)) < 80 and len(show(10**4000)) < 60
+    deep: list = []
+    for _ in range(50):
+        deep = [deep]
+    assert len(show(deep)) < 40 and show(["a", 1]) == "['a', 1]"
+
+
+def test_readers_read_real_data_as_before(cluener_dir):
+    """The checks cost little and change nothing on valid data (CLUENER dev, or the sample)."""
+    import time
+
+    path = cluener_dir / "dev.json"
+    started = time.perf_counter()
+    examples, report = read_cluener(path)
+    elapsed = time.perf_counter() - started
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert [ex.text for ex in examples] == [r["text"] for r in lines] and not report.skipped
+    print(f"\nread {len(examples)} records of {path} in {elapsed * 1000:.0f} ms")

@@ -7,14 +7,22 @@ Every reader validates what it loads. A bad record raises `DataError` naming the
 and the problem; with ``lenient=True`` the record is skipped instead and listed in the returned
 `LoadReport`, so nothing is ever dropped without being counted.
 
-Modules: `types` (Span, Example, LoadReport), `files` (UTF-8 lines, atomic writes), `text`
+Modules: `types` (Span, Example, LoadReport), `files` (UTF-8 lines, atomic writes), `json_values`
+(`decode_json`: the JSON a record can be, for every JSON format and for request bodies), `text`
 (`split_long`), `formats` (the registry: `load_examples`, `read_inputs`, one module per format),
 `annotations` (Label Studio and doccano with their scores). This package imports nothing of llm-ner
 but `llm_ner.errors`.
 """
 
 from .annotations import ANNOTATION_FORMATS, read_annotations, write_annotations
-from .files import atomic_path, check_output_path, read_lines, write_jsonl_atomic, write_text_atomic
+from .files import (
+    atomic_path,
+    check_output_path,
+    read_lines,
+    read_lines_or_errors,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from .formats import (
     FORMATS,
     INPUT_FORMATS,
@@ -29,6 +37,17 @@ from .formats.bio import TAG_SCHEMES, detect_scheme, read_bio, spans_to_tags, ta
 from .formats.cluener import example_to_cluener, read_cluener, write_cluener
 from .formats.doccano import doccano_record
 from .formats.labelstudio import labelstudio_task
+from .json_values import (
+    JsonSyntaxError,
+    JsonValueError,
+    check_text,
+    check_value,
+    decode_json,
+    is_offset,
+    record_id,
+    score_value,
+    show,
+)
 from .text import split_long
 from .types import Example, LoadReport, Span, claim_id, find_overlaps
 
@@ -39,18 +58,24 @@ __all__ = [
     "SENTENCE_INPUT_FORMATS",
     "TAG_SCHEMES",
     "Example",
+    "JsonSyntaxError",
+    "JsonValueError",
     "InputFormat",
     "LoadReport",
     "Span",
     "atomic_path",
     "check_output_path",
+    "check_text",
+    "check_value",
     "claim_id",
+    "decode_json",
     "detect_scheme",
     "doccano_record",
     "example_to_cluener",
     "find_overlaps",
     "get_format",
     "guess_format",
+    "is_offset",
     "labelstudio_task",
     "load_examples",
     "read_annotations",
@@ -58,6 +83,10 @@ __all__ = [
     "read_cluener",
     "read_inputs",
     "read_lines",
+    "read_lines_or_errors",
+    "record_id",
+    "score_value",
+    "show",
     "spans_to_tags",
     "split_long",
     "tags_to_spans",

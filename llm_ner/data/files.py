@@ -18,7 +18,17 @@ from ..errors import DataError, UsageError
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, decoded line without newline): a BOM is dropped, lines end at
-    ``\n`` only (a U+2028 inside a sentence is text, not a line break)."""
+    ``\n`` only (a U+2028 inside a sentence is text, not a line break). A line that is not UTF-8
+    raises `DataError`; readers that skip bad records use `read_lines_or_errors`."""
+    for number, line in read_lines_or_errors(path):
+        if isinstance(line, DataError):
+            raise line
+        yield number, line
+
+
+def read_lines_or_errors(path: Path) -> Iterator[tuple[int, str | DataError]]:
+    """`read_lines`, with a line that is not valid UTF-8 yielded as its `DataError` instead of raised,
+    so a lenient reader can skip that record and go on. A file that cannot be read still raises."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -29,11 +39,9 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DataError(
-                path,
-                number,
-                f"not valid UTF-8 (byte {exc.start} of the line: {line[exc.start : exc.start + 1]!r})",
-            ) from exc
+            reason = f"not valid UTF-8 (byte {exc.start} of the line: {line[exc.start : exc.start + 1]!r})"
+            yield number, DataError(path, number, reason)
+            continue
         yield number, text.rstrip("\r")
 
 

@@ -8,12 +8,12 @@ checked against the text like the CLUENER reader does. Bad records raise `DataEr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import read_lines
+from ..files import read_lines_or_errors
+from ..json_values import JsonValueError, array_items, decode_json, is_offset, show
 from ..types import Example, LoadReport, Span, claim_id
 
 # One decoded record -> (id or None, text, spans, the scores the record gives some spans); ValueError if bad.
@@ -21,37 +21,45 @@ RecordParser = Callable[[object], tuple[str | None, str, list[Span], dict[Span, 
 
 
 def _records(path: Path) -> Iterable[tuple[int | str, object]]:
-    """(where, decoded object) of a JSON array file (where = "record N") or of JSON lines (where = line)."""
-    lines = list(read_lines(path))
-    first = next((line for _, line in lines if line.strip()), "")
-    if first.lstrip().startswith("["):
+    """(where, decoded object) of a JSON array file (where = "record N") or of JSON lines (where = line).
+    A record that cannot be read comes as the `ValueError` saying why; a JSON array that cannot be
+    decoded raises `DataError` (no record after the fault can be found)."""
+    lines = list(read_lines_or_errors(path))
+    first = next((line for _, line in lines if isinstance(line, DataError) or line.strip()), "")
+    if isinstance(first, str) and first.lstrip().startswith("["):
+        for _, line in lines:
+            if isinstance(line, DataError):
+                raise line
         try:
-            value = json.loads("\n".join(line for _, line in lines))
-        except json.JSONDecodeError as exc:
-            raise DataError(path, exc.lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-        for index, item in enumerate(value, 1):
+            items = list(array_items("\n".join(str(line) for _, line in lines)))  # every line is a str here
+        except JsonValueError as exc:
+            raise DataError(path, exc.line, exc.reason) from None
+        for index, (_, item) in enumerate(items, 1):
             yield f"record {index}", item
         return
     for number, line in lines:
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})")
+        if isinstance(line, DataError):
+            yield number, ValueError(line.reason)
+        elif line.strip():
+            try:
+                yield number, decode_json(line)
+            except JsonValueError as exc:
+                yield number, exc
 
 
 def checked_span(text: str, start: object, end: object, label: object, shown: object = None) -> Span:
     """``Span(start, end, label)`` after checking it against ``text`` (and ``shown``, the record's copy of
     the mention, when given); a `ValueError` says what is wrong."""
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)):
-        raise ValueError(f"offsets {start!r}, {end!r} are not integers")
+    if not (is_offset(start) and is_offset(end)):
+        raise ValueError(f"offsets {show(start)}, {show(end)} are not integers")
     if not isinstance(label, str) or not label:
-        raise ValueError(f"label {label!r} is not a non-empty string")
+        raise ValueError(f"label {show(label)} is not a non-empty string")
     if not 0 <= start < end <= len(text):
-        raise ValueError(f"{label} [{start}, {end}) outside the text (length {len(text)}; ends are exclusive)")
+        raise ValueError(
+            f"{label} [{show(start)}, {show(end)}) outside the text (length {len(text)}; ends are exclusive)"
+        )
     if shown is not None and shown != text[start:end]:
-        raise ValueError(f"{label} [{start}, {end}): text is {text[start:end]!r}, the record says {shown!r}")
+        raise ValueError(f"{label} [{start}, {end}): text is {show(text[start:end])}, the record says {show(shown)}")
     return Span(start, end, label)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..json_values import JsonSyntaxError, JsonValueError, decode_json
 from ..types import Example, LoadReport
 
 
@@ -56,7 +56,9 @@ def looks_like_json(line: str) -> bool:
     if not stripped.startswith(("[", "{")):
         return False
     try:
-        json.loads(stripped)
-    except ValueError:
+        decode_json(stripped)
+    except JsonSyntaxError:
         return stripped.startswith("{")
+    except JsonValueError:
+        return True  # JSON, but no record can be it (nested too deep, ...): the JSON reader says why
     return True

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import atomic_path, read_lines
+from ..files import atomic_path, read_lines_or_errors
 from ..types import Example, LoadReport, Span
 from ._base import InputFormat, looks_like_json
 
@@ -163,7 +163,11 @@ def read_bio(
     current: list[tuple[int, str, str]] = []
     bad_lines: dict[int, DataError] = {}
     column_counts: dict[int, int] = {}
-    for number, line in read_lines(path):
+    for number, line in read_lines_or_errors(path):
+        if isinstance(line, DataError):  # not UTF-8: its sentence is a bad record
+            bad_lines.setdefault(len(sentences), line)
+            current.append((number, "", "O"))
+            continue
         if not line.strip():
             if current:
                 sentences.append((len(sentences), current))

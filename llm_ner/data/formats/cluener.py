@@ -5,12 +5,12 @@ The file format's ends are inclusive; they become end-exclusive `Span` ends here
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import read_lines, write_jsonl_atomic
+from ..files import read_lines_or_errors, write_jsonl_atomic
+from ..json_values import check_text, decode_json, record_id, show
 from ..types import Example, LoadReport, Span, claim_id
 from ._base import InputFormat, looks_like_json
 
@@ -19,11 +19,8 @@ def _cluener_record(obj: object, labels: frozenset[str] | None) -> tuple[str | N
     """Validate one decoded CLUENER object; raise ValueError with the reason."""
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise ValueError('missing "text" string')
-    record_id = obj.get("id")
-    record_id = None if record_id is None else str(record_id)
+    text = check_text(obj.get("text"))
+    found_id = record_id(obj.get("id"))
     label_field = obj.get("label", {})
     if label_field is None:
         label_field = {}
@@ -31,35 +28,41 @@ def _cluener_record(obj: object, labels: frozenset[str] | None) -> tuple[str | N
         raise ValueError('"label" must be an object {type: {entity: [[start, end], ...]}}')
     spans: set[Span] = set()
     for label, entities in label_field.items():
+        if not label:
+            raise ValueError('"label" has an empty type name')
         if labels is not None and label not in labels:
             raise ValueError(f"unknown label {label!r} (known: {', '.join(sorted(labels))})")
         if not isinstance(entities, dict):
             raise ValueError(f"label {label!r}: expected {{entity: [[start, end], ...]}}")
         for entity, offsets in entities.items():
             if not isinstance(offsets, list) or not offsets:
-                raise ValueError(f"{label} {entity!r}: expected a non-empty list of [start, end]")
+                raise ValueError(
+                    f"{label} {show(entity)}: expected a non-empty list of [start, end], got {show(offsets)}"
+                )
             for pair in offsets:
-                if (
-                    not isinstance(pair, list)
-                    or len(pair) != 2
-                    or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
-                ):
-                    raise ValueError(f"{label} {entity!r}: offsets {pair!r} are not [start, end] integers")
+                # type() is int: not a bool, a float or a string (the hot loop of reading a corpus)
+                if not isinstance(pair, list) or len(pair) != 2 or type(pair[0]) is not int or type(pair[1]) is not int:
+                    raise ValueError(f"{label} {show(entity)}: offsets {show(pair)} are not [start, end] integers")
                 start, end_inclusive = pair
                 if start > end_inclusive:
-                    raise ValueError(f"{label} {entity!r}: offsets [{start}, {end_inclusive}]: start is after end")
+                    raise ValueError(f"{_where(label, entity, pair)}: start is after end")
                 if not 0 <= start <= end_inclusive < len(text):
                     raise ValueError(
-                        f"{label} {entity!r}: offsets [{start}, {end_inclusive}] outside the text "
+                        f"{_where(label, entity, pair)} outside the text "
                         f"(length {len(text)}; CLUENER ends are inclusive)"
                     )
                 found = text[start : end_inclusive + 1]
                 if found != entity:
                     raise ValueError(
-                        f"{label} {entity!r}: text[{start}:{end_inclusive + 1}] is {found!r}, not the entity string"
+                        f"{label} {show(entity)}: text[{start}:{end_inclusive + 1}] is {show(found)}, "
+                        "not the entity string"
                     )
                 spans.add(Span(start, end_inclusive + 1, label))
-    return record_id, text, sorted(spans)
+    return found_id, text, sorted(spans)
+
+
+def _where(label: str, entity: str, pair: list[int]) -> str:
+    return f"{label} {show(entity)}: offsets [{show(pair[0])}, {show(pair[1])}]"
 
 
 def read_cluener(
@@ -79,24 +82,23 @@ def read_cluener(
     examples: list[Example] = []
     first_seen: dict[str, str] = {}
     index = 0
-    for number, line in read_lines(path):
-        if not line.strip():
+    for number, line in read_lines_or_errors(path):
+        if isinstance(line, str) and not line.strip():
             continue
         index += 1
         try:
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-            record_id, text, spans = _cluener_record(obj, allowed)
-            record_id = claim_id(first_seen, record_id if record_id is not None else str(index - 1), f"line {number}")
+            if isinstance(line, DataError):
+                raise ValueError(line.reason)  # not UTF-8: a bad record like any other
+            obj = decode_json(line)
+            given_id, text, spans = _cluener_record(obj, allowed)
+            example_id = claim_id(first_seen, given_id if given_id is not None else str(index - 1), f"line {number}")
         except ValueError as exc:
             reason = str(exc)
-            if index == 1 and line.strip().startswith("["):
+            if index == 1 and isinstance(line, str) and line.strip().startswith("["):
                 reason += '; CLUENER data is JSON lines: one {"text": ..., "label": ...} object per line, not an array'
             report.skip(DataError(path, number, reason), lenient)
             continue
-        example = Example(record_id, text, spans)
+        example = Example(example_id, text, spans)
         report.warn_overlaps(f"{path}:{number}", example)
         examples.append(example)
     if index == 0 and not allow_empty:

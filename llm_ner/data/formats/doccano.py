@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..files import write_jsonl_atomic
+from ..json_values import check_text, record_id, score_value, show
 from ..types import Example, LoadReport, Span
 from ._annotation import checked_span, read_records
 from ._base import InputFormat
@@ -17,9 +18,7 @@ from ._base import InputFormat
 def _doccano_record(obj: object) -> tuple[str | None, str, list[Span], dict[Span, float]]:
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    text = obj.get("text")
-    if not isinstance(text, str):
-        raise ValueError('missing "text" string')
+    text = check_text(obj.get("text"))
     spans = set()
     if "entities" in obj and "label" not in obj:
         entities = obj["entities"]
@@ -27,7 +26,7 @@ def _doccano_record(obj: object) -> tuple[str | None, str, list[Span], dict[Span
             raise ValueError('"entities" must be a list')
         for item in entities:
             if not isinstance(item, dict):
-                raise ValueError(f"entity {item!r} is not an object")
+                raise ValueError(f"entity {show(item)} is not an object")
             spans.add(checked_span(text, item.get("start_offset"), item.get("end_offset"), item.get("label")))
     else:
         labels = obj.get("label", [])
@@ -35,17 +34,18 @@ def _doccano_record(obj: object) -> tuple[str | None, str, list[Span], dict[Span
             raise ValueError('"label" must be a list of [start, end, "TYPE"]')
         for item in labels:
             if not isinstance(item, list) or len(item) != 3:
-                raise ValueError(f"label {item!r} is not [start, end, TYPE]")
+                raise ValueError(f"label {show(item)} is not [start, end, TYPE]")
             spans.add(checked_span(text, *item))
-    record_id = obj.get("id")
+    given_id = record_id(obj.get("id"))
     scores_field = obj.get("scores")
     ordered = sorted(spans)
     scores = {}
     if isinstance(scores_field, list) and len(scores_field) == len(obj.get("label", [])):
         for item, score in zip(obj.get("label", []), scores_field):
-            if isinstance(score, (int, float)) and not isinstance(score, bool):
-                scores[Span(item[0], item[1], item[2])] = float(score)
-    return None if record_id is None else str(record_id), text, ordered, scores
+            value = score_value(score)
+            if value is not None:
+                scores[Span(item[0], item[1], item[2])] = value
+    return given_id, text, ordered, scores
 
 
 def read_doccano(

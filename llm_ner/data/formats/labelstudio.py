@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..files import write_text_atomic
+from ..json_values import check_text, record_id, score_value, show
 from ..types import Example, LoadReport, Span
 from ._annotation import checked_span, read_records
 from ._base import InputFormat
@@ -25,19 +26,20 @@ def _labelstudio_task(task: object) -> tuple[str | None, str, list[Span], dict[S
     data = task.get("data")
     if not isinstance(data, dict):
         raise ValueError('missing "data" object')
-    text = data.get("text")
-    if not isinstance(text, str):
+    if "text" in data:
+        text = check_text(data["text"], "data.text")
+    else:  # a labelling config that names its text field otherwise: the one string of "data"
         strings = [v for v in data.values() if isinstance(v, str)]
         if len(strings) != 1:
             raise ValueError('"data" has no "text" string')
-        text = strings[0]
-    record_id = data.get("id", task.get("id"))
-    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
-    predictions = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+        text = check_text(strings[0])
+    given_id = record_id(data.get("id", task.get("id")))
+    annotations = [a for a in _objects(task, "annotations") if not a.get("was_cancelled")]
+    predictions = _objects(task, "predictions")
     chosen = (annotations or predictions or [{}])[0]
     results = chosen.get("result", [])
     if not isinstance(results, list):
-        raise ValueError('"result" must be a list')
+        raise ValueError(f'"result" must be a list, got {show(results)}')
     spans: dict[Span, float | None] = {}
     for number, result in enumerate(results, 1):
         if not isinstance(result, dict):
@@ -49,15 +51,25 @@ def _labelstudio_task(task: object) -> tuple[str | None, str, list[Span], dict[S
             raise ValueError(f'result {number}: missing "value" object')
         labels = value.get("labels")
         if not isinstance(labels, list) or len(labels) != 1:
-            raise ValueError(f"result {number}: expected one label in value.labels, got {labels!r}")
+            raise ValueError(f"result {number}: expected one label in value.labels, got {show(labels)}")
         try:
             span = checked_span(text, value.get("start"), value.get("end"), labels[0], value.get("text"))
         except ValueError as exc:
             raise ValueError(f"result {number}: {exc}") from None
         score = result.get("score")
-        spans[span] = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+        spans[span] = score_value(score)
     scores = {s: v for s, v in spans.items() if v is not None}
-    return None if record_id is None else str(record_id), text, sorted(spans), scores
+    return given_id, text, sorted(spans), scores
+
+
+def _objects(task: dict, field: str) -> list[dict]:
+    """The objects of the task's list ``field`` (absent or null: none); `ValueError` for a field that is not a list."""
+    value = task.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f'"{field}" must be a list, got {type(value).__name__} {show(value)}')
+    return [item for item in value if isinstance(item, dict)]
 
 
 def read_labelstudio(

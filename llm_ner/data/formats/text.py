@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import read_lines
+from ..files import read_lines_or_errors
 from ..types import Example, LoadReport
 from ._base import InputFormat
 from .cluener import read_cluener, starts_with_json
@@ -19,16 +19,23 @@ def read_text(
     lenient: bool = False,
     allow_empty: bool = False,
 ) -> tuple[list[Example], LoadReport]:
-    """One sentence per non-blank line (stripped), ids 0, 1, ...; ``labels`` and ``lenient`` have nothing
-    to act on (every line is a sentence)."""
+    """One sentence per non-blank line (stripped), ids 0, 1, ... (``labels`` has nothing to act on). A line
+    that is not UTF-8 is a `DataError`, or with ``lenient`` a skipped sentence that keeps its id."""
     path = Path(path)
+    report = LoadReport(str(path))
     examples = []
-    for _, line in read_lines(path):  # BOM dropped; U+2028 inside a sentence does not split it
-        if line.strip():
-            examples.append(Example(str(len(examples)), line.strip()))
-    if not examples and not allow_empty:
+    index = 0
+    for _, line in read_lines_or_errors(path):  # BOM dropped; U+2028 inside a sentence does not split it
+        if isinstance(line, DataError):
+            report.skip(line, lenient)
+            index += 1
+        elif line.strip():
+            examples.append(Example(str(index), line.strip()))
+            index += 1
+    if index == 0 and not allow_empty:
         raise DataError(path, None, "empty file: no sentences")
-    return examples, LoadReport(str(path), records=len(examples))
+    report.records = len(examples)
+    return examples, report
 
 
 FORMATS = (
