@@ -25,9 +25,7 @@ the OpenAPI schema is served only when asked (``openapi``).
 import asyncio
 import hashlib
 import hmac
-import json
 import os
-import re
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -38,7 +36,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .backend import Backend
-from .data import Example, split_long
+from .data import Example, JsonSyntaxError, JsonValueError, decode_json, split_long
 from .extraction import ModelOptions, RunSettings, answer_pieces, make_record
 from .options import CliOptions, option, port_number, positive_float, positive_int
 from .parsing import ParseStats
@@ -359,29 +357,15 @@ class RequestBatcher:
         return outcomes
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def load_json_body(body: bytes) -> object:
-    """The JSON value of a request body, or RequestError(400) with a one-line reason: not JSON or
-    not UTF-8, nested too deep (RecursionError), a number with too many digits."""
+    """The JSON value of a request body, or RequestError(400) with a one-line reason: the readers'
+    checks (`llm_ner.data.decode_json`: UTF-8, depth, huge numbers, lone surrogates)."""
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise RequestError(400, f"body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise RequestError(400, "body is not JSON: not UTF-8 text") from None
-    except RecursionError:
-        raise RequestError(400, "body is not JSON we accept: nested too deep") from None
-    except ValueError:  # an integer beyond sys.get_int_max_str_digits()
-        raise RequestError(400, "body is not JSON we accept: a number with too many digits") from None
-
-
-def lone_surrogate(text: str) -> int | None:
-    """The index of the first lone UTF-16 surrogate in ``text`` (JSON allows ``"\\ud800"``, which is
-    no character: the tokenizer cannot encode it), or None."""
-    match = _LONE_SURROGATE.search(text)
-    return match.start() if match else None
+        return decode_json(body)
+    except JsonSyntaxError as exc:
+        raise RequestError(400, f"body is not JSON: {exc.reason}") from None
+    except JsonValueError as exc:
+        raise RequestError(400, f"body is not JSON we accept: {exc.reason}") from None
 
 
 def parse_texts(body: bytes, limits: ServeLimits) -> list[str]:
@@ -401,10 +385,6 @@ def parse_texts(body: bytes, limits: ServeLimits) -> list[str]:
     longest = max(len(t) for t in texts)
     if longest > limits.max_text_chars:
         raise RequestError(413, f"a text of {longest} characters (limit {limits.max_text_chars})")
-    for number, text in enumerate(texts):
-        index = lone_surrogate(text)
-        if index is not None:
-            raise RequestError(400, f"text {number} holds a lone surrogate (\\u{ord(text[index]):04x}) at {index}")
     return texts
 
 
