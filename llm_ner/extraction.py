@@ -32,12 +32,12 @@ from .data import (
     write_jsonl_atomic,
     write_text_atomic,
 )
-from .errors import DataError, ResumeMismatch, UsageError
+from .errors import LlmNerError, ResumeMismatch, UsageError
 from .openai_backend import OpenAIBackend, OpenAIOptions
-from .options import CliOptions, device_name, option, positive_int
+from .options import CliOptions, device_name, fraction, option, positive_int
 from .parsing import ParseStats
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
-from .run_dir import RUN_RECORD, RunRecord
+from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -102,6 +102,13 @@ class ExtractOptions(CliOptions):
     restart: bool = option(False, help="discard earlier results instead of resuming")
     lenient: bool = option(False, help="skip bad input records instead of stopping")
     quiet: bool = option(False, help="no progress bar")
+    max_parse_failures: float | None = option(
+        None,
+        type=fraction,
+        metavar="X",
+        help="exit with status 1 when more than this share (0-1) of the answers could not be parsed; the "
+        "records are written all the same (default: only when no answer could be parsed)",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,13 +145,7 @@ def resolve_settings(
             if record is not None:
                 break
     if adapter and not model:
-        config_path = Path(adapter) / "adapter_config.json"
-        if not config_path.is_file():
-            raise UsageError(f"--adapter {adapter}: no adapter_config.json (not a LoRA adapter directory)")
-        try:
-            model = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
-        except (ValueError, KeyError, TypeError):
-            raise DataError(config_path, None, "no base_model_name_or_path; pass --model too") from None
+        model = adapter_base_model(adapter)  # pass --model to name the base when the adapter does not
     if not model:
         raise UsageError("--model is required (hub id or local directory)")
     looks_like_path = model.startswith(("/", ".", "~")) or model.count("/") > 1  # hub ids are org/name
@@ -567,12 +568,33 @@ def run_extraction(
         print(f"interrupted: {done}/{len(examples)} sentences saved; rerun the same command to resume", file=sys.stderr)
         return 130
     state.wait_for_everyone()
+    unusable = None
     if state.is_main_process:
         written = ResumableOutput(extract_options.output).merge(all_ids)  # earlier records beyond --limit are kept
         print(
             f"this run: {summarize(stats)}" + (" (process 0 only)" if state.num_processes > 1 else ""), file=sys.stderr
         )
         print(f"wrote {written} records to {extract_options.output}", file=sys.stderr)
+        unusable = parse_failure_error(extract_options.output, extract_options.max_parse_failures)
     state.wait_for_everyone()
     state.destroy_process_group()  # see training.train: an open group can abort the exit
+    if unusable is not None:
+        raise unusable  # after the merge: the records are kept for a look at the raw answers
     return 0
+
+
+def parse_failure_error(output: str | Path, max_share: float | None = None) -> LlmNerError | None:
+    """The error (exit status 1) of a finished output whose answers could not be parsed: more than
+    ``max_share`` of them (`--max-parse-failures`), or all of them when None. Counted over every record
+    of the file (all processes, resumed records too): the file is what gets evaluated."""
+    from .report.inputs import parse_counters, parse_failure_line
+
+    counts = parse_counters(output) or {}
+    failures, answers = counts.get("parse_failures", 0), counts.get("answers", 0)
+    if not answers or (failures < answers if max_share is None else failures <= max_share * answers):
+        return None
+    allowed = "every answer failed" if max_share is None else f"more than --max-parse-failures {max_share:g}"
+    return LlmNerError(
+        f"{output}: {parse_failure_line(counts)}; {allowed}. Check that the model is fine-tuned for this prompt "
+        "and answer format (--prompt, --format; an adapter's own are used by default)"
+    )

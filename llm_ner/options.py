@@ -58,6 +58,14 @@ def port_number(value: str) -> int:
     return number
 
 
+def fraction(value: str) -> float:
+    """A number from 0 to 1 (a share of sentences or answers)."""
+    number = _number(value, float)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {value!r}")
+    return number
+
+
 def _number(value: str, kind: type):
     try:
         return kind(value)

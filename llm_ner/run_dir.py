@@ -19,12 +19,36 @@ from pathlib import Path
 import yaml
 
 from .data import JsonValueError, decode_json
-from .errors import DataError
+from .errors import DataError, UsageError
 from .prompting import PromptTemplate, load_prompt
 
 RUN_RECORD = "llm_ner.json"
 PROMPT_COPY = "prompt.yaml"
 TRAIN_CONFIG = "train_config.yaml"
+ADAPTER_CONFIG = "adapter_config.json"  # what peft writes into a LoRA adapter directory
+
+
+def adapter_base_model(adapter: str | Path, option: str = "--adapter") -> str:
+    """The base model a LoRA adapter directory was trained on (its ``adapter_config.json``);
+    `UsageError` when the directory is not an adapter, `DataError` when its config names no base."""
+    config_path = Path(adapter) / ADAPTER_CONFIG
+    if not config_path.is_file():
+        if not Path(adapter).is_dir():
+            raise UsageError(f"{option} {adapter}: no such directory")
+        if (Path(adapter) / "config.json").is_file():
+            raise UsageError(
+                f"{option} {adapter} holds a full model, not a LoRA adapter (no {ADAPTER_CONFIG}); "
+                "extract and serve take it as --model"
+            )
+        raise UsageError(f"{option} {adapter}: no {ADAPTER_CONFIG} (not a LoRA adapter directory)")
+    missing = "no base_model_name_or_path (the model the adapter was trained on)"
+    try:
+        base = json.loads(config_path.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(config_path, None, missing) from None
+    if not isinstance(base, str) or not base:
+        raise DataError(config_path, None, missing)
+    return base
 
 
 @dataclass

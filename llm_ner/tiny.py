@@ -102,6 +102,7 @@ def build_config(
 
     if arch not in TEMPLATE_FILES:
         raise ValueError(f"unknown arch {arch!r} (qwen2 or qwen3)")
+    check_attention_shape(hidden_size, num_heads, num_kv_heads, extra.get("head_dim"))
     config_class = Qwen3Config if arch == "qwen3" else Qwen2Config
     kwargs = dict(
         vocab_size=vocab_size,
@@ -119,6 +120,23 @@ def build_config(
         kwargs["head_dim"] = hidden_size // num_heads
     kwargs.update(extra)
     return config_class(**kwargs)
+
+
+def check_attention_shape(hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int | None = None) -> None:
+    """`ValueError` for attention sizes a model saves with but cannot run (it would fail in its first
+    forward pass): query heads in whole groups per key/value head, and an even head size for rotary
+    position embeddings. ``head_dim`` None: ``hidden_size / num_heads``, which must then be whole."""
+    if num_heads % num_kv_heads:
+        raise ValueError(
+            f"num_heads {num_heads} is not a multiple of num_kv_heads {num_kv_heads} "
+            "(each key/value head serves a whole group of query heads)"
+        )
+    if head_dim is None:
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
+        head_dim = hidden_size // num_heads
+    if head_dim % 2:
+        raise ValueError(f"head size {head_dim} is odd; rotary position embeddings need an even head size")
 
 
 # Files of a hub tokenizer that `--tokenizer DIR` copies next to the random weights.

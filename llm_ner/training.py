@@ -24,7 +24,7 @@ from .generation import chat_prompt_ids, disable_thinking_by_default, generate_a
 from .metrics import span_scores
 from .parsing import ParseStats
 from .prompting import PromptTemplate, load_prompt, to_conversation
-from .run_dir import RUN_RECORD, RunRecord
+from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
 from .versions import check_versions
 
 # Qwen3 must never think: every record carries this, and the saved template defaults to it.
@@ -516,6 +516,7 @@ def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32") -> Pat
     from peft import AutoPeftModelForCausalLM
     from transformers import AutoTokenizer
 
+    adapter_base_model(adapter_dir)  # `UsageError` for a folder that is not an adapter, before loading anything
     model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=getattr(torch, dtype))
     merged = model.merge_and_unload()
     out = Path(out_dir)
@@ -543,7 +544,43 @@ def parse_arguments(argv: list[str] | None = None):
         # TRL's SFTConfig defaults gradient_checkpointing (and our configs use that name, which older
         # transformers need); transformers 5.2x renamed it activation_checkpointing and warns on every run.
         warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
-        return make_parser().parse_args_and_config(args=argv)
+        parser = make_parser()
+        argv = list(argv) if argv is not None else sys.argv[1:]
+        check_config(argv, parser)
+        return parser.parse_args_and_config(args=argv)
+
+
+def check_config(argv: list[str], parser) -> None:
+    """Read the ``--config`` YAML of ``argv`` as TRL will and stop with one line where TRL would raise
+    a traceback: `DataError` (FILE:LINE) for a file that is unreadable, not YAML, not a mapping, or
+    names an option none of ``parser``'s dataclasses has; `UsageError` for ``--config`` without a file."""
+    import yaml
+
+    if "--config" not in argv:
+        return
+    index = argv.index("--config")
+    if index + 1 >= len(argv):
+        raise UsageError("--config needs a YAML file")
+    path = Path(argv[index + 1])
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(path, None, f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DataError(path, mark.line + 1 if mark else None, f"invalid YAML: {problem}") from None
+    if not isinstance(config, dict):
+        got = "an empty file" if config is None else f"a {type(config).__name__}"
+        raise DataError(path, None, f"expected a YAML mapping of option: value, got {got}")
+    known = {action.dest for action in parser._actions} | {"env"}  # TRL reads env: itself
+    unknown = sorted(str(key) for key in config if key not in known)
+    if unknown:
+        raise DataError(path, None, f"unknown option {', '.join(unknown)} (`llm-ner train --help` lists them)")
 
 
 def main(argv: list[str] | None = None, callbacks=None):

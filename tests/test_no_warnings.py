@@ -26,7 +26,7 @@ sys.argv = ["train_sft.py", "--config", "configs/tiny-cpu.yaml", "--train_file",
 runpy.run_path("train_sft.py", run_name="__main__")
 print("== quiet from here", file=sys.stderr, flush=True)
 assert main(["extract", "--model", out + "/model", "--input", dev, "--output", out + "/pred.json",
-             "--max-new-tokens", "8", "--quiet"]) == 0
+             "--max-new-tokens", "8", "--quiet", "--max-parse-failures", "1"]) == 0
 assert main(["baseline", "train", "--arch", "bilstm-crf", "--train", train, "--dev", dev, "--out",
              out + "/bilstm", "--epochs", "1", "--quiet"]) == 0
 assert main(["baseline", "predict", "--model", out + "/bilstm", "--input", dev, "--output", out + "/b.json",

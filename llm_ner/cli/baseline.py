@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from ..baselines import log_stderr, train_baseline
 
+    inputs = {"--train": args.train, "--dev": args.dev, "--encoder": args.encoder}
+    check_output_path(args.out, inputs, "--out", writes_folder=True)
     train, report = load_examples(args.train, args.input_format, lenient=args.lenient)
     dev, dev_report = load_examples(args.dev, args.input_format, lenient=args.lenient) if args.dev else ([], None)
     for r in (report, dev_report):
@@ -81,7 +83,7 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ..baselines import load_baseline, predict_examples
 
-    check_output_path(args.output, {"--input": args.input})
+    check_output_path(args.output, {"--input": args.input, "--model": args.model})
     model, batcher = load_baseline(args.model)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
     predicted = predict_examples(model, batcher, examples, args.batch_size, progress=not args.quiet)

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    check_output_path(args.output, {"--input": args.input})
+    check_output_path(args.output, {"--input": args.input, "--prompt": args.prompt})
     prompt = load_prompt(args.prompt)
     labels = prompt.schema.keys if prompt.schema else None
     examples, report = load_examples(args.input, args.input_format, labels=labels, lenient=args.lenient)

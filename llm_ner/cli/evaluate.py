@@ -38,6 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate
     from ..report import format_evaluation
+    from ..report.inputs import parse_counters, parse_failure_line
 
     if args.json:
         check_output_path(args.json, {"--gold": args.gold, "--pred": args.pred}, "--json")
@@ -51,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
     labels = sorted({s.label for ex in gold for s in ex.spans})
     result = evaluate(gold, pred, labels, pred_path=args.pred, skipped_gold=gold_report.skipped)
     result = {"gold": str(args.gold), "pred": str(args.pred), **result}
+    parsing = parse_counters(args.pred)  # written by `llm-ner extract`: say how many answers were unreadable
+    if parsing:
+        result["parsing"] = parsing
+    unparsed = parse_failure_line(parsing)
+    if unparsed:
+        result["warnings"] = [*result.get("warnings", []), unparsed]
     print(format_evaluation(result))
     if args.json:
         write_text_atomic(json.dumps(result, ensure_ascii=False, indent=2) + "\n", args.json)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data import load_examples, write_cluener
+from ..data import check_output_path, load_examples, write_cluener
 from ..errors import UsageError
 from .common import add_input_format, add_lenient
 
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..confidence import read_scores
     from ..data import write_annotations
 
+    check_output_path(args.output, {"PRED": args.pred, "--gold": args.gold})
     examples, report = load_examples(args.pred, args.input_format, lenient=args.lenient, allow_empty=True)
     if report.skipped or report.warnings:
         report.print()

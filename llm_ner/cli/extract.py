@@ -8,7 +8,7 @@ from ..data import check_output_path
 from ..errors import UsageError
 from ..extraction import ExtractOptions, ModelOptions, run_extraction
 from ..openai_backend import OpenAIOptions
-from .common import quiet_libraries
+from .common import check_model_folder, quiet_libraries
 
 BACKENDS = ("local", "openai")
 
@@ -25,7 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     ExtractOptions.add_cli_args(parser, only=["input", "output"])
     ModelOptions.add_cli_args(parser)
-    ExtractOptions.add_cli_args(parser, only=["input_format", "batch_size", "limit", "restart", "lenient", "quiet"])
+    ExtractOptions.add_cli_args(
+        parser, only=["input_format", "batch_size", "limit", "restart", "lenient", "quiet", "max_parse_failures"]
+    )
     remote = parser.add_argument_group(
         "openai backend",
         "Send the same prompts to an OpenAI-compatible server (vLLM, SGLang, `transformers serve`) instead of "
@@ -41,7 +43,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.quiet:
         quiet_libraries()
-    check_output_path(args.output, {"--input": args.input})
+    inputs = {"--input": args.input, "--model": args.model, "--adapter": args.adapter, "--prompt": args.prompt}
+    check_output_path(args.output, inputs)
+    if args.backend == "local":  # the openai backend's --model may name the model on the server
+        check_model_folder(args.model)
     if args.backend == "local" and (args.base_url or args.served_model):
         raise UsageError("--base-url and --served-model need --backend openai")
     if args.backend == "openai" and not (args.base_url and args.served_model):

@@ -4,8 +4,11 @@ errors into one line and an exit status."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import user_facing_error
@@ -29,13 +32,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler, a container stopping) as an exception: ``finally`` blocks and
+    context managers run, so an atomic write removes its temporary file and a resumable extraction keeps
+    its finished batches, as with Ctrl-C."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` while a command runs (main thread only; the old handler is put back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line (default: ``sys.argv[1:]``); the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with _sigterm_raises():
+            return args.run(args)
     except BrokenPipeError:  # output piped into `head`
         return 1
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM  # 143, as the shell reports a process killed by SIGTERM
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

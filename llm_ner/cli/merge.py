@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data import check_output_path
+from ..run_dir import adapter_base_model
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -22,6 +25,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..training import merge_adapter
 
+    base = adapter_base_model(args.adapter)  # not an adapter: one line before anything loads
+    check_output_path(args.out, {"--adapter": args.adapter, "base model": base}, "--out", writes_folder=True)
     out = merge_adapter(args.adapter, args.out, args.dtype)
     print(f"merged {args.adapter} into {out}", file=sys.stderr)
     return 0

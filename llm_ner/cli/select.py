@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data import write_jsonl_atomic
+from ..data import check_output_path, write_jsonl_atomic
 from ..errors import UsageError
 from ..options import positive_int
 from .common import add_input_format, add_lenient
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--by disagreement needs two --pred files (two systems on the same sentences)")
     if args.by == "uncertainty" and len(args.pred) != 1:
         raise UsageError("--by uncertainty takes one --pred file (with scores from `llm-ner extract`)")
+    check_output_path(args.output, {f"--pred {path}": path for path in args.pred})
     records = select_for_annotation(args.pred, args.n, args.by, args.input_format, args.lenient)
     count = write_jsonl_atomic(records, args.output)
     print(f"wrote {count} sentences to annotate next ({args.by}) to {args.output}", file=sys.stderr)

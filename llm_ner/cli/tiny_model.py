@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..data import guess_format, load_examples
+from ..data import check_output_path, guess_format, load_examples
 from ..errors import UsageError
 from ..options import non_negative_int, positive_int
 
@@ -46,6 +46,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..tiny import build_tiny_model, default_texts, read_shape, shape_arguments
 
+    inputs = {"--tokenizer": args.tokenizer, "--shapes-file": args.shapes_file}
+    inputs.update({f"--texts {path}": path for path in args.texts or ()})
+    check_output_path(args.out, inputs, "--out", writes_folder=True)
     shape: dict = {}
     arch, real = args.arch, None
     if args.shape:

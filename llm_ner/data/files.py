@@ -45,27 +45,50 @@ def read_lines_or_errors(path: Path) -> Iterator[tuple[int, str | DataError]]:
         yield number, text.rstrip("\r")
 
 
-def check_output_path(output: str | Path, inputs: dict[str, str | Path | None], option: str = "--output") -> None:
-    """Refuse (`UsageError`) an output that is one of the inputs: writing it would destroy the input."""
-    out = Path(output)
-    for name, path in inputs.items():
-        if path is None:
+def check_output_path(
+    output: str | Path,
+    inputs: dict[str, str | Path | None],
+    option: str = "--output",
+    writes_folder: bool = False,
+) -> None:
+    """Refuse (`UsageError`, before anything is read or written) an output that could destroy an input.
+
+    Every writing command calls this beside its parser with all the paths it reads (``{"--input":
+    path}``; None is skipped, and a path that does not exist, such as a hub id, is only compared). Refused:
+
+    - the output is an input: the same path once symlinks are resolved, or the same file (hard link);
+    - the output contains an input (an output folder, or a file output that names a folder, holding an input);
+    - ``writes_folder`` (the command writes a folder, e.g. `llm-ner merge --out`): the output lies inside an
+      input folder. A file output inside an input folder is fine (``--output runs/model/dev.pred.json``).
+    """
+    out = Path(output).expanduser().resolve()
+    for name, value in inputs.items():
+        if value is None:
             continue
-        same = out.resolve() == Path(path).resolve()
-        if not same and out.exists() and Path(path).exists():
-            same = os.path.samefile(out, path)
-        if same:
-            raise UsageError(f"{option} {output} is the {name} file; writing it would destroy the input")
+        source = Path(value).expanduser().resolve()
+        kind = "folder" if source.is_dir() else "file"
+        if out == source or (out.exists() and source.exists() and os.path.samefile(out, source)):
+            raise UsageError(f"{option} {output} is the {name} {kind}; writing it would destroy the input")
+        if not source.exists():
+            continue  # nothing inside to destroy (a hub id; a missing input is its reader's error)
+        if source.is_relative_to(out):
+            raise UsageError(
+                f"{option} {output} contains the {name} {kind} {value}; writing it could destroy the input"
+            )
+        if writes_folder and source.is_dir() and out.is_relative_to(source):
+            raise UsageError(f"{option} {output} is inside the {name} folder {value}; write the new folder elsewhere")
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write; renamed to ``path`` on success, removed on error."""
+    """A temporary path beside ``path`` to write; renamed to ``path`` on success, removed on any error
+    (``BaseException``: also on Ctrl-C, and on SIGTERM where the CLI turns it into an exception, see
+    `llm_ner.cli.main`), so an interrupted write leaves neither a hidden file nor a damaged ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
     try:
+        os.close(fd)
         # mkstemp makes the file 0600 and the rename keeps that: give the output the mode a plain
         # open() would (0666 less the umask), so predictions and reports stay shareable.
         os.chmod(tmp, 0o666 & ~_umask())

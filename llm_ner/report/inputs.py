@@ -41,6 +41,17 @@ def parse_counters(path: str | Path) -> dict[str, int] | None:
     return totals or None
 
 
+def parse_failure_line(counts: dict[str, int] | None) -> str | None:
+    """The line `llm-ner extract`, `evaluate` and `report` print about unreadable answers (None when
+    every answer was read), from `parse_counters`."""
+    if not counts or not counts.get("parse_failures"):
+        return None
+    return (
+        f"{counts['parse_failures']} of {counts.get('answers', 0)} answers could not be parsed: no entities were "
+        "read from them (the answers are in the records' raw field)"
+    )
+
+
 def read_system_scores(predictions: dict[str, str]) -> dict[str, dict[str, dict[Span, float]]]:
     """Per system the entity confidences its prediction file carries (`llm-ner extract`), if any."""
     return {name: read_scores(path) for name, path in predictions.items()}

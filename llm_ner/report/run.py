@@ -15,7 +15,7 @@ from ..errors import UsageError
 from ..metrics import match_predictions
 from .charts import chart_stems, plot_confusion, plot_f1_per_class, plot_pr_curve
 from .html import browser_data, write_report_html
-from .inputs import load_published, parse_counters, parse_pred_arguments, read_system_scores
+from .inputs import load_published, parse_counters, parse_failure_line, parse_pred_arguments, read_system_scores
 from .markdown import render_markdown
 from .numbers import add_confusion_matrices, add_pr_curves, build_report
 
@@ -53,6 +53,9 @@ def run_report(
     report["note"] = note
     for name, counts in parsing.items():
         report["systems"][name]["parsing"] = counts
+        unparsed = parse_failure_line(counts)
+        if unparsed:  # printed below with the other warnings, as `llm-ner evaluate` prints it
+            report["systems"][name]["warnings"] = [*report["systems"][name].get("warnings", []), unparsed]
     for name, result in report["systems"].items():  # on the console too, not only inside report.md
         if result["missing_predictions"]:
             print(
