@@ -358,6 +358,7 @@ ONE_LINE = [
         2,
         "no config.json there",
     ),
+    ("serve, a folder without config.json", no_config("serve --model {folder}"), 2, "no config.json there"),
     ("merge, not an adapter", no_config("merge --adapter {folder} --out {root}/m"), 2, "not a LoRA adapter directory"),
     ("merge, a full model", args("merge --adapter {model} --out {root}/m"), 2, "holds a full model"),
 ]

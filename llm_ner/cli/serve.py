@@ -7,6 +7,7 @@ import argparse
 from ..errors import UsageError
 from ..extraction import ModelOptions
 from ..serve import ServeLimits, ServeOptions, run_server
+from .common import check_model_folder
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.max_chars > args.max_text_chars:
         raise UsageError("--max-chars (piece length) must not exceed --max-text-chars (longest text accepted)")
+    check_model_folder(args.model)
     serve_options = ServeOptions.from_cli_args(args)
     try:
         serve_options.access_policy()  # a bad --allowed-origins stops here, before the model loads
