@@ -343,7 +343,7 @@ def _generate_rounds(
         left = limit - len(answers[rows[0]])
         batch_prompts = [list(prompts[i]) + answers[i] for i in rows]
         width = shared + max(len(p) - shared for p in batch_prompts)  # generate_batch's prompt width
-        if carried is not None:
+        if carried is not None and processor is not None:
             processor.select(carried[0], carried[1], width)
         ends = _RowEnds(
             tokenizer,

@@ -145,3 +145,36 @@ def test_a_free_answer_that_loops_on_a_mention_ends_there(noisy):
         assert answer.count('"北京"') == text.count("北京") + 1, answer  # cut at the first repeat
         spans, stats = answer_to_spans(text, answer, prompt.schema)
         assert len(spans) == text.count("北京") and stats.parse_failures == 0
+
+
+def test_free_decoding_without_a_processor_splits_its_rounds(noisy, monkeypatch):
+    """No logits processor at all (plain `extract`): rows that stop early leave the batch and the rest
+    goes on, with the answers one-at-a-time decoding gives. (Rows of a real model end at different
+    lengths; here the model ends a row after the first token whose id is a multiple of 7.)"""
+    model, tokenizer = noisy
+    prompt = load_prompt("cluener_zh_short")
+    conversations = [prompt.messages(t) for t in TEXTS]
+    stop = stop_token_ids(tokenizer, model)[0]
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def ends_on_multiples_of_seven(*args, **kwargs):
+        output = forward(*args, **kwargs)
+        ids = kwargs.get("input_ids")
+        if ids is not None and ids.shape[1] == 1:
+            for row in (ids[:, 0] % 7 == 0).nonzero().flatten().tolist():
+                output.logits[row, -1, stop] = output.logits[row, -1].max() + 10
+        return output
+
+    monkeypatch.setattr(model, "forward", ends_on_multiples_of_seven)
+    steps = _count_decoded_rows(model, monkeypatch)
+    batched = generate_answers(model, tokenizer, conversations, texts=TEXTS, batch_size=6, max_new_tokens=48)
+    batched_steps = list(steps)
+    one_by_one = [
+        generate_answers(model, tokenizer, [c], texts=[t], batch_size=1, max_new_tokens=48)[0]
+        for c, t in zip(conversations, TEXTS)
+    ]
+    assert batched == one_by_one
+    lengths = sorted(len(tokenizer(a)["input_ids"]) for a in batched)
+    assert lengths[0] < 6 and lengths[-1] >= 12, lengths  # rows really end at different lengths
+    assert max(batched_steps) == 6 and min(batched_steps) < 6  # the batch shrank: a second round ran
