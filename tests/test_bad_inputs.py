@@ -462,6 +462,7 @@ def extract_run_bad(name: str, record: str):
 
     def arguments(c) -> list[str]:
         (c["root"] / name).mkdir(exist_ok=True)
+        (c["root"] / name / "config.json").write_text("{}")  # a model folder (extract checks), never loaded
         bad_file(f"{name}/llm_ner.json", record)(c)
         return ["extract", "--model", str(c["root"] / name), "--input", str(c["gold"]), "--output", "o"]
 
