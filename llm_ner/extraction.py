@@ -36,7 +36,7 @@ from .errors import LlmNerError, ResumeMismatch, UsageError
 from .openai_backend import OpenAIBackend, OpenAIOptions
 from .options import CliOptions, device_name, fraction, option, positive_int
 from .parsing import ParseStats
-from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
+from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt, prompt_identity
 from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -217,17 +217,6 @@ def directory_identity(path: str | None) -> str | None:
     for f in files:
         digest.update(f"{f.name}={file_identity(f)}\n".encode())
     return "sha256:" + digest.hexdigest()[:16]
-
-
-def prompt_identity(prompt: PromptTemplate) -> str:
-    """sha256 of everything of a prompt that reaches the model."""
-    content = {
-        "system": prompt.system,
-        "user": prompt.user,
-        "format_instructions": prompt.format_instructions,
-        "labels": [vars(t) for t in prompt.schema.types] if prompt.schema else None,
-    }
-    return "sha256:" + hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def run_fingerprint(settings: RunSettings, **options) -> dict:

@@ -4,11 +4,17 @@ A prompt file (``prompts/*.yaml``) holds the label schema (key, Chinese name, de
 type; `labels.LabelSchema`) and Jinja2 templates for the system and user messages, with an
 instruction per answer format (`answer_format`), so a new dataset or wording is a YAML file, not
 code. See ``prompts/README.md`` for the fields.
+
+`convert_file` writes training records (``llm-ner convert``) and, beside them, the sidecar
+``OUTPUT.meta.json`` naming the prompt (with a full copy) and answer format they were made with, so
+that training records the prompt the model really saw (`read_conversion`).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +22,8 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from .answer_format import get_format
-from .data import Example, check_value
+from .answer_format import ANSWER_FORMATS, get_format
+from .data import Example, LoadReport, check_value, load_examples, write_jsonl_atomic, write_text_atomic
 from .errors import DataError
 from .labels import LabelSchema, LabelType
 
@@ -154,16 +160,25 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
     """Load a prompt YAML (``labels_from`` reuses the label list of another prompt file)."""
     path = resolve_prompt_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(path, None, str(exc)) from None
+    return prompt_from_yaml(text, path)
+
+
+def prompt_from_yaml(text: str, source: Path) -> PromptTemplate:
+    """A prompt from the text of a prompt YAML; ``source`` names it in errors (and anchors ``labels_from``)."""
+    try:
+        raw = yaml.safe_load(text)
         check_value(raw)  # nesting, cycles and lone surrogates: what no prompt text can be
     except yaml.YAMLError as exc:
-        raise DataError(path, None, f"invalid YAML: {exc}") from None
+        raise DataError(source, None, f"invalid YAML: {exc}") from None
     except RecursionError:
-        raise DataError(path, None, "YAML nested too deeply to read") from None
-    except ValueError as exc:  # not UTF-8, an integer of too many digits, a lone surrogate, ...
-        raise DataError(path, None, str(exc)) from None
+        raise DataError(source, None, "YAML nested too deeply to read") from None
+    except ValueError as exc:  # an integer of too many digits, a lone surrogate, ...
+        raise DataError(source, None, str(exc)) from None
     if not isinstance(raw, dict):
-        raise DataError(path, None, "expected a YAML mapping")
+        raise DataError(source, None, "expected a YAML mapping")
     unknown = set(raw) - {
         "name",
         "description",
@@ -174,31 +189,42 @@ def load_prompt(name_or_path: str | Path = DEFAULT_PROMPT) -> PromptTemplate:
         "format_instructions",
     }
     if unknown:
-        raise DataError(path, None, f"unknown fields {sorted(unknown)}")
+        raise DataError(source, None, f"unknown fields {sorted(unknown)}")
     if "user" not in raw:
-        raise DataError(path, None, "a prompt needs a 'user' template")
+        raise DataError(source, None, "a prompt needs a 'user' template")
     for key in ("name", "description", "system", "user"):
         if isinstance(raw.get(key), (list, dict)):
-            raise DataError(path, None, f"'{key}' must be text, not a {type(raw[key]).__name__}")
+            raise DataError(source, None, f"'{key}' must be text, not a {type(raw[key]).__name__}")
     schema = None
     if "labels" in raw:
-        schema = _parse_labels(raw["labels"], path)
+        schema = _parse_labels(raw["labels"], source)
     elif "labels_from" in raw:
-        schema = load_prompt(path.parent / raw["labels_from"]).schema
+        schema = load_prompt(source.parent / raw["labels_from"]).schema
     instructions = raw.get("format_instructions", {}) or {}
     if not isinstance(instructions, dict):
-        raise DataError(path, None, "'format_instructions' must be a mapping {answer format: text}")
+        raise DataError(source, None, "'format_instructions' must be a mapping {answer format: text}")
     for key in instructions:
         get_format(key)
     return PromptTemplate(
-        name=str(raw.get("name", path.stem)),
+        name=str(raw.get("name", source.stem)),
         schema=schema,
         system=str(raw.get("system", "")),
         user=str(raw["user"]),
         format_instructions={k: str(v) for k, v in instructions.items()},
         description=str(raw.get("description", "")),
-        source=str(path),
+        source=str(source),
     )
+
+
+def prompt_identity(prompt: PromptTemplate) -> str:
+    """sha256 of everything of a prompt that reaches the model."""
+    content = {
+        "system": prompt.system,
+        "user": prompt.user,
+        "format_instructions": prompt.format_instructions,
+        "labels": [vars(t) for t in prompt.schema.types] if prompt.schema else None,
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(content, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def to_conversation(example: Example, prompt: PromptTemplate, answer_format: str = "mentions") -> dict:
@@ -209,3 +235,100 @@ def to_conversation(example: Example, prompt: PromptTemplate, answer_format: str
         "prompt": prompt.messages(example.text, answer_format),
         "completion": [{"role": "assistant", "content": get_format(answer_format).render(example, order)}],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Converted files and their sidecar
+
+CONVERSION_SIDECAR_SUFFIX = ".meta.json"
+
+
+def conversion_sidecar(path: str | Path) -> Path:
+    """The sidecar of a converted file: ``OUTPUT.meta.json`` beside it."""
+    return Path(f"{path}{CONVERSION_SIDECAR_SUFFIX}")
+
+
+def _file_sha256(path: str | Path) -> str:
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What a converted file was made with, as its sidecar records it.
+
+    The records stay TRL's plain prompt-completion lines; the sidecar holds the prompt (name, content
+    hash, a self-contained YAML copy), the answer format, and the sha256 of the file it describes, so
+    a file rewritten after conversion is told from the one it describes.
+    """
+
+    prompt: PromptTemplate
+    answer_format: str
+    records: int
+    file_sha256: str
+    input: str | None = None
+
+    @property
+    def prompt_identity(self) -> str:
+        return prompt_identity(self.prompt)
+
+    def to_dict(self) -> dict:
+        """The JSON object of the sidecar."""
+        return {
+            "written_by": "llm-ner convert",
+            "prompt_name": self.prompt.name,
+            "prompt_sha256": self.prompt_identity,
+            "answer_format": self.answer_format,
+            "records": self.records,
+            "file_sha256": self.file_sha256,
+            "input": self.input,
+            "prompt_yaml": self.prompt.to_yaml(),
+        }
+
+    def describes(self, path: str | Path) -> bool:
+        """Whether ``path`` is still the file this sidecar was written with (not rewritten since)."""
+        return _file_sha256(path) == self.file_sha256
+
+
+def convert_file(
+    input_path: str | Path,
+    output: str | Path,
+    prompt: PromptTemplate,
+    answer_format: str = "mentions",
+    input_format: str = "auto",
+    lenient: bool = False,
+) -> tuple[Conversion, LoadReport]:
+    """Convert an NER file into TRL prompt-completion JSON lines at ``output`` and write the sidecar beside it.
+
+    Both are written atomically, the output first: a run stopped between the two leaves an older sidecar
+    whose ``file_sha256`` no longer matches, which `read_conversion`'s callers treat as no sidecar.
+    A prompt without labels takes them from the data.
+    """
+    get_format(answer_format)  # an unknown format stops before anything is written
+    labels = prompt.schema.keys if prompt.schema else None
+    examples, report = load_examples(input_path, input_format, labels=labels, lenient=lenient)
+    if prompt.schema is None:
+        prompt = prompt.with_labels(s.label for ex in examples for s in ex.spans)
+    count = write_jsonl_atomic((to_conversation(ex, prompt, answer_format) for ex in examples), output)
+    conversion = Conversion(prompt, answer_format, count, _file_sha256(output), str(input_path))
+    text = json.dumps(conversion.to_dict(), ensure_ascii=False, indent=2) + "\n"
+    write_text_atomic(text, conversion_sidecar(output))
+    return conversion, report
+
+
+def read_conversion(path: str | Path) -> Conversion | None:
+    """The sidecar of converted file ``path``; None when there is none (written by an llm-ner before
+    sidecars). A sidecar that is not one is a `DataError` naming it."""
+    sidecar = conversion_sidecar(path)
+    if not sidecar.is_file():
+        return None
+    try:
+        raw = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(sidecar, None, f"invalid JSON: {exc}") from None
+    fields = {"prompt_yaml": str, "answer_format": str, "records": int, "file_sha256": str}
+    if not isinstance(raw, dict) or not all(isinstance(raw.get(k), t) for k, t in fields.items()):
+        raise DataError(sidecar, None, f"not a convert sidecar (a JSON object with {', '.join(fields)})")
+    if raw["answer_format"] not in ANSWER_FORMATS:
+        raise DataError(sidecar, None, f"unknown answer format {raw['answer_format']!r}")
+    prompt = prompt_from_yaml(raw["prompt_yaml"], sidecar)
+    return Conversion(prompt, raw["answer_format"], raw["records"], raw["file_sha256"], raw.get("input"))

@@ -4,7 +4,9 @@
 `NERDataArguments`, TRL's `SFTConfig` and `ModelConfig` - and call `train`. The data is
 converted on the fly from CLUENER/BIO files (or read from `llm-ner convert` output) into TRL's
 conversational prompt-completion records, so the loss covers the assistant answer and its
-end-of-turn token only. Every `eval_steps` the trainer also generates answers for a fixed dev
+end-of-turn token only. A converted file's prompt and answer format (its ``.meta.json`` sidecar) are
+adopted for the run record and the F1 evaluation; arguments naming others are refused
+(`resolve_prompt`). Every `eval_steps` the trainer also generates answers for a fixed dev
 subset, parses them and logs span F1 (``eval_f1``), per-class F1 and the parse-failure rate.
 """
 
@@ -23,12 +25,22 @@ from .errors import DataError, UsageError
 from .generation import chat_prompt_ids, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
 from .parsing import ParseStats
-from .prompting import PromptTemplate, load_prompt, to_conversation
+from .prompting import (
+    DEFAULT_PROMPT,
+    Conversion,
+    PromptTemplate,
+    conversion_sidecar,
+    load_prompt,
+    prompt_identity,
+    read_conversion,
+    to_conversation,
+)
 from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
 from .versions import check_versions
 
 # Qwen3 must never think: every record carries this, and the saved template defaults to it.
 CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
+DEFAULT_ANSWER_FORMAT = "mentions"  # NERDataArguments.answer_format when neither it nor a converted file says
 
 
 @dataclass
@@ -45,8 +57,20 @@ class NERDataArguments:
     input_format: str = field(
         default="auto", metadata={"help": "format of train_file/eval_file (auto guesses)", "choices": INPUT_FORMATS}
     )
-    prompt: str = field(default="cluener_zh", metadata={"help": "Prompt YAML path or shipped name."})
-    answer_format: str = field(default="mentions", metadata={"help": "answer JSON layout", "choices": ANSWER_FORMATS})
+    # None = not asked for: a converted file's own (its sidecar), else cluener_zh / mentions (`resolve_prompt`).
+    prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Prompt YAML path or shipped name (default: the converted train_file's, else {DEFAULT_PROMPT})."
+        },
+    )
+    answer_format: str | None = field(
+        default=None,
+        metadata={
+            "help": f"answer JSON layout (default: the converted train_file's, else {DEFAULT_ANSWER_FORMAT})",
+            "choices": ANSWER_FORMATS,
+        },
+    )
     lenient: bool = field(default=False, metadata={"help": "Skip bad records (reported) instead of stopping."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training records."})
     max_eval_samples: int | None = field(
@@ -115,7 +139,7 @@ def load_split(
         prompt = prompt.with_labels(s.label for ex in examples for s in ex.spans)
     records = []
     for ex in examples:
-        record = to_conversation(ex, prompt, data_args.answer_format)
+        record = to_conversation(ex, prompt, data_args.answer_format or DEFAULT_ANSWER_FORMAT)
         records.append(
             {
                 "prompt": record["prompt"],
@@ -124,6 +148,67 @@ def load_split(
             }
         )
     return examples, records, prompt
+
+
+def _describe(conversion: Conversion) -> str:
+    return f"prompt {conversion.prompt.name} ({conversion.prompt_identity})"
+
+
+def resolve_prompt(data_args: NERDataArguments, warn=None) -> tuple[PromptTemplate, str]:
+    """The run's prompt and answer format, read before any model loads.
+
+    A converted train_file or eval_file (`llm-ner convert` output) with its sidecar brings the prompt and
+    answer format its records were made with: they are adopted, and ``prompt`` / ``answer_format``
+    arguments naming others (by content, not name) are refused with a `UsageError` naming both, as are a
+    train and an eval file converted differently. Otherwise the arguments', by default cluener_zh and
+    mentions. A converted file without a sidecar (older llm-ner), or rewritten since its sidecar was
+    written, is used as it is with a warning (``warn``, default stderr) that its prompt was not checked.
+    """
+    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    converted: list[tuple[str, str, Conversion]] = []
+    unchecked: list[str] = []
+    for option, path in (("train_file", data_args.train_file), ("eval_file", data_args.eval_file)):
+        if not path or not Path(path).is_file() or not _is_conversation_file(path):
+            continue
+        conversion = read_conversion(path)
+        if conversion is None:
+            unchecked.append(f"{option} {path} has no {conversion_sidecar(path).name} (converted by an older llm-ner?)")
+        elif not conversion.describes(path):
+            unchecked.append(f"{option} {path} changed after {conversion_sidecar(path).name} was written")
+        else:
+            converted.append((option, path, conversion))
+
+    asked = load_prompt(data_args.prompt) if data_args.prompt else None
+    for option, path, conversion in converted:
+        if asked is not None:
+            wanted = asked if asked.schema else asked.with_labels(conversion.prompt.schema.keys)
+            if prompt_identity(wanted) != conversion.prompt_identity:
+                raise UsageError(
+                    f"{option} {path} was converted with {_describe(conversion)}; the config or command line "
+                    f"says prompt {data_args.prompt} ({prompt_identity(wanted)}): drop one, or convert again "
+                    f"with --prompt {data_args.prompt}"
+                )
+        if data_args.answer_format and data_args.answer_format != conversion.answer_format:
+            raise UsageError(
+                f"{option} {path} was converted with --format {conversion.answer_format}; the config or command "
+                f"line says answer_format {data_args.answer_format}: drop one, or convert again with "
+                f"--format {data_args.answer_format}"
+            )
+    if len(converted) == 2:
+        (_, train_path, train), (_, eval_path, dev) = converted
+        if (train.prompt_identity, train.answer_format) != (dev.prompt_identity, dev.answer_format):
+            raise UsageError(
+                f"train_file {train_path} was converted with {_describe(train)}, --format {train.answer_format}; "
+                f"eval_file {eval_path} with {_describe(dev)}, --format {dev.answer_format}: convert both alike"
+            )
+
+    if converted:
+        prompt, answer_format = converted[0][2].prompt, converted[0][2].answer_format
+    else:
+        prompt, answer_format = asked or load_prompt(DEFAULT_PROMPT), data_args.answer_format or DEFAULT_ANSWER_FORMAT
+    for reason in unchecked:
+        warn(f"{reason}: its prompt could not be checked; the run records prompt {prompt.name}, {answer_format}")
+    return prompt, answer_format
 
 
 def f1_subset(examples: list[Example], size: int, seed: int) -> list[Example]:
@@ -412,6 +497,11 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     if not model_args.model_name_or_path:
         raise UsageError("model_name_or_path is required (hub id or local directory)")
 
+    # The prompt before any model is built or loaded: a mismatch with a converted file stops here.
+    quiet = training_args.process_index != 0  # one warning, not one per process
+    prompt, answer_format = resolve_prompt(data_args, warn=(lambda _: None) if quiet else None)
+    data_args = dataclasses.replace(data_args, prompt=data_args.prompt or prompt.name, answer_format=answer_format)
+
     if data_args.tiny_model_arch and not Path(model_args.model_name_or_path).exists():
         with training_args.main_process_first(desc="building the tiny model"):
             if not Path(model_args.model_name_or_path).exists():
@@ -426,7 +516,6 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
                     **shape,
                 )
 
-    prompt = load_prompt(data_args.prompt)
     train_examples, train_records, prompt = load_split(
         data_args.train_file, data_args, prompt, data_args.max_train_samples
     )

@@ -76,6 +76,26 @@ if [ -n "$MODEL" ]; then
   MODEL_NAME=$(basename "$MODEL")
   [ -z "$TRAIN_LIMIT$DEV_LIMIT" ] && [ "$QUICK" = 0 ] && EPOCHS=""  # the config's epochs
 fi
+TRAIN_CONFIG=${MODEL:+$CONFIG}
+TRAIN_CONFIG=${TRAIN_CONFIG:-configs/tiny-cpu.yaml}
+# One prompt end to end: the training file is converted with the prompt and answer format the training
+# config names (or `-- --prompt X` / `-- --answer_format F`), and training checks the converted file's record.
+settings=$(python -c 'import sys, yaml
+config = yaml.safe_load(open(sys.argv[1], encoding="utf-8")) or {}
+print(config.get("prompt") or "cluener_zh")
+print(config.get("answer_format") or "mentions")' "$TRAIN_CONFIG")
+PROMPT=${settings%%$'\n'*} ANSWER_FORMAT=${settings#*$'\n'} PROMPT_FROM="$TRAIN_CONFIG"
+for ((i = 0; i < ${#EXTRA_TRAIN_ARGS[@]}; i++)); do
+  arg=${EXTRA_TRAIN_ARGS[i]} next=${EXTRA_TRAIN_ARGS[i + 1]:-}
+  case "$arg" in
+    --prompt) PROMPT=$next ;;
+    --prompt=*) PROMPT=${arg#--prompt=} ;;
+    --answer_format) ANSWER_FORMAT=$next ;;
+    --answer_format=*) ANSWER_FORMAT=${arg#--answer_format=} ;;
+    *) continue ;;
+  esac
+  PROMPT_FROM="$TRAIN_CONFIG and the arguments after --"
+done
 # Each kind of run has its own folder, so a real-model run never replaces the tiny run's results.
 [ "$QUICK" = 1 ] && suffix=-quick || suffix=""
 OUT=${OUT:-runs/quickstart${MODEL:+-$MODEL_NAME}$suffix}
@@ -83,6 +103,7 @@ if [ "$DRY_RUN" = 1 ]; then
   echo "out: $OUT"
   echo "model: ${MODEL:-tiny random Qwen3 built here}${CONFIG:+ (config $CONFIG)}"
   echo "train: ${TRAIN_N:+the first }${TRAIN_N:-all} sentences, dev: ${DEV_N:+the first }${DEV_N:-all} sentences"
+  echo "prompt: $PROMPT, answer format $ANSWER_FORMAT ($PROMPT_FROM)"
   exit 0
 fi
 start=$(date +%s)
@@ -119,8 +140,8 @@ if [ -n "$DEV_N" ]; then
 fi
 echo "train $TRAIN ($(wc -l < "$TRAIN") sentences), dev $DEV ($(wc -l < "$DEV") sentences): $SOURCE"
 
-step 2 "convert train to chat instructions"
-llm-ner convert --input "$TRAIN" --output "$OUT/train.jsonl" --prompt cluener_zh_short
+step 2 "convert train to chat instructions with prompt $PROMPT ($PROMPT_FROM)"
+llm-ner convert --input "$TRAIN" --output "$OUT/train.jsonl" --prompt "$PROMPT" --format "$ANSWER_FORMAT"
 
 if [ -n "$MODEL" ]; then
   SYSTEM="$MODEL_NAME-lora"
@@ -131,12 +152,12 @@ if [ -n "$MODEL" ]; then
   fi
   step 3 "model $MODEL with LoRA, $CONFIG, on the $DEVICE"
   echo "$MODEL"
-  TRAIN_CONFIG="$CONFIG" BASE_MODEL="$MODEL"
+  BASE_MODEL="$MODEL"
 else
   SYSTEM="tiny-qwen3-sft" device_args=()
   step 3 "build a tiny random Qwen3 with a locally trained tokenizer"
   is_done tiny || { llm-ner tiny-model --arch qwen3 --out "$OUT/tiny-qwen3" --texts "$TRAIN" "$DEV" && done_step tiny; }
-  TRAIN_CONFIG=configs/tiny-cpu.yaml BASE_MODEL="$OUT/tiny-qwen3"
+  BASE_MODEL="$OUT/tiny-qwen3"
 fi
 
 step 4 "fine-tune it: train_sft.py --config $TRAIN_CONFIG"

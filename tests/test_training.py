@@ -604,3 +604,78 @@ def test_max_length_dropping_some_examples_warns_with_the_count(tiny_models, clu
     trainer = main([*args, "--f1_eval_samples", "0"])
     assert trainer.state.global_step == 2
     assert f"max_length={limit} drops {dropped} of 32 train examples" in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# The prompt of a converted file (issue 19: trained on one prompt, scored with another, silently)
+
+
+def _converted(cluener_dir, out: Path, prompt: str) -> Path:
+    from llm_ner.cli import main as cli
+
+    path = out / "train.jsonl"
+    assert cli(["convert", "--input", str(cluener_dir / "dev.json"), "--output", str(path), "--prompt", prompt]) == 0
+    return path
+
+
+def _without_prompt(args: list[str]) -> list[str]:
+    at = args.index("--prompt")
+    return args[:at] + args[at + 2 :]
+
+
+def test_training_records_the_prompt_the_file_was_converted_with(tiny_models, cluener_dir, tmp_path):
+    """Converted with cluener_zh_short, no prompt argument: the run record's prompt copy is the converted file's
+    (byte for byte), the F1 evaluation uses it on the raw eval file, not the default cluener_zh."""
+    from llm_ner.prompting import read_conversion
+    from llm_ner.run_dir import RunRecord
+    from llm_ner.training import main
+
+    train = _converted(cluener_dir, tmp_path, "cluener_zh_short")
+    out = tmp_path / "adopted"
+    args = _without_prompt(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
+    args[args.index("--train_file") + 1] = str(train)
+    trainer = main(args)
+    sidecar = json.loads((tmp_path / "train.jsonl.meta.json").read_text(encoding="utf-8"))
+    assert (out / "prompt.yaml").read_text(encoding="utf-8") == sidecar["prompt_yaml"]
+    record = RunRecord.load(out)
+    assert record.prompt_name == "cluener_zh_short" and record.answer_format == "mentions"
+    first = json.loads(train.read_text(encoding="utf-8").splitlines()[0])
+    text = first["prompt"][1]["content"].split("文本：")[-1]
+    assert record.load_prompt().messages(text) == first["prompt"] == read_conversion(train).prompt.messages(text)
+    assert trainer.ner_prompt.name == "cluener_zh_short"  # the F1 evaluation's prompt
+    assert any("eval_f1" in entry for entry in _training_log(out))
+
+
+def test_a_prompt_other_than_the_converted_files_stops_before_any_model_loads(
+    tiny_models, cluener_dir, tmp_path, capsys
+):
+    """`llm-ner train --prompt cluener_zh` on a file converted with cluener_zh_short: one line naming both, exit 2,
+    before the (here missing) model is looked at and before anything is written."""
+    from llm_ner.cli import main as cli
+
+    train = _converted(cluener_dir, tmp_path, "cluener_zh_short")
+    capsys.readouterr()
+    out = tmp_path / "refused"
+    args = train_args(tmp_path / "no-model-here", cluener_dir, out)
+    args[args.index("--train_file") + 1] = str(train)
+    args[args.index("cluener_zh_short")] = "cluener_zh"
+    assert cli(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "converted with prompt cluener_zh_short (sha256:" in err
+    assert "says prompt cluener_zh (sha256:" in err and "convert again with --prompt cluener_zh" in err
+    assert not out.exists()
+
+
+def test_an_old_converted_file_without_sidecar_trains_with_a_warning(tiny_models, cluener_dir, tmp_path, capfd):
+    from llm_ner.run_dir import RunRecord
+    from llm_ner.training import main
+
+    train = _converted(cluener_dir, tmp_path, "cluener_zh_short")
+    (tmp_path / "train.jsonl.meta.json").unlink()
+    out = tmp_path / "old"
+    args = train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4")
+    args[args.index("--train_file") + 1] = str(train)
+    assert main(args).state.global_step == 2
+    err = capfd.readouterr().err
+    assert f"warning: train_file {train} has no train.jsonl.meta.json" in err and "could not be checked" in err
+    assert RunRecord.load(out).prompt_name == "cluener_zh_short"  # the prompt asked for, as before sidecars

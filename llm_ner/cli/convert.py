@@ -7,8 +7,8 @@ import sys
 import time
 
 from ..answer_format import ANSWER_FORMATS
-from ..data import check_output_path, load_examples, write_jsonl_atomic
-from ..prompting import DEFAULT_PROMPT, load_prompt, to_conversation
+from ..data import check_output_path
+from ..prompting import DEFAULT_PROMPT, conversion_sidecar, convert_file, load_prompt
 from .common import add_input_format, add_lenient
 
 
@@ -17,7 +17,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "convert",
         help="turn CLUENER/BIO data into chat instructions (TRL prompt-completion JSON lines)",
         description="Convert an NER file into JSON lines {id, prompt: [system, user], "
-        "completion: [assistant]} for TRL's SFTTrainer. Bad records stop the run with "
+        "completion: [assistant]} for TRL's SFTTrainer, and OUTPUT.meta.json beside them recording the "
+        "prompt (a full copy) and answer format, which training adopts. Bad records stop the run with "
         "FILE:LINE: reason unless --lenient.",
     )
     parser.add_argument("--input", required=True, help="CLUENER JSON lines or char-per-line BIO/BIOES/BMES file")
@@ -46,16 +47,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     check_output_path(args.output, {"--input": args.input, "--prompt": args.prompt})
-    prompt = load_prompt(args.prompt)
-    labels = prompt.schema.keys if prompt.schema else None
-    examples, report = load_examples(args.input, args.input_format, labels=labels, lenient=args.lenient)
-    if prompt.schema is None:
-        prompt = prompt.with_labels(s.label for ex in examples for s in ex.spans)
-    count = write_jsonl_atomic((to_conversation(ex, prompt, args.format) for ex in examples), args.output)
+    conversion, report = convert_file(
+        args.input, args.output, load_prompt(args.prompt), args.format, args.input_format, args.lenient
+    )
     report.print()
     print(
-        f"wrote {count} {args.format} conversations to {args.output} "
-        f"(prompt {prompt.name}) in {time.perf_counter() - started:.2f}s",
+        f"wrote {conversion.records} {args.format} conversations to {args.output} "
+        f"(prompt {conversion.prompt.name} {conversion.prompt_identity}, recorded in "
+        f"{conversion_sidecar(args.output)}) in {time.perf_counter() - started:.2f}s",
         file=sys.stderr,
     )
     return 0
