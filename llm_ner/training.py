@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .answer_format import ANSWER_FORMATS, answer_to_spans
-from .data import INPUT_FORMATS, Example, load_examples
+from .data import INPUT_FORMATS, Example, JsonValueError, decode_json, load_examples
 from .errors import DataError, UsageError
 from .generation import chat_prompt_ids, disable_thinking_by_default, generate_answers
 from .metrics import span_scores
@@ -104,8 +104,8 @@ def _is_conversation_file(path: str) -> bool:
         for line in handle:
             if line.strip():
                 try:
-                    first = json.loads(line)
-                except ValueError:
+                    first = decode_json(line)
+                except ValueError:  # JsonValueError too: then not a conversation file; its reader says why
                     return False
                 return isinstance(first, dict) and "prompt" in first and "completion" in first
     return False
@@ -122,9 +122,12 @@ def load_split(
                 if not line.strip():
                     continue
                 try:
-                    record = json.loads(line)
+                    record = decode_json(line)
+                except JsonValueError as exc:  # nesting, huge numbers, lone surrogates: one line, not a traceback
+                    raise DataError(path, number, exc.reason) from None
+                try:
                     records.append({"prompt": record["prompt"], "completion": record["completion"]})
-                except (ValueError, KeyError, TypeError):
+                except (KeyError, TypeError):
                     raise DataError(path, number, "not a prompt-completion record (run `llm-ner convert`)") from None
         records = records[:limit]
         for record in records:

@@ -679,3 +679,22 @@ def test_an_old_converted_file_without_sidecar_trains_with_a_warning(tiny_models
     err = capfd.readouterr().err
     assert f"warning: train_file {train} has no train.jsonl.meta.json" in err and "could not be checked" in err
     assert RunRecord.load(out).prompt_name == "cluener_zh_short"  # the prompt asked for, as before sidecars
+
+
+def test_a_converted_file_with_hostile_json_is_one_data_error(tmp_path):
+    """A converted (prompt-completion) training file with a lone surrogate or deep nesting in a record:
+    `DataError` naming the line, not a UnicodeEncodeError or RecursionError later."""
+    from llm_ner.errors import DataError
+    from llm_ner.prompting import load_prompt
+    from llm_ner.training import NERDataArguments, load_split
+
+    good = '{"prompt": [{"role": "user", "content": "x"}], "completion": [{"role": "assistant", "content": "[]"}]}'
+    for bad, reason in (
+        ('{"prompt": [{"role": "user", "content": "\\ud800"}], "completion": []}', "lone surrogate"),
+        ('{"prompt": ' + "[" * 5000 + "]" * 5000 + ', "completion": []}', "nested deeper"),
+    ):
+        path = tmp_path / "train.jsonl"
+        path.write_text(good + "\n" + bad + "\n", encoding="utf-8")
+        with pytest.raises(DataError) as error:
+            load_split(str(path), NERDataArguments(train_file=str(path)), load_prompt("cluener_zh_short"))
+        assert error.value.line == 2 and reason in error.value.reason
