@@ -12,6 +12,7 @@ subset, parses them and logs span F1 (``eval_f1``), per-class F1 and the parse-f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import random
@@ -278,9 +279,10 @@ def check_lengths(trainer, records: dict[str, list[dict]], max_length: int | Non
         prepared = datasets.get(split)
         if not given or prepared is None or not hasattr(prepared, "__len__"):
             continue
-        dropped = len(given) - len(prepared)
+        # Counted here, not from what TRL kept: older TRL (our floor, 1.8) keeps such examples, cut short.
+        lengths = [len(chat_prompt_ids(trainer.processing_class, r["prompt"])) for r in given]
+        dropped = sum(length >= max_length for length in lengths)
         if dropped == len(given):
-            lengths = [len(chat_prompt_ids(trainer.processing_class, r["prompt"])) for r in given]
             raise UsageError(
                 f"max_length={max_length} leaves no {split} example: every prompt alone is at least that long "
                 f"({min(lengths)} to {max(lengths)} tokens); raise max_length or use a shorter prompt"
@@ -405,9 +407,15 @@ def make_trainer_class():
 
             rank, world = self.accelerator.process_index, self.accelerator.num_processes
             shard = self.f1_examples[rank::world]
-            # Generation runs inside the trainer's autocast context: the shared instruction prefix and the
-            # generated tokens then get the same precision whichever forward generate() calls (PEFT's base
-            # model lacks the mixed-precision wrapper of the model around it), so the prefix cache is reused.
+            # Generation runs under the trainer's mixed precision, entered here with torch.autocast, so
+            # every forward generate() calls gets the same precision (PEFT's base model lacks the
+            # mixed-precision wrapper of the model around it). Not accelerator.autocast(): in accelerate
+            # 1.4 (our floor) it stays entered when its body raises. The shared-prefix cache is reused
+            # in full precision only: under autocast, transformers 5.2's static cache takes its dtype
+            # from the rotated keys (float32) and then refuses the bf16 values.
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(self.accelerator.mixed_precision))
+            device_type = self.accelerator.device.type
+            precision = torch.autocast(device_type, dtype=dtype) if dtype else contextlib.nullcontext()
             model = self.accelerator.unwrap_model(self.model)
             answers: list[str] = []
             if shard:
@@ -419,7 +427,7 @@ def make_trainer_class():
                         disable=not self.accelerator.is_main_process,
                         dynamic_ncols=True,
                     ) as bar,
-                    self.accelerator.autocast(),
+                    precision,
                 ):
                     answers = generate_answers(
                         model,
@@ -429,6 +437,7 @@ def make_trainer_class():
                         batch_size=self.f1_batch_size,
                         max_new_tokens=self.f1_max_new_tokens,
                         progress=bar.update,
+                        reuse_prefix=dtype is None,
                     )
             pairs = gather_object(list(zip([ex.id for ex in shard], answers)))
             by_id = dict(pairs)
