@@ -120,3 +120,12 @@ def records(path: Path) -> list[dict]:
     """The JSON lines of an output file, empty lines skipped. Lines end at "\\n" only: a U+2028 inside a sentence is
     text (as in llm_ner.data.read_lines)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def one_layer_qwen3(out: Path, texts: list[str]) -> Path:
+    """The smallest Qwen3 the command tests load: one layer of width 32, every character of ``texts`` a token."""
+    from llm_ner.tiny import build_tiny_model, default_texts
+
+    return build_tiny_model(
+        out, "qwen3", default_texts(limit=0) + texts, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1
+    )

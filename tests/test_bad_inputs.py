@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import one_layer_qwen3
 from harness import free_port
 
 from llm_ner.cli import build_parser, main
@@ -33,7 +34,6 @@ def write_lines(path: Path, lines) -> Path:
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     """Small files and models shared by the cases: gold, a tiny LLM with a finished extraction, a baseline."""
-    from llm_ner.tiny import build_tiny_model, default_texts
 
     root = tmp_path_factory.mktemp("bad")
     c = {"root": root}
@@ -54,15 +54,7 @@ def ctx(tmp_path_factory):
     c["published_list"] = write_lines(root / "pub_list.json", ["[1, 2]"])
     c["published_no_f1"] = write_lines(root / "pub_nof1.json", [{"systems": {"BERT": {"per_class": {}}}}])
     c["published_bad_json"] = write_lines(root / "pub_bad.json", ['{"systems": '])
-    c["model"] = build_tiny_model(
-        root / "tiny",
-        "qwen3",
-        default_texts(limit=0) + [g["text"] for g in GOLD],
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-    )
+    c["model"] = one_layer_qwen3(root / "tiny", [g["text"] for g in GOLD])
     c["done"] = root / "done.json"
     assert main(["extract", *_extract(c, c["gold"], c["done"])]) == 0
     c["baseline"] = root / "bilstm"

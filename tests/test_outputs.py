@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import one_layer_qwen3
 
 from llm_ner.cli import main
 from llm_ner.data import check_output_path
@@ -63,19 +64,10 @@ def ctx(tmp_path_factory):
 
     from llm_ner.prompting import load_prompt
     from llm_ner.run_dir import RunRecord
-    from llm_ner.tiny import build_tiny_model, default_texts
 
     root = tmp_path_factory.mktemp("outputs")
     c = {"root": root, "gold": write_jsonl(root / "gold.json", GOLD)}
-    c["model"] = build_tiny_model(
-        root / "tiny",
-        "qwen3",
-        default_texts(limit=0) + [g["text"] for g in GOLD],
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
-        num_kv_heads=1,
-    )
+    c["model"] = one_layer_qwen3(root / "tiny", [g["text"] for g in GOLD])
     c["adapter"] = root / "adapter"
     peft_model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(c["model"]), LoraConfig(r=2, target_modules="all-linear")
