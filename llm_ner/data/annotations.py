@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .formats.doccano import read_doccano, write_doccano
-from .formats.labelstudio import read_labelstudio, write_labelstudio
+from .formats import get_format
+from .formats.doccano import write_doccano
+from .formats.labelstudio import write_labelstudio
 from .types import Example, LoadReport, Span
 
 ANNOTATION_FORMATS = ("labelstudio", "doccano")
@@ -27,7 +28,7 @@ def read_annotations(
     """
     if input_format not in ANNOTATION_FORMATS:
         raise ValueError(f"unknown annotation format {input_format!r} ({', '.join(ANNOTATION_FORMATS)})")
-    read = read_labelstudio if input_format == "labelstudio" else read_doccano
+    read = get_format(input_format).read  # the registry's reader, which fills ``scores``
     return read(path, labels=labels, lenient=lenient, allow_empty=allow_empty, scores=scores)
 
 
