@@ -470,6 +470,40 @@ def summarize(stats: ParseStats) -> str:
     return ", ".join(parts)
 
 
+def extraction_fingerprint(
+    settings: RunSettings, model_options: ModelOptions, openai_options: OpenAIOptions | None = None
+) -> dict:
+    """The fingerprint of an extraction run (`run_fingerprint` with the decoding options and, for a
+    server, which server and model answered): every engine that writes an output uses this one."""
+    remote = {}
+    if openai_options is not None:  # a server's answers depend on which server and model answered
+        remote = {"backend": "openai", "base_url": openai_options.base_url, "served_model": openai_options.served_model}
+    return run_fingerprint(
+        settings,
+        constrained=bool(model_options.constrained),
+        max_new_tokens=model_options.max_new_tokens,
+        max_chars=model_options.max_chars,
+        load_in_4bit=bool(model_options.load_in_4bit),
+        **remote,
+    )
+
+
+def make_backend(
+    model_options: ModelOptions,
+    settings: RunSettings,
+    openai_options: OpenAIOptions | None = None,
+    device: str | None = None,
+    **fields,
+) -> Backend:
+    """The backend that answers a run: a client of the server of ``openai_options`` (not yet checked:
+    call its ``check``), else the model loaded here on ``device`` (``fields``: of `LocalBackend`)."""
+    if openai_options is not None:
+        answer_format = get_format(settings.answer_format)
+        schema = answer_format.json_schema(settings.prompt.schema) if model_options.constrained else None
+        return OpenAIBackend.from_options(openai_options, model_options.max_new_tokens, schema)
+    return model_options.local_backend(settings, device, **fields)
+
+
 def run_extraction(
     model_options: ModelOptions, extract_options: ExtractOptions, openai_options: OpenAIOptions | None = None
 ) -> int:
@@ -493,28 +527,14 @@ def run_extraction(
     settings = model_options.settings(openai_options.served_model if remote else None)
     backend: Backend | None = None
     if remote:  # the server and its model checked before --restart can discard anything
-        answer_format = get_format(settings.answer_format)
-        schema = answer_format.json_schema(settings.prompt.schema) if model_options.constrained else None
-        backend = OpenAIBackend.from_options(openai_options, model_options.max_new_tokens, schema)
+        backend = make_backend(model_options, settings, openai_options=openai_options)
         backend.check()
     examples = read_inputs(extract_options.input, extract_options.input_format, lenient=extract_options.lenient)
     texts = {ex.id: ex.text for ex in examples}
     all_ids = [ex.id for ex in examples]
     if extract_options.limit:
         examples = examples[: extract_options.limit]
-    fingerprint = run_fingerprint(
-        settings,
-        constrained=bool(model_options.constrained),
-        max_new_tokens=model_options.max_new_tokens,
-        max_chars=model_options.max_chars,
-        load_in_4bit=bool(model_options.load_in_4bit),
-        # a server's answers depend on which server and model answered
-        **(
-            {"backend": "openai", "base_url": openai_options.base_url, "served_model": openai_options.served_model}
-            if remote
-            else {}
-        ),
-    )
+    fingerprint = extraction_fingerprint(settings, model_options, openai_options)
     store = ResumableOutput(extract_options.output, state.process_index)
     if not extract_options.restart:
         store.check(fingerprint, texts)  # every process, so a refusal stops them all
@@ -531,7 +551,7 @@ def run_extraction(
         store.start(fingerprint)
     state.wait_for_everyone()
     if backend is None:
-        backend = model_options.local_backend(settings, device)
+        backend = make_backend(model_options, settings, device=device)
     interrupted = False
     stats = ParseStats()
     try:
