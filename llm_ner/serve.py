@@ -18,11 +18,14 @@ takes only ``Content-Type: application/json`` (415; a cross-site page cannot sen
 CORS preflight, which this server never grants); a request whose ``Host`` is not an allowed name
 (DNS rebinding) or whose ``Origin`` is another site gets 403; with an API key, every path but the
 page at ``/`` needs ``Authorization: Bearer KEY`` (401). ``/health`` shows no filesystem paths, and
-the OpenAPI schema is served only when asked (``openapi``).
+the OpenAPI schema is served only when asked (``openapi``). Label Studio's ML backend requests, with
+``--label-studio``, go to `label_studio_backend.LabelStudioBackend` under ``/label-studio``: same
+batcher, limits and access policy (the key may also come as Basic auth, which Label Studio sends).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at runtime.
 import asyncio
+import base64
 import hashlib
 import hmac
 import os
@@ -36,8 +39,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .backend import Backend
-from .data import Example, JsonSyntaxError, JsonValueError, decode_json, split_long
-from .extraction import ModelOptions, RunSettings, answer_pieces, make_record
+from .confidence import record_scores
+from .data import Example, JsonSyntaxError, JsonValueError, Span, decode_json, split_long
+from .extraction import ModelOptions, RunSettings, answer_pieces, extraction_fingerprint, make_record
+from .label_studio_backend import LABEL_STUDIO_PREFIX, LabelStudioBackend, LabelStudioError, label_studio_version
 from .options import CliOptions, option, port_number, positive_float, positive_int
 from .parsing import ParseStats
 
@@ -88,9 +93,16 @@ class ServeOptions(CliOptions):
         None,
         metavar="KEY",
         help=f"require 'Authorization: Bearer KEY' on /extract and /health (401 otherwise; the page at / asks "
-        f"for it). Better: set {API_KEY_ENV}, which the process list does not show",
+        f"for it; Label Studio sends it as Basic auth, any user name, the key as password). Better: set "
+        f"{API_KEY_ENV}, which the process list does not show",
     )
     openapi: bool = option(False, help="serve the OpenAPI schema at /openapi.json (default: off)")
+    label_studio: bool = option(
+        False,
+        help=f"also serve Label Studio's ML backend protocol at {LABEL_STUDIO_PREFIX} (/health, /setup, /predict): "
+        f"in a project's Settings > Model > Connect Model, enter http://HOST:PORT{LABEL_STUDIO_PREFIX}; its "
+        "<Labels> over a <Text> get pre-annotations with scores (entity scores are recorded while decoding)",
+    )
 
     def access_policy(self) -> "AccessPolicy":
         """The `AccessPolicy` of these options; the key from ``--api-key`` or LLM_NER_SERVE_API_KEY."""
@@ -176,13 +188,20 @@ class AccessPolicy:
         return normal in self.origins or _host_name(urlsplit(normal).netloc) in self.hosts
 
     def key_matches(self, authorization: str | None) -> bool:
-        """``Bearer KEY`` with this policy's key, compared in constant time."""
+        """``Bearer KEY``, or ``Basic`` with the key as password (any user name: Label Studio's ML
+        backend authentication is HTTP Basic), with this policy's key, compared in constant time."""
         scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() == "basic":  # base64 of "user:password"
+            try:
+                sent = base64.b64decode(token.strip(), validate=True).partition(b":")[2]
+            except ValueError:  # binascii.Error, or characters outside ASCII
+                return False
+        elif scheme.lower() == "bearer":
+            sent = token.strip().encode("latin-1", "replace")
+        else:
             return False
         # Digests first: compare_digest of equal-length values, so the time tells nothing of the length either.
-        sent = hashlib.sha256(token.strip().encode("latin-1", "replace")).digest()
-        return hmac.compare_digest(sent, hashlib.sha256(self.api_key.encode("utf-8")).digest())
+        return hmac.compare_digest(hashlib.sha256(sent).digest(), hashlib.sha256(self.api_key.encode("utf-8")).digest())
 
 
 def _origin(value: str) -> str | None:
@@ -208,27 +227,42 @@ class Engine:
         ``batch_size`` rows: a batch of long texts has many pieces, memory stays bounded); one result per text."""
         pieces = [split_long(text, self.max_chars) for text in texts]
         flat = [piece for parts in pieces for _, piece in parts]
-        answers = [text for text, _ in answer_pieces(self.backend, self.settings, flat)]
+        answered = answer_pieces(self.backend, self.settings, flat)
+        answers = [text for text, _ in answered]
+        # A backend that records token scores (serve --label-studio): entity and answer scores, as extract's.
+        token_scores = None if any(s is None for _, s in answered) else [s for _, s in answered]
         results, cursor = [], 0
         for index, (text, parts) in enumerate(zip(texts, pieces)):
+            end = cursor + len(parts)
             record, stats = make_record(
-                Example(str(index), text), parts, answers[cursor : cursor + len(parts)], self.settings.prompt
+                Example(str(index), text),
+                parts,
+                answers[cursor:end],
+                self.settings.prompt,
+                None if token_scores is None else token_scores[cursor:end],
             )
-            cursor += len(parts)
-            results.append(
-                {"text": text, "entities": entities_of(record), "parse": stats.as_dict(), "raw": record["raw"]}
-            )
+            cursor = end
+            result = {"text": text, "entities": entities_of(record), "parse": stats.as_dict(), "raw": record["raw"]}
+            if "answer_score" in record:
+                result["answer_score"] = record["answer_score"]
+            results.append(result)
         return results
 
 
 def entities_of(record: dict) -> list[dict]:
-    """A CLUENER record's spans as ``{start, end (exclusive), label, text}`` in reading order."""
+    """A CLUENER record's spans as ``{start, end (exclusive), label, text}`` in reading order, with
+    the entity's ``score`` where the record has ``scores``."""
+    scores = record_scores(record)
     entities = [
         {"start": start, "end": end + 1, "label": label, "text": mention}
         for label, mentions in record["label"].items()
         for mention, ranges in mentions.items()
         for start, end in ranges
     ]
+    for entity in entities:
+        score = scores.get(Span(entity["start"], entity["end"], entity["label"]))
+        if score is not None:
+            entity["score"] = score
     return sorted(entities, key=lambda e: (e["start"], e["end"], e["label"]))
 
 
@@ -429,9 +463,18 @@ class _Guard:
         await self.app(scope, receive, send)
 
 
-def build_app(run, limits: ServeLimits, info: dict | None = None, access: AccessPolicy | None = None, openapi=False):
+def build_app(
+    run,
+    limits: ServeLimits,
+    info: dict | None = None,
+    access: AccessPolicy | None = None,
+    openapi=False,
+    label_studio: LabelStudioBackend | None = None,
+):
     """The FastAPI application around ``run(texts) -> results`` (an `Engine.run`); ``access``
-    (default: localhost only, no key) guards every request; ``openapi``: serve /openapi.json."""
+    (default: localhost only, no key) guards every request; ``openapi``: serve /openapi.json;
+    ``label_studio``: answer Label Studio's ML backend requests under its prefix, texts through the
+    same batcher."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -461,21 +504,25 @@ def build_app(run, limits: ServeLimits, info: dict | None = None, access: Access
         headers = {"Retry-After": str(limits.retry_after_s)} if status == 503 else None
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    @app.post("/extract")
-    async def extract(request: Request):
+    async def read_body(request: Request) -> bytes:
+        """A POST body: JSON only (415), at most ``max_body_bytes`` (413), as `RequestError`."""
         # Only JSON: a cross-site page may send text/plain without asking (a "simple" request).
         if not is_json_content_type(request.headers.get("content-type")):
-            return error(415, "Content-Type must be application/json")
+            raise RequestError(415, "Content-Type must be application/json")
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return error(413, f"body larger than {limits.max_body_bytes} bytes")
+            raise RequestError(413, f"body larger than {limits.max_body_bytes} bytes")
         body = bytearray()
+        async for chunk in request.stream():  # read no more than the limit, whatever the header said
+            body += chunk
+            if len(body) > limits.max_body_bytes:
+                raise RequestError(413, f"body larger than {limits.max_body_bytes} bytes")
+        return bytes(body)
+
+    @app.post("/extract")
+    async def extract(request: Request):
         try:
-            async for chunk in request.stream():  # read no more than the limit, whatever the header said
-                body += chunk
-                if len(body) > limits.max_body_bytes:
-                    return error(413, f"body larger than {limits.max_body_bytes} bytes")
-            texts = parse_texts(bytes(body), limits)
+            texts = parse_texts(await read_body(request), limits)
             results = await batcher.submit(texts, request.is_disconnected)
         except RequestError as exc:
             return error(exc.status, str(exc))
@@ -504,6 +551,53 @@ def build_app(run, limits: ServeLimits, info: dict | None = None, access: Access
     async def index():
         return page
 
+    if label_studio is not None:
+        prefix = label_studio.prefix
+
+        @app.get(prefix + "/health")
+        @app.get(prefix + "/")
+        async def label_studio_health():
+            return label_studio.health()
+
+        @app.get(prefix + "/metrics")
+        async def label_studio_metrics():
+            return {}
+
+        @app.post(prefix + "/setup")
+        async def label_studio_setup(request: Request):
+            try:
+                return label_studio.setup(load_json_body(await read_body(request)))
+            except (RequestError, LabelStudioError) as exc:
+                return error(exc.status, str(exc))
+            except ClientDisconnect:
+                return error(499, "client closed the connection")
+
+        @app.post(prefix + "/predict")
+        async def label_studio_predict(request: Request):
+            try:
+                body = load_json_body(await read_body(request))
+                return await label_studio.predict(
+                    body,
+                    lambda texts: batcher.submit(texts, request.is_disconnected),
+                    limits.max_texts,
+                    limits.max_text_chars,
+                )
+            except (RequestError, LabelStudioError) as exc:
+                return error(exc.status, str(exc))
+            except (ClientDisconnect, ClientGone):
+                return error(499, "client closed the connection")
+            except Exception as exc:  # this request's own failure, as on /extract
+                return error(500, f"prediction failed: {type(exc).__name__}: {exc}")
+
+        @app.post(prefix + "/webhook")
+        async def label_studio_webhook(request: Request):
+            try:
+                return label_studio.webhook(load_json_body(await read_body(request)))
+            except RequestError as exc:
+                return error(exc.status, str(exc))
+            except ClientDisconnect:
+                return error(499, "client closed the connection")
+
     return app
 
 
@@ -518,9 +612,14 @@ def run_server(
     settings = model_options.settings()
     for note in settings.notes:
         print(f"note: {note}", file=sys.stderr)
-    # Generate batches of at most max_batch pieces; the service reports no token scores.
+    label_studio = None
+    if serve_options.label_studio:
+        name = public_name(settings.adapter) or public_name(settings.model)
+        version = label_studio_version(name, extraction_fingerprint(settings, model_options))
+        label_studio = LabelStudioBackend(settings.prompt.schema, version)
+    # Generate batches of at most max_batch pieces; token scores (entity scores) only for Label Studio.
     backend = model_options.local_backend(
-        settings, model_options.device, batch_size=limits.max_batch, token_scores=False
+        settings, model_options.device, batch_size=limits.max_batch, token_scores=label_studio is not None
     )
     engine = Engine(backend, settings, limits.max_chars)
     info = {  # no filesystem paths: /health is for callers, not for this machine's layout
@@ -532,9 +631,15 @@ def run_server(
         "labels": list(settings.prompt.schema.keys),
     }
     access = serve_options.access_policy()
-    app = build_app(engine.run, limits, info, access, openapi=serve_options.openapi)
+    app = build_app(engine.run, limits, info, access, openapi=serve_options.openapi, label_studio=label_studio)
     host, port = serve_options.host, serve_options.port
     print(f"serving {settings.model} on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
+    if label_studio is not None:
+        print(
+            f"Label Studio ML backend {label_studio.model_version}: connect http://{host}:{port}{label_studio.prefix} "
+            "(use the name Label Studio reaches this machine by)",
+            file=sys.stderr,
+        )
     if access.any_host:
         print("note: --allowed-origins '*': any Host and Origin accepted", file=sys.stderr)
     else:
