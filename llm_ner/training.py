@@ -490,6 +490,33 @@ def final_metrics(trainer) -> dict:
     return trainer.evaluate()
 
 
+def build_tiny_model_in_place(path: str, data_args: NERDataArguments, seed: int) -> None:
+    """Build the tiny model of ``data_args`` at ``path``, in one step as other machines see it.
+
+    Each machine's first process builds it (`train`); machines sharing a disk must not see a half-written
+    model: the model is written into a private folder beside ``path`` and renamed into place. When another
+    machine's rename came first, its model (seeded alike) stays and this one is dropped.
+    """
+    import shutil
+    import tempfile
+
+    from .tiny import build_tiny_model, default_texts
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shape = json.loads(data_args.tiny_model_shape) if data_args.tiny_model_shape else {}
+        build_tiny_model(staging, data_args.tiny_model_arch, default_texts(), seed=seed, **shape)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # not a lost race: a real error (permissions, a file in the way)
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def train(data_args: NERDataArguments, training_args, model_args, callbacks=None):
     """Fine-tune, evaluate and save; returns the trainer (used by tests)."""
     check_versions()  # before any model loads: a named floor, not an IndexError at step 1
@@ -515,18 +542,10 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     data_args = dataclasses.replace(data_args, prompt=data_args.prompt or prompt.name, answer_format=answer_format)
 
     if data_args.tiny_model_arch and not Path(model_args.model_name_or_path).exists():
+        # main_process_first is per machine: machines without a shared disk each need their own copy.
         with training_args.main_process_first(desc="building the tiny model"):
             if not Path(model_args.model_name_or_path).exists():
-                from .tiny import build_tiny_model, default_texts
-
-                shape = json.loads(data_args.tiny_model_shape) if data_args.tiny_model_shape else {}
-                build_tiny_model(
-                    model_args.model_name_or_path,
-                    data_args.tiny_model_arch,
-                    default_texts(),
-                    seed=training_args.seed,
-                    **shape,
-                )
+                build_tiny_model_in_place(model_args.model_name_or_path, data_args, training_args.seed)
 
     train_examples, train_records, prompt = load_split(
         data_args.train_file, data_args, prompt, data_args.max_train_samples

@@ -70,6 +70,71 @@ def two_cpu_process_launch() -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
+def machine_launch(config_file: Path, machine_rank: int, port: int, num_processes: int = 2) -> list[str]:
+    """One machine's `accelerate launch` of a multi-machine config (configs/accelerate/multi_node_*.yaml),
+    here on 127.0.0.1: machine ``machine_rank`` meets the others at 127.0.0.1:``port``; ``num_processes``
+    in all, over every machine. Start one per machine rank, at once (`run_together`).
+
+    Not `--cpu`: accelerate 1.15 then takes its simple launcher, one plain process per machine that
+    joins no group (multi-CPU needs mpirun). Without it the config's launcher runs (torchrun --nnodes
+    --node_rank, static rendezvous) and the script's `use_cpu` picks gloo. `--mixed_precision no`: the
+    configs say bf16 for GPUs, and it would override the script's `bf16 false`."""
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config_file),
+        "--machine_rank",
+        str(machine_rank),
+        "--main_process_ip",
+        "127.0.0.1",
+        "--main_process_port",
+        str(port),
+        "--num_processes",
+        str(num_processes),
+        "--mixed_precision",
+        "no",
+    ]
+
+
+def run_together(commands: list[list[str]], timeout: float, **popen) -> list[tuple[int | None, str]]:
+    """Run ``commands`` at once (one per machine of a multi-machine launch) and wait for all, at most
+    ``timeout`` seconds; returns (exit code, output) of each, exit code None for one ended by a signal
+    (killed here, or crashed).
+
+    When one fails or time runs out, the others are killed (each with its process group: the launcher
+    and its workers): a rank whose peer died would otherwise wait for it until the group times out."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import tempfile
+    import time
+
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8")) for _ in commands]
+        processes = [
+            subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **popen)
+            for command, log in zip(commands, logs)
+        ]
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                codes = [process.poll() for process in processes]
+                if all(code is not None for code in codes) or any(code not in (None, 0) for code in codes):
+                    break
+                time.sleep(0.2)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        for log in logs:
+            log.seek(0)
+        return [(None if p.returncode < 0 else p.returncode, log.read()) for p, log in zip(processes, logs)]
+
+
 def redraw_(model, std: float, seed: int) -> None:
     """Draw every weight of ``model`` from N(0, std) in place, after ``torch.manual_seed(seed)``."""
     import torch
