@@ -87,7 +87,9 @@ class ModelOptions(CliOptions):
         "line), the most similar nearest the question; random: K drawn per sentence from --shot-seed and its text "
         "(resumed and sharded runs draw the same); fixed: the first K of the file (default: %(default)s)",
     )
-    shot_seed: int = option(0, type=non_negative_int, help="seed of --shot-selection random (default: %(default)s)")
+    shot_seed: int = option(
+        0, type=non_negative_int, metavar="N", help="seed of --shot-selection random (default: %(default)s)"
+    )
     max_prompt_tokens: int | None = option(
         None,
         type=positive_int,
