@@ -34,10 +34,11 @@ from .data import (
 )
 from .errors import LlmNerError, ResumeMismatch, UsageError
 from .openai_backend import OpenAIBackend, OpenAIOptions
-from .options import CliOptions, device_name, fraction, option, positive_int
+from .options import CliOptions, device_name, fraction, non_negative_int, option, positive_int
 from .parsing import ParseStats
 from .prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt, prompt_identity
 from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
+from .shots import SHOT_SELECTIONS, ShotPool, TokenCounter, few_shot_messages, prompt_token_counter
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -65,13 +66,65 @@ class ModelOptions(CliOptions):
     dtype: str = option("auto", choices=DTYPES, help="auto: bf16 on GPU, float32 on CPU")
     device: str | None = option(None, type=device_name, help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
     load_in_4bit: bool = option(False, help="load the base model in 4-bit (bitsandbytes)")
+    shots: int = option(
+        0,
+        type=non_negative_int,
+        metavar="K",
+        help="few-shot: before each sentence, K labelled sentences of --shots-from as user/assistant turns in the "
+        "run's answer format (default: %(default)s, zero-shot)",
+    )
+    shots_from: str | None = option(
+        None,
+        metavar="FILE",
+        help="the labelled sentences shots come from (CLUENER JSON lines or BIO/BIOES/BMES; labels must be the "
+        "prompt's). A shot whose text equals the sentence asked about is never used, so a run over the shots "
+        "file itself does not see its answers",
+    )
+    shot_selection: str = option(
+        "similar",
+        choices=SHOT_SELECTIONS,
+        help="similar: the K most similar sentences (cosine of TF-IDF character 1-2-grams, ties to the earlier "
+        "line), the most similar nearest the question; random: K drawn per sentence from --shot-seed and its text "
+        "(resumed and sharded runs draw the same); fixed: the first K of the file (default: %(default)s)",
+    )
+    shot_seed: int = option(
+        0, type=non_negative_int, metavar="N", help="seed of --shot-selection random (default: %(default)s)"
+    )
+    max_prompt_tokens: int | None = option(
+        None,
+        type=positive_int,
+        metavar="N",
+        help="drop shots, the least similar (lowest ranked) first, until a prompt has at most N tokens: counted "
+        "with the model's tokenizer; with --backend openai, bounded as UTF-8 bytes + 16 per message (never fewer "
+        "than a byte-level BPE tokenizer such as Qwen's counts; a Chinese character counts 3)",
+    )
+
+    def __post_init__(self) -> None:
+        if self.shots and not self.shots_from:
+            raise UsageError("--shots needs --shots-from (the labelled sentences to take them from)")
+        if self.shots_from and not self.shots:
+            raise UsageError("--shots-from needs --shots K (how many shots per sentence)")
+        if self.max_prompt_tokens is not None and not self.shots:
+            raise UsageError("--max-prompt-tokens bounds the prompt by dropping shots: it needs --shots")
 
     def settings(self, served_model: str | None = None) -> RunSettings:
-        """The run's settings (prompt and format from training unless given); ``served_model``: the
-        name a server answers to, standing in for ``model`` when no model is given."""
+        """The run's settings (prompt and format from training unless given) and, with ``shots``, the
+        shot pool; ``served_model``: the name a server answers to, standing in for ``model`` when no model
+        is given."""
         served = served_model is not None and not self.model
         model = served_model if served else self.model
-        return resolve_settings(model, self.adapter, self.prompt, self.answer_format, self.constrained, served)
+        settings = resolve_settings(model, self.adapter, self.prompt, self.answer_format, self.constrained, served)
+        if self.shots:
+            if not Path(self.shots_from).is_file():
+                raise UsageError(f"--shots-from {self.shots_from}: no such file")
+            schema = settings.prompt.schema
+            pool = ShotPool.load(self.shots_from, schema.keys if schema else None, self.shot_selection, self.shot_seed)
+            settings.shot_pool, settings.shots, settings.max_prompt_tokens = pool, self.shots, self.max_prompt_tokens
+            settings.notes.append(
+                f"{self.shots} {self.shot_selection} shots per sentence from {self.shots_from} "
+                f"({len(pool)} labelled sentences)"
+            )
+        return settings
 
     def local_backend(self, settings: RunSettings, device: str | None, **fields) -> LocalBackend:
         """Load the settings' model here (``fields``: batch_size, token_scores of `LocalBackend`)."""
@@ -125,6 +178,20 @@ class RunSettings:
     answer_format: str
     source: str = "defaults"
     notes: list[str] = field(default_factory=list)
+    shot_pool: ShotPool | None = None  # few-shot: where the ``shots`` per sentence come from
+    shots: int = 0
+    max_prompt_tokens: int | None = None
+
+    def conversations(self, texts: Sequence[str], count_tokens: TokenCounter | None = None) -> list[list[dict]]:
+        """The conversation of each text: the prompt, and the text's shots (within ``max_prompt_tokens``
+        as ``count_tokens`` counts) when the run has them."""
+        if self.shot_pool is None or not self.shots:
+            return [self.prompt.messages(text, self.answer_format) for text in texts]
+        chosen = self.shot_pool.select_many(texts, self.shots)
+        return [
+            few_shot_messages(self.prompt, text, self.answer_format, shots, self.max_prompt_tokens, count_tokens)
+            for text, shots in zip(texts, chosen)
+        ]
 
 
 def resolve_settings(
@@ -447,9 +514,12 @@ def extract(
 
 
 def answer_pieces(backend: Backend, settings: RunSettings, texts: Sequence[str]) -> list[Answer]:
-    """(answer, token scores or None) for each text, asked in the run's prompt and answer format."""
-    conversations = [settings.prompt.messages(text, settings.answer_format) for text in texts]
-    return backend.answer(conversations, list(texts))
+    """(answer, token scores or None) for each text, asked in the run's prompt and answer format (with its
+    shots: a prompt budget is counted with the backend's tokenizer if it has one, else bounded from above)."""
+    count_tokens = None
+    if settings.max_prompt_tokens is not None:
+        count_tokens = prompt_token_counter(getattr(backend, "tokenizer", None))
+    return backend.answer(settings.conversations(texts, count_tokens), list(texts))
 
 
 def summarize(stats: ParseStats) -> str:
@@ -473,18 +543,27 @@ def summarize(stats: ParseStats) -> str:
 def extraction_fingerprint(
     settings: RunSettings, model_options: ModelOptions, openai_options: OpenAIOptions | None = None
 ) -> dict:
-    """The fingerprint of an extraction run (`run_fingerprint` with the decoding options and, for a
-    server, which server and model answered): every engine that writes an output uses this one."""
-    remote = {}
+    """The fingerprint of an extraction run (`run_fingerprint` with the decoding options, the shots if any
+    and, for a server, which server and model answered): every engine that writes an output uses this one."""
+    extra: dict = {}
     if openai_options is not None:  # a server's answers depend on which server and model answered
-        remote = {"backend": "openai", "base_url": openai_options.base_url, "served_model": openai_options.served_model}
+        extra = {"backend": "openai", "base_url": openai_options.base_url, "served_model": openai_options.served_model}
+    if model_options.shots:  # only then: a zero-shot fingerprint stays as before, so its outputs still resume
+        extra.update(
+            shots=model_options.shots,
+            shots_from=file_identity(Path(model_options.shots_from)),
+            shot_selection=model_options.shot_selection,
+            max_prompt_tokens=model_options.max_prompt_tokens,
+        )
+        if model_options.shot_selection == "random":
+            extra["shot_seed"] = model_options.shot_seed
     return run_fingerprint(
         settings,
         constrained=bool(model_options.constrained),
         max_new_tokens=model_options.max_new_tokens,
         max_chars=model_options.max_chars,
         load_in_4bit=bool(model_options.load_in_4bit),
-        **remote,
+        **extra,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,15 +94,26 @@ class PromptTemplate:
         document = {k: v for k, v in document.items() if v is not None}
         return yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=1000)
 
-    def messages(self, text: str, answer_format: str = "mentions") -> list[dict[str, str]]:
-        """The system and user messages for one sentence."""
+    def messages(
+        self, text: str, answer_format: str = "mentions", shots: Sequence[Example] = ()
+    ) -> list[dict[str, str]]:
+        """The system and user messages for one sentence; before its user turn, each of ``shots`` (labelled
+        examples, in order) as a user turn (this template for its text) and the assistant's answer, exactly
+        as training renders it (`render_answer`)."""
         get_format(answer_format)  # an unknown name is a UsageError, not a prompt without instructions
         messages = []
         system = self._render(self.system, text, answer_format)
         if system:
             messages.append({"role": "system", "content": system})
+        for shot in shots:
+            messages.append({"role": "user", "content": self._render(self.user, shot.text, answer_format)})
+            messages.append({"role": "assistant", "content": self.render_answer(shot, answer_format)})
         messages.append({"role": "user", "content": self._render(self.user, text, answer_format)})
         return messages
+
+    def render_answer(self, example: Example, answer_format: str = "mentions") -> str:
+        """The assistant's answer for a labelled example: the training target, and a shot's answer."""
+        return get_format(answer_format).render(example, self.schema.keys if self.schema else None)
 
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
@@ -229,11 +240,10 @@ def prompt_identity(prompt: PromptTemplate) -> str:
 
 def to_conversation(example: Example, prompt: PromptTemplate, answer_format: str = "mentions") -> dict:
     """TRL's conversational prompt-completion record for one example."""
-    order = prompt.schema.keys if prompt.schema else None
     return {
         "id": example.id,
         "prompt": prompt.messages(example.text, answer_format),
-        "completion": [{"role": "assistant", "content": get_format(answer_format).render(example, order)}],
+        "completion": [{"role": "assistant", "content": prompt.render_answer(example, answer_format)}],
     }
 
 
