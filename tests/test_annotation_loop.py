@@ -218,3 +218,28 @@ def test_curve_replaces_a_point_of_the_same_arm_round_and_seed(tmp_path):
     curve.write_text('{"arm": "x", "round": "one"}\n', encoding="utf-8")
     with pytest.raises(Exception, match="curve.jsonl:1"):
         read_learning_curve(curve)
+
+
+def test_learning_curve_table_means_seeds_and_subtracts_arms(tmp_path):
+    from llm_ner.report.charts import plot_learning_curve
+    from llm_ner.report.learning_curve import curve_series
+    from llm_ner.report.tables import learning_curve_rows
+
+    def point(arm, round_number, seed, f1):
+        return {
+            "arm": arm,
+            "round": round_number,
+            "seed": seed,
+            "labelled": 100 * (round_number + 1),
+            "f1": f1,
+            "ci95": [f1 - 0.05, f1 + 0.05],
+        }
+
+    points = [point("uncertainty", 0, 0, 0.2), point("uncertainty", 1, 0, 0.5), point("random", 0, 0, 0.2)]
+    points += [point("random", 1, 0, 0.3), point("random", 1, 1, 0.4)]
+    header, rows = learning_curve_rows(curve_series(points))
+    assert header == ["round", "labelled", "uncertainty F1", "random F1", "uncertainty - random"]
+    assert rows[0] == ["0", "100", "0.2000 [0.1500, 0.2500]", "0.2000 [0.1500, 0.2500]", "+0.0000"]
+    assert rows[1] == ["1", "200", "0.5000 [0.4500, 0.5500]", "0.3500 (seeds: 0.3000, 0.4000)", "+0.1500"]
+    plot_learning_curve(curve_series(points), tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
