@@ -15,7 +15,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "curve",
         help="add a learning-curve point: dev F1 of a model against the sentences it was trained on",
-        description="Scores --pred against --gold (span micro-F1 with a 95%% bootstrap interval over the gold "
+        description="Scores --pred against --gold (span micro-F1 with a 95% bootstrap interval over the gold "
         "sentences) and writes it into the learning-curve file --output as the point of (--arm, --round, "
         "--seed), with the number of sentences, characters and entities in --labelled. A point already there "
         "for the same arm, round and seed is replaced, so a rerun loop never doubles one. `llm-ner report "
