@@ -11,7 +11,7 @@ occurrence: ``{"label": {"name": {"张三": [[0, 1]]}}, "scores": {"name": {"张
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .data import Example, Span, decode_json, is_offset, read_annotations, read_lines_or_errors, record_id, score_value
@@ -201,22 +201,35 @@ def read_answer_scores(path: str | Path) -> dict[str, float]:
     }
 
 
+SELECTIONS = ("uncertainty", "disagreement", "random")
+
+
 def select_for_annotation(
-    paths: Sequence[str], n: int, by: str, input_format: str = "cluener", lenient: bool = False
+    paths: Sequence[str],
+    n: int,
+    by: str,
+    input_format: str = "cluener",
+    lenient: bool = False,
+    seed: int = 0,
+    exclude: Collection[str] = (),
 ) -> list[dict]:
     """The ``n`` sentences to annotate next as CLUENER records (the first file's spans and scores) with a
-    ``select`` field saying why: least certain first (``uncertainty``, one file) or most disagreement
-    (``disagreement``, two files matched by id). Ties keep file order."""
+    ``select`` field saying why: least certain first (``uncertainty``, one file), most disagreement
+    (``disagreement``, two files matched by id) or a seeded random sample (``random``, the control arm of
+    an annotation loop; scores not needed). Sentences whose id is in ``exclude`` (already labelled) are
+    never chosen. Ties keep file order."""
     from .data import example_to_cluener, load_examples
     from .errors import DataError
 
     first, _ = load_examples(paths[0], input_format, lenient=lenient, allow_empty=True)
+    excluded = set(exclude)
+    candidates = [ex for ex in first if ex.id not in excluded]
     scores = read_scores(paths[0], input_format)
     if by == "uncertainty":
         answers = read_answer_scores(paths[0])
         if not scores and not answers:
             raise DataError(paths[0], None, "no scores to rank by (write them with `llm-ner extract`)")
-        ranked = [(uncertainty(ex, scores.get(ex.id, {}), answers.get(ex.id)), ex) for ex in first]
+        ranked = [(uncertainty(ex, scores.get(ex.id, {}), answers.get(ex.id)), ex) for ex in candidates]
         ranked.sort(key=lambda item: -item[0])
         reasons = [{"uncertainty": round(value, 6)} for value, _ in ranked[:n]]
     elif by == "disagreement":
@@ -227,11 +240,14 @@ def select_for_annotation(
             raise DataError(
                 paths[1], None, f"no prediction for id {missing[0]!r} of {paths[0]} ({len(missing)} missing)"
             )
-        ranked = [(disagreement(ex, other[ex.id]), ex) for ex in first]
+        ranked = [(disagreement(ex, other[ex.id]), ex) for ex in candidates]
         ranked.sort(key=lambda item: (-item[0][0], -item[0][1]))
         reasons = [{"disagreement": d, "jaccard_distance": round(j, 6)} for (d, j), _ in ranked[:n]]
+    elif by == "random":
+        ranked = [(None, ex) for ex in random.Random(seed).sample(candidates, min(n, len(candidates)))]
+        reasons = [{"random": seed}] * len(ranked)
     else:
-        raise ValueError(f"unknown selection {by!r} (uncertainty, disagreement)")
+        raise ValueError(f"unknown selection {by!r} ({', '.join(SELECTIONS)})")
     records = []
     for (_, example), reason in zip(ranked[:n], reasons):
         record = example_to_cluener(example)
@@ -240,3 +256,10 @@ def select_for_annotation(
         record["select"] = reason
         records.append(record)
     return records
+
+
+def labelled_ids(paths: Sequence[str], input_format: str = "auto") -> set[str]:
+    """The sentence ids of CLUENER / BIO / Label Studio files (sentences already labelled, for ``exclude``)."""
+    from .data import load_examples
+
+    return {ex.id for path in paths for ex in load_examples(path, input_format, allow_empty=True)[0]}

@@ -325,3 +325,89 @@ def test_weights_of_the_former_bidirectional_lstm_still_load_and_agree():
     before, _ = nn.utils.rnn.pad_packed_sequence(old_lstm(packed)[0], batch_first=True, total_length=7)
     after = model.lstm(x, mask)
     assert torch.allclose(after[mask], before[mask], atol=1e-6)
+
+
+def test_crf_forward_backward_marginals_match_brute_force():
+    """alpha + beta gives log Z at every position, and the probability of any stretch of tags equals the
+    summed probabilities of the brute-force paths through it, in every row of a padded batch."""
+    from llm_ner.baselines.crf import segment_log_probability
+
+    torch.manual_seed(5)
+    num_tags, lengths = 4, [4, 2, 3, 1]
+    crf = CRF(num_tags)
+    with torch.no_grad():
+        crf.transitions.normal_(0, 1.5)
+        crf.start.normal_()
+        crf.end.normal_()
+    width = max(lengths)
+    emissions = torch.randn(len(lengths), width, num_tags) * 2
+    mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    alpha, beta = crf.forward_backward(emissions, mask)
+    log_z = crf.log_partition(emissions, mask).detach()
+    transitions = crf.transitions.detach()
+    checked = 0
+    for row, length in enumerate(lengths):
+        paths, scores = brute_force(crf, emissions[row : row + 1], length)
+        probabilities = (scores - torch.logsumexp(scores, 0)).exp().detach()
+        for t in range(length):
+            assert torch.allclose(torch.logsumexp(alpha[row, t] + beta[row, t], 0), log_z[row], atol=1e-4)
+        for start in range(length):
+            for size in range(1, length - start + 1):
+                for stretch in itertools.product(range(num_tags), repeat=size):
+                    expected = sum(
+                        float(p) for path, p in zip(paths, probabilities) if path[start : start + size] == stretch
+                    )
+                    got = segment_log_probability(
+                        alpha[row], beta[row], emissions[row], transitions, log_z[row], start, list(stretch)
+                    ).exp()
+                    assert float(got) == pytest.approx(expected, abs=1e-5), (row, start, stretch)
+                    checked += 1
+    assert checked > 300
+
+
+def test_baseline_prediction_scores_match_brute_force():
+    """The entity scores and answer score of `predict_examples` against enumerating every tag path: an
+    entity's score is P(its decoded tags, then no I- of its type), the answer score P(best path)^(1/n)."""
+    from llm_ner.baselines.tagging import PAD, UNK
+
+    labels = ("a", "b")
+    chars = (PAD, UNK, *"甲乙丙丁戊")
+    config = BaselineConfig(arch="bilstm-crf", labels=labels, tags=tuple(tag_set(labels)), chars=chars)
+    tags = config.tags
+
+    class TableTagger(torch.nn.Module):  # emissions looked up per character: easy to enumerate
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(11)
+            self.table = torch.randn(len(chars), len(tags)) * 2
+            self.crf = CRF(len(tags))
+            with torch.no_grad():
+                self.crf.transitions.normal_(0, 1.5)
+
+        def emissions(self, batch):
+            return self.table[batch["char_ids"]]
+
+    model = TableTagger()
+    texts = ["甲乙丙丁", "丁丙乙甲", "戊甲甲乙", "乙戊丁丁", "丙丙甲戊", "甲乙戊丁"]
+    examples = [Example(str(i), text) for i, text in enumerate(texts)]
+    scores, answer_scores = {}, {}
+    predicted = predict_examples(model, TensorBatcher(config), examples, 4, scores=scores, answer_scores=answer_scores)
+    checked = boundary = 0
+    for example in predicted:
+        emissions = model.table[[chars.index(c) for c in example.text]].unsqueeze(0)
+        paths, path_scores = brute_force(model.crf, emissions, len(example.text))
+        probabilities = (path_scores - torch.logsumexp(path_scores, 0)).exp().detach()
+        best = paths[int(path_scores.argmax())]
+        assert answer_scores[example.id] == pytest.approx(float(probabilities.max()) ** (1 / len(example.text)))
+        for span in example.spans:
+            inside = tags.index(f"I-{span.label}")
+            expected = sum(
+                float(p)
+                for path, p in zip(paths, probabilities)
+                if path[span.start : span.end] == best[span.start : span.end]
+                and (span.end == len(path) or path[span.end] != inside)
+            )
+            assert scores[example.id][span] == pytest.approx(expected, abs=1e-6), (example, span)
+            checked += 1
+            boundary += span.end < len(example.text)
+    assert checked >= 4 and boundary >= 2  # entities were found, some followed by a character

@@ -1,4 +1,5 @@
-"""A linear-chain CRF: negative log-likelihood with the forward algorithm, Viterbi decoding.
+"""A linear-chain CRF: negative log-likelihood with the forward algorithm, Viterbi decoding, and the
+forward-backward tables behind the confidences `llm-ner baseline predict` writes.
 
 Vectorised over the batch; masks allow sentences of different lengths (padding on the right).
 The gold-path score has no loop; the forward algorithm and Viterbi loop over time only, each step
@@ -51,6 +52,30 @@ class CRF(nn.Module):
         return (self.log_partition(emissions, mask) - self.score(emissions, tags, mask)).mean()
 
     @torch.no_grad()
+    def forward_backward(self, emissions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log forward and backward tables, each (batch, length, tags).
+
+        ``alpha[b, t, j]``: log of the summed scores of every path over positions 0..t ending in tag j
+        (emission at t included); ``beta[b, t, j]``: log of the summed scores of every continuation after
+        position t from tag j (the end score included, the emission at t not). So ``alpha + beta`` at any
+        unmasked position logsumexps to log Z, and a stretch of tags has the probability of
+        `segment_log_probability`. Values at padded positions are meaningless."""
+        length = emissions.shape[1]
+        keep = mask.bool().unsqueeze(2)
+        alphas = [self.start + emissions[:, 0]]
+        for t in range(1, length):
+            step = torch.logsumexp(alphas[-1].unsqueeze(2) + self.transitions, dim=1) + emissions[:, t]
+            alphas.append(torch.where(keep[:, t], step, alphas[-1]))
+        end = self.end.expand_as(emissions[:, 0])
+        betas = [end]
+        for t in range(length - 2, -1, -1):
+            # beta_t(i) = logsumexp_j transition(i, j) + emission_{t+1}(j) + beta_{t+1}(j); the last
+            # position of each sentence (t + 1 padded) keeps the end score.
+            step = torch.logsumexp(self.transitions + (emissions[:, t + 1] + betas[-1]).unsqueeze(1), dim=2)
+            betas.append(torch.where(keep[:, t + 1], step, end))
+        return torch.stack(alphas, dim=1), torch.stack(betas[::-1], dim=1)
+
+    @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
         """The best tag path of every sentence (Viterbi), cut to its length."""
         batch, length, _ = emissions.shape
@@ -71,3 +96,20 @@ class CRF(nn.Module):
         paths = torch.stack(path[::-1], dim=1).tolist()
         lengths = mask.long().sum(1).tolist()
         return [p[:n] for p, n in zip(paths, lengths)]
+
+
+def segment_log_probability(
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    emissions: torch.Tensor,
+    transitions: torch.Tensor,
+    log_z: torch.Tensor,
+    start: int,
+    tags: list[int],
+) -> torch.Tensor:
+    """log P(y[start + k] = tags[k] for every k) of one sentence (its ``alpha``, ``beta``, ``emissions``:
+    (length, tags), from `CRF.forward_backward`): every path through that stretch, summed."""
+    score = alpha[start, tags[0]]
+    for k in range(1, len(tags)):
+        score = score + transitions[tags[k - 1], tags[k]] + emissions[start + k, tags[k]]
+    return score + beta[start + len(tags) - 1, tags[-1]] - log_z

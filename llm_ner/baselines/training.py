@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
 import random
 import re
@@ -18,6 +19,7 @@ from ..data import Example, Span, atomic_path, split_long, tags_to_spans, write_
 from ..errors import DataError
 from ..metrics import span_scores
 from .config import ARCHS, BaselineConfig
+from .crf import segment_log_probability
 from .models import BertCRF, BiLSTMCRF, loss_and_paths
 from .tagging import PAD, UNK, TensorBatcher, auto_batch_size, for_tagging, length_bucketed_batches, tag_set
 
@@ -46,9 +48,20 @@ def build_model(config: BaselineConfig, encoder_dir: str | None = None):
 
 
 def predict_examples(
-    model, batcher: TensorBatcher, examples: Sequence[Example], batch_size: int = 64, progress: bool = False
+    model,
+    batcher: TensorBatcher,
+    examples: Sequence[Example],
+    batch_size: int = 64,
+    progress: bool = False,
+    scores: dict[str, dict[Span, float]] | None = None,
+    answer_scores: dict[str, float] | None = None,
 ) -> list[Example]:
-    """Spans for every example (long sentences split and shifted back)."""
+    """Spans for every example (long sentences split and shifted back).
+
+    ``scores`` and ``answer_scores``, if given, are filled with the confidences `llm-ner extract` writes
+    (see `llm_ner.confidence`): per sentence id, each entity's probability under the CRF (`entity_probability`)
+    and the geometric mean over the characters of the conditional probabilities of the decoded path, i.e.
+    P(path)^(1/characters), as an LLM's answer score is the geometric mean of its tokens' probabilities."""
     from tqdm.auto import tqdm
 
     tags = batcher.config.tags
@@ -59,21 +72,61 @@ def predict_examples(
     ]
     pieces.sort(key=lambda item: len(item[2].text))  # batches of similar lengths pad little
     found: dict[str, list[Span]] = {ex.id: [] for ex in examples}
+    path_log_probability = {ex.id: 0.0 for ex in examples}
     model.eval()
     with torch.no_grad():
         for start in tqdm(range(0, len(pieces), batch_size), disable=not progress, unit="batch", desc="predict"):
             chunk = pieces[start : start + batch_size]
             batch = batcher([piece for _, _, piece in chunk], with_tags=False)
-            _, paths = loss_and_paths(model, batch, decode=True)
-            for (example_id, offset, piece), path in zip(chunk, paths):
+            emissions = model.emissions(batch)
+            paths = model.crf.decode(emissions, batch["mask"])
+            tables = _probability_tables(model.crf, emissions, batch["mask"], paths) if scores is not None else None
+            for row, ((example_id, offset, piece), path) in enumerate(zip(chunk, paths)):
                 labels = [tags[i] for i in path[: len(piece.text)]]
                 # The CRF may still emit I- after O early in training: read it leniently.
                 repaired = [
                     f"B-{t[2:]}" if t.startswith("I-") and (i == 0 or labels[i - 1][2:] != t[2:]) else t
                     for i, t in enumerate(labels)
                 ]
-                found[example_id] += [Span(s.start + offset, s.end + offset, s.label) for s in tags_to_spans(repaired)]
+                spans = tags_to_spans(repaired)
+                found[example_id] += [Span(s.start + offset, s.end + offset, s.label) for s in spans]
+                if tables is not None:
+                    alpha, beta, emitted, log_z, path_scores = (table[row] for table in tables)
+                    path_log_probability[example_id] += float(path_scores - log_z)
+                    for span in spans:
+                        probability = entity_probability(alpha, beta, emitted, model.crf, log_z, path, span, tags)
+                        scores.setdefault(example_id, {})[Span(span.start + offset, span.end + offset, span.label)] = (
+                            probability
+                        )
+    if answer_scores is not None:
+        for ex in examples:
+            answer_scores[ex.id] = math.exp(path_log_probability[ex.id] / max(1, len(ex.text)))
     return [Example(ex.id, ex.text, sorted(found[ex.id], key=lambda s: (s.start, s.end))) for ex in examples]
+
+
+def _probability_tables(crf, emissions: torch.Tensor, mask: torch.Tensor, paths: list[list[int]]) -> tuple:
+    """Per sentence of a batch, in float64: alpha, beta, emissions, log Z and the decoded path's score."""
+    emissions = emissions.double()
+    alpha, beta = crf.forward_backward(emissions, mask)
+    lengths = mask.long().sum(1)
+    rows = torch.arange(len(paths))
+    log_z = torch.logsumexp(alpha[rows, lengths - 1] + crf.end.double(), dim=1)
+    padded = torch.tensor([path + [0] * (emissions.shape[1] - len(path)) for path in paths])
+    path_scores = crf.score(emissions, padded, mask)
+    return alpha, beta, emissions, log_z, path_scores
+
+
+def entity_probability(alpha, beta, emissions, crf, log_z, path: list[int], span: Span, tags: Sequence[str]) -> float:
+    """P(the tagger reads exactly ``span``): the decoded tags over the span, then any tag but its I- tag
+    (which would make it longer). Exact over all tag paths (forward-backward, `crf.segment_log_probability`)."""
+    segment = path[span.start : span.end]
+    transitions = crf.transitions.double()
+    probability = segment_log_probability(alpha, beta, emissions, transitions, log_z, span.start, segment).exp()
+    inside = f"I-{span.label}"
+    if span.end < len(path) and inside in tags:
+        longer = [*segment, tags.index(inside)]
+        probability -= segment_log_probability(alpha, beta, emissions, transitions, log_z, span.start, longer).exp()
+    return min(1.0, max(0.0, float(probability)))
 
 
 def train_baseline(

@@ -6,7 +6,14 @@ import argparse
 import sys
 
 from ..baselines import BaselineConfig
-from ..data import SENTENCE_INPUT_FORMATS, check_output_path, load_examples, read_inputs, write_cluener
+from ..data import (
+    SENTENCE_INPUT_FORMATS,
+    check_output_path,
+    example_to_cluener,
+    load_examples,
+    read_inputs,
+    write_jsonl_atomic,
+)
 from ..options import positive_int
 from .common import add_input_format, add_lenient, add_quiet, quiet_libraries
 
@@ -42,7 +49,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_input_format(train)
     add_lenient(train)
     add_quiet(train)
-    predict = commands.add_parser("predict", help="write CLUENER predictions with a trained baseline")
+    predict = commands.add_parser(
+        "predict",
+        help="write CLUENER predictions with a trained baseline",
+        description="CLUENER JSON lines with, as `llm-ner extract` writes them, each entity's probability under "
+        "the CRF (scores: the decoded tags over the entity and no longer entity, summed over all tag paths) and "
+        "answer_score (the decoded path's probability per character, P(path)^(1/characters)), so `llm-ner select "
+        "--by uncertainty` and `evaluate --min-score` read baseline predictions too.",
+    )
     predict.add_argument("--model", required=True, help="baseline directory")
     predict.add_argument("--input", required=True, help="text, JSON lines, CLUENER or BIO file")
     predict.add_argument("--output", required=True)
@@ -82,11 +96,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ..baselines import load_baseline, predict_examples
+    from ..confidence import scores_field
 
     check_output_path(args.output, {"--input": args.input, "--model": args.model})
     model, batcher = load_baseline(args.model)
     examples = read_inputs(args.input, args.input_format, lenient=args.lenient)
-    predicted = predict_examples(model, batcher, examples, args.batch_size, progress=not args.quiet)
-    count = write_cluener(predicted, args.output)
+    scores: dict = {}
+    answer_scores: dict = {}
+    predicted = predict_examples(
+        model, batcher, examples, args.batch_size, not args.quiet, scores=scores, answer_scores=answer_scores
+    )
+    records = []
+    for example in predicted:
+        record = example_to_cluener(example)
+        if scores.get(example.id):
+            record["scores"] = scores_field(example, scores[example.id])
+        record["answer_score"] = round(answer_scores[example.id], 6)
+        records.append(record)
+    count = write_jsonl_atomic(records, args.output)
     print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
     return 0

@@ -12,10 +12,24 @@ from contextlib import contextmanager
 
 from .. import __version__
 from ..errors import user_facing_error
-from . import baseline, convert, data, evaluate, export, extract, merge, report, select, serve, tiny_model, train
+from . import (
+    baseline,
+    convert,
+    curve,
+    data,
+    evaluate,
+    export,
+    extract,
+    merge,
+    report,
+    select,
+    serve,
+    tiny_model,
+    train,
+)
 
 # In the order `llm-ner --help` lists them.
-COMMANDS = (convert, evaluate, train, data, tiny_model, extract, serve, baseline, report, export, select, merge)
+COMMANDS = (convert, evaluate, train, data, tiny_model, extract, serve, baseline, report, export, select, curve, merge)
 
 
 def build_parser() -> argparse.ArgumentParser:

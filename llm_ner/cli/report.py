@@ -32,12 +32,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--note", help="a paragraph for the top of report.md (how the systems were trained)")
+    parser.add_argument(
+        "--learning-curve",
+        metavar="FILE",
+        help="learning-curve points written by `llm-ner curve` (scripts/annotation_loop.sh): adds their table "
+        "and learning_curve.png (dev F1 against labelled sentences, one line per selection arm)",
+    )
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     from ..report import run_report
 
-    out = run_report(args.gold, args.pred, args.out, args.published, args.resamples, args.seed, args.note)
+    out = run_report(
+        args.gold, args.pred, args.out, args.published, args.resamples, args.seed, args.note, args.learning_curve
+    )
     print(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'} and the charts", file=sys.stderr)
     return 0

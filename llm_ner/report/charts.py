@@ -158,3 +158,35 @@ def plot_pr_curve(curve: dict, name: str, path: str | Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+@_plain_text
+def plot_learning_curve(series: dict[str, list[dict]], path: str | Path) -> None:
+    """Dev F1 against labelled sentences, one line per arm (`learning_curve.curve_series`): the mean over
+    seeds, each seed's points as dots and, with one seed, the 95% bootstrap interval as a band."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for arm, entries in series.items():
+        x = [entry["labelled"] for entry in entries]
+        (line,) = axis.plot(x, [entry["f1"] for entry in entries], marker="o", label=arm)
+        if all(len(entry["points"]) == 1 and entry["points"][0].get("ci95") for entry in entries):
+            low = [entry["points"][0]["ci95"][0] for entry in entries]
+            high = [entry["points"][0]["ci95"][1] for entry in entries]
+            axis.fill_between(x, low, high, color=line.get_color(), alpha=0.15)
+        else:
+            for entry in entries:
+                axis.plot(
+                    [p["labelled"] for p in entry["points"]],
+                    [p["f1"] for p in entry["points"]],
+                    ".",
+                    color=line.get_color(),
+                    alpha=0.5,
+                )
+    axis.set_xlabel("labelled sentences")
+    axis.set_ylabel("dev span micro-F1")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    axis.set_title("Learning curve", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

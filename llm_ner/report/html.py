@@ -20,7 +20,17 @@ from pathlib import Path
 
 from ..data import Example, write_text_atomic
 from ..metrics import PREDICTION_KINDS, classify_sentence
-from .tables import BOOTSTRAP_HEADER, SCORES_HEADER, bootstrap_rows, error_rows, scores_rows, summary_rows
+from .learning_curve import curve_series
+from .tables import (
+    BOOTSTRAP_HEADER,
+    LEARNING_CURVE_NOTE,
+    SCORES_HEADER,
+    bootstrap_rows,
+    error_rows,
+    learning_curve_rows,
+    scores_rows,
+    summary_rows,
+)
 
 PAGE_SIZE = 50
 
@@ -129,6 +139,14 @@ def render_html(report: dict, data: dict, images: dict[str, str] | None = None) 
         '<h2 id="charts">F1 per class</h2>',
         _png(images.get("f1_per_class")),
     ]
+    if report.get("learning_curve"):
+        curve = report["learning_curve"]
+        parts += [
+            "<h2>Learning curve</h2>",
+            f"<p>{html.escape(LEARNING_CURVE_NOTE.format(path=curve['path']).replace('`', ''))}</p>",
+            _table(*learning_curve_rows(curve_series(curve["points"]))),
+            _png(images.get("learning_curve")),
+        ]
     if report.get("bootstrap"):
         parts += [
             "<h2>Micro-F1 differences (paired bootstrap over sentences, 95% interval)</h2>",

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from .learning_curve import curve_series
 from .tables import (
     BOOTSTRAP_HEADER,
+    LEARNING_CURVE_NOTE,
     PUBLISHED_MARK,
     bootstrap_rows,
     format_error_table,
     format_scores_table,
+    learning_curve_rows,
     markdown_table,
     parsing_rows,
     summary_rows,
 )
 
 
-def render_markdown(report: dict, chart: str | None = None) -> str:
-    """The text of report.md (``chart``: the F1-per-class image to link, relative to report.md)."""
+def render_markdown(report: dict, chart: str | None = None, curve_chart: str | None = None) -> str:
+    """The text of report.md (``chart``: the F1-per-class image to link, relative to report.md; ``curve_chart``:
+    the learning-curve image, with a ``learning_curve`` in the report)."""
     parts = [
         "# Side-by-side report",
         "",
@@ -43,6 +47,11 @@ def render_markdown(report: dict, chart: str | None = None) -> str:
             "",
             markdown_table(BOOTSTRAP_HEADER, bootstrap_rows(report), right=[False, False, True, False, True]),
         ]
+    if report.get("learning_curve"):
+        parts += ["", "## Learning curve", "", LEARNING_CURVE_NOTE.format(path=report["learning_curve"]["path"]), ""]
+        parts.append(markdown_table(*learning_curve_rows(curve_series(report["learning_curve"]["points"]))))
+        if curve_chart:
+            parts += ["", f"![Learning curve]({curve_chart})"]
     header, rows = parsing_rows(report)
     if rows:
         parts += [

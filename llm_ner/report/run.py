@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import check_output_path, load_examples
-from ..errors import UsageError
+from ..errors import DataError, UsageError
 from ..metrics import match_predictions
-from .charts import chart_stems, plot_confusion, plot_f1_per_class, plot_pr_curve
+from .charts import chart_stems, plot_confusion, plot_f1_per_class, plot_learning_curve, plot_pr_curve
 from .html import browser_data, write_report_html
 from .inputs import load_published, parse_counters, parse_failure_line, parse_pred_arguments, read_system_scores
+from .learning_curve import curve_series, read_learning_curve
 from .markdown import render_markdown
 from .numbers import add_confusion_matrices, add_pr_curves, build_report
 
@@ -28,17 +29,20 @@ def run_report(
     resamples: int = 1000,
     seed: int = 0,
     note: str | None = None,
+    learning_curve: str | None = None,
 ) -> Path:
-    """`llm-ner report`: score every prediction file and write report.md, report.json, report.html and the charts."""
+    """`llm-ner report`: score every prediction file and write report.md, report.json, report.html and the charts;
+    with ``learning_curve`` (a file of `llm-ner curve` points) its table and learning_curve.png too."""
     out = Path(out_dir)
     if (out.exists() or out.is_symlink()) and not out.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder; --out names the folder of the report")
     pairs = parse_pred_arguments(preds)
     stems = chart_stems(name for name, _ in pairs)
-    outputs = ["report.md", "report.json", "report.html", "f1_per_class.png"]
+    outputs = ["report.md", "report.json", "report.html", "f1_per_class.png", "learning_curve.png"]
     outputs += [f"{kind}_{stem}.png" for stem in stems.values() for kind in ("confusion", "pr")]
     for target in (out / name for name in outputs):
-        inputs = {"--gold": gold_path, "--published": published_path, **{f"--pred {n}": p for n, p in pairs}}
+        inputs = {"--gold": gold_path, "--published": published_path, "--learning-curve": learning_curve}
+        inputs.update({f"--pred {n}": p for n, p in pairs})
         check_output_path(target, inputs, "--out")
     gold, _ = load_examples(gold_path)
     systems = {}
@@ -47,10 +51,17 @@ def run_report(
         systems[name], _ = load_examples(path, "cluener", allow_empty=True)
         parsing[name] = parse_counters(path)
     published = load_published(published_path) if published_path else None
+    curve_points = None
+    if learning_curve:
+        curve_points = read_learning_curve(learning_curve)
+        if not curve_points:
+            raise DataError(learning_curve, None, "no learning-curve points (write them with `llm-ner curve`)")
     report = build_report(gold, systems, published, resamples, seed)
     report["gold"] = str(gold_path)
     report["predictions"] = dict(pairs)
     report["note"] = note
+    if curve_points:
+        report["learning_curve"] = {"path": str(learning_curve), "points": curve_points}
     for name, counts in parsing.items():
         report["systems"][name]["parsing"] = counts
         unparsed = parse_failure_line(counts)
@@ -84,9 +95,13 @@ def run_report(
         for name, curve in curves.items():
             images[f"pr:{name}"] = str(staging / f"pr_{stems[name]}.png")
             plot_pr_curve(curve, name, images[f"pr:{name}"])
+        if curve_points:
+            images["learning_curve"] = str(staging / "learning_curve.png")
+            plot_learning_curve(curve_series(curve_points), images["learning_curve"])
         data = browser_data(gold, aligned, report["labels"], scores)
         write_report_html(report, data, staging / "report.html", images)
-        (staging / "report.md").write_text(render_markdown(report, "f1_per_class.png"), encoding="utf-8")
+        markdown = render_markdown(report, "f1_per_class.png", "learning_curve.png" if curve_points else None)
+        (staging / "report.md").write_text(markdown, encoding="utf-8")
         (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         for written in sorted(staging.iterdir()):
             os.replace(written, out / written.name)

@@ -16,6 +16,10 @@ BOOTSTRAP_HEADER = ("A", "B", "A - B", "95% interval", "resamples")
 # The ``parse`` counters of `llm-ner extract` the report shows, in this order.
 PARSE_COUNTERS = ("answers", "parse_failures", "hallucinated", "unknown_label", "duplicates", "repaired", "normalized")
 PUBLISHED_MARK = "published, not re-run"
+LEARNING_CURVE_NOTE = (
+    "Dev span micro-F1 of the model trained on all sentences labelled by each round (`{path}`); one seed: the "
+    "95% bootstrap interval over dev sentences in brackets; several seeds: their mean, then each seed's F1."
+)
 
 
 def scores_rows(scores: dict, digits: int = 4) -> list[list[str]]:
@@ -109,3 +113,39 @@ def format_evaluation(result: dict) -> str:
     for warning in result.get("warnings", []):
         parts.append(f"\nwarning: {warning}")
     return "\n".join(parts)
+
+
+def learning_curve_rows(series: dict[str, list[dict]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a learning curve (`learning_curve.curve_series`): per round the labelled sentences
+    and each arm's dev F1 (one seed: with its 95% bootstrap interval; several: the mean, then each seed's),
+    with two arms the first minus the second."""
+    arms = list(series)
+    by_round: dict[int, dict[str, dict]] = {}
+    for arm, entries in series.items():
+        for entry in entries:
+            by_round.setdefault(entry["round"], {})[arm] = entry
+    header = ["round", "labelled", *[f"{arm} F1" for arm in arms]]
+    if len(arms) == 2:
+        header.append(f"{arms[0]} - {arms[1]}")
+    rows = []
+    for number, entries in sorted(by_round.items()):
+        counts = sorted({entry["labelled"] for entry in entries.values()})
+        row = [str(number), " / ".join(str(c) for c in counts)]
+        for arm in arms:
+            entry = entries.get(arm)
+            row.append(_curve_cell(entry) if entry else "-")
+        if len(arms) == 2:
+            both = [entries.get(arm) for arm in arms]
+            row.append(f"{both[0]['f1'] - both[1]['f1']:+.4f}" if all(both) else "-")
+        rows.append(row)
+    return header, rows
+
+
+def _curve_cell(entry: dict) -> str:
+    points = entry["points"]
+    if len(points) == 1:
+        low, high = points[0].get("ci95") or (None, None)
+        interval = f" [{low:.4f}, {high:.4f}]" if low is not None else ""
+        return f"{entry['f1']:.4f}{interval}"
+    seeds = ", ".join(f"{p['f1']:.4f}" for p in points)
+    return f"{entry['f1']:.4f} (seeds: {seeds})"
