@@ -243,3 +243,16 @@ def test_learning_curve_table_means_seeds_and_subtracts_arms(tmp_path):
     assert rows[1] == ["1", "200", "0.5000 [0.4500, 0.5500]", "0.3500 (seeds: 0.3000, 0.4000)", "+0.1500"]
     plot_learning_curve(curve_series(points), tmp_path / "curve.png")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_report_of_the_learning_curve_alone(tmp_path, cluener_dir):
+    """The shipped loop measurement redraws without prediction files; without either input it is a usage error."""
+    curve = ROOT / "benchmarks" / "results" / "annotation_loop_curve.jsonl"
+    gold = str(cluener_dir / "dev.json")
+    assert cli(["report", "--gold", gold, "--learning-curve", str(curve), "--out", str(tmp_path / "r")]) == 0
+    markdown = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "## Summary" not in markdown and "![F1 per class]" not in markdown
+    row = next(line for line in markdown.splitlines() if line.startswith("| 3 | 800 |"))
+    assert row.endswith("| -0.0325 |"), row
+    assert not (tmp_path / "r" / "f1_per_class.png").exists()
+    assert cli(["report", "--gold", gold, "--out", str(tmp_path / "s")]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import UsageError
 from ..options import non_negative_int, positive_int
 
 
@@ -20,10 +21,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--gold", required=True)
     parser.add_argument(
         "--pred",
-        required=True,
         action="append",
+        default=[],
         metavar="NAME=FILE",
-        help="a system's CLUENER predictions (repeat for each system)",
+        help="a system's CLUENER predictions (repeat for each system; required unless --learning-curve)",
     )
     parser.add_argument("--published", help="published figures to add as rows, e.g. eval/published_cluener.json")
     parser.add_argument("--out", required=True, help="output directory")
@@ -44,6 +45,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..report import run_report
 
+    if not args.pred and not args.learning_curve:
+        raise UsageError("--pred is required (a report of a learning curve alone: --learning-curve FILE)")
     out = run_report(
         args.gold, args.pred, args.out, args.published, args.resamples, args.seed, args.note, args.learning_curve
     )

@@ -27,10 +27,9 @@ def render_markdown(report: dict, chart: str | None = None, curve_chart: str | N
         "matches (start, end and type) computed by `llm-ner evaluate` for every system on the same gold file.",
         "",
         *([report["note"], ""] if report.get("note") else []),
-        "## Summary: span-level F1 per class, micro F1 last",
-        "",
-        markdown_table(*summary_rows(report)),
     ]
+    if report["systems"] or report.get("published"):  # a report of a learning curve alone has no systems
+        parts += ["## Summary: span-level F1 per class, micro F1 last", "", markdown_table(*summary_rows(report))]
     published = report.get("published")
     if published:
         parts += [

@@ -85,8 +85,10 @@ def run_report(
         aligned = {name: match_predictions(gold, predictions)[0] for name, predictions in systems.items()}
         add_confusion_matrices(report, gold, aligned)
         curves = add_pr_curves(report, gold, aligned, scores)
-        images = {"f1_per_class": str(staging / "f1_per_class.png")}
-        plot_f1_per_class(report, images["f1_per_class"])
+        images = {}
+        if systems:  # a report of a learning curve alone has no systems to chart
+            images["f1_per_class"] = str(staging / "f1_per_class.png")
+            plot_f1_per_class(report, images["f1_per_class"])
         for name in systems:
             images[f"confusion:{name}"] = str(staging / f"confusion_{stems[name]}.png")
             plot_confusion(
@@ -100,7 +102,9 @@ def run_report(
             plot_learning_curve(curve_series(curve_points), images["learning_curve"])
         data = browser_data(gold, aligned, report["labels"], scores)
         write_report_html(report, data, staging / "report.html", images)
-        markdown = render_markdown(report, "f1_per_class.png", "learning_curve.png" if curve_points else None)
+        markdown = render_markdown(
+            report, "f1_per_class.png" if systems else None, "learning_curve.png" if curve_points else None
+        )
         (staging / "report.md").write_text(markdown, encoding="utf-8")
         (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         for written in sorted(staging.iterdir()):
