@@ -490,12 +490,15 @@ def run_ray_extraction(
     ray_options: RayOptions,
     openai_options: OpenAIOptions | None = None,
     backend_factory: Callable | None = None,
+    timings: dict | None = None,
 ) -> int:
     """`llm-ner extract --engine ray`: plan, answer on the actor pool, write shards, merge; 0, 1 when
     the answers could not be parsed (see `parse_failure_error`), or 130 when interrupted (resumable).
 
     ``backend_factory`` (benchmarks): a picklable callable each actor calls for its backend instead of
-    `make_backend` (a null engine measures the driver's own cost).
+    `make_backend` (a null engine measures the driver's own cost); ``timings`` (benchmarks) receives
+    ``records`` written, ``answer_seconds`` (first to last block), ``driver_seconds`` (the driver's own
+    work on the blocks) and ``merge_seconds``.
     """
     ray = import_ray()
     output = Path(extract_options.output)
@@ -531,6 +534,7 @@ def run_ray_extraction(
             ray_options,
             openai_options,
             backend_factory,
+            timings if timings is not None else {},
         )
     finally:
         store.close()
@@ -549,6 +553,7 @@ def _run(
     ray_options,
     openai_options,
     backend_factory,
+    timings: dict,
 ) -> int:
     from ray.data import ActorPoolStrategy, DataContext
     from tqdm.auto import tqdm
@@ -662,32 +667,21 @@ def _run(
             # max_task_retries=-1 by default); the driver drops the ids it already has.
         )
         bar = tqdm(total=todo, unit="sent", desc="extract[ray]", disable=extract_options.quiet, dynamic_ncols=True)
-        pending: dict[str, dict[int, tuple]] = {}  # the answered pieces of long sentences not yet complete
+        collect = BlockRecords(done, settings, model_options.max_chars)
         try:
+            first_block = None
             for block in answered.iter_batches(batch_size=None, batch_format="numpy"):
                 began = time.perf_counter()
-                keyed = []
-                for file, pos, k, n, record_id, payload in zip(
-                    block["file"], block["pos"], block["k"], block["n"], block["id"], block["payload"]
-                ):
-                    record_id = str(record_id)
-                    if record_id in done:
-                        continue  # a block redone after an actor died
-                    if n == 1:
-                        record = json.loads(payload)
-                    else:
-                        pending.setdefault(record_id, {})[int(k)] = json.loads(payload)
-                        if len(pending[record_id]) < n:
-                            continue
-                        record = _join_pieces(record_id, pending.pop(record_id), settings, model_options.max_chars)
+                first_block = first_block or began
+                keyed = collect.records(block)
+                for _, _, record in keyed:
                     stats += ParseStats(**record["parse"])
-                    done[record_id] = b""
-                    keyed.append((int(file), int(pos), record))
                 if keyed:
                     store.append(keyed)
                     written += len(keyed)
                     bar.update(len(keyed))
                 driver_seconds += time.perf_counter() - began
+            timings["answer_seconds"] = time.perf_counter() - first_block if first_block else 0.0
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -699,6 +693,7 @@ def _run(
     began = time.perf_counter()
     count = store.merge(ray_options.part_records if ray_options.output_dir else None)
     merge_seconds = time.perf_counter() - began
+    timings.update(records=written, driver_seconds=driver_seconds, merge_seconds=merge_seconds)
     if written:
         print(
             f"driver: {1000 * driver_seconds / written:.3f} ms per record while answering, merge "
@@ -712,6 +707,35 @@ def _run(
         if unusable is not None:
             raise unusable
     return 0
+
+
+class BlockRecords:
+    """The driver's reading of the actors' output blocks: the records of ids not yet ``done`` (a block
+    redone after an actor died brings them again), a long sentence's once all its pieces are in."""
+
+    def __init__(self, done: dict[str, bytes], settings: RunSettings, max_chars: int):
+        self.done, self.settings, self.max_chars = done, settings, max_chars
+        self.pending: dict[str, dict[int, list]] = {}  # answered pieces of long sentences not yet complete
+
+    def records(self, block: dict) -> list[tuple[int, int, dict]]:
+        """``(file index, position, record)`` of the new sentences of ``block``; they join ``done``."""
+        keyed = []
+        for file, pos, k, n, record_id, payload in zip(
+            block["file"], block["pos"], block["k"], block["n"], block["id"], block["payload"]
+        ):
+            record_id = str(record_id)
+            if record_id in self.done:
+                continue
+            if n == 1:
+                record = json.loads(payload)
+            else:
+                self.pending.setdefault(record_id, {})[int(k)] = json.loads(payload)
+                if len(self.pending[record_id]) < n:
+                    continue
+                record = _join_pieces(record_id, self.pending.pop(record_id), self.settings, self.max_chars)
+            self.done[record_id] = b""
+            keyed.append((int(file), int(pos), record))
+        return keyed
 
 
 def _join_pieces(record_id: str, answered: dict[int, list], settings: RunSettings, max_chars: int) -> dict:

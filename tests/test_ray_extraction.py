@@ -83,8 +83,19 @@ def corpus(tmp_path_factory, cluener_dev):
 
 
 def args(model, source, output, *extra: str) -> list[str]:
-    return ["extract", "--model", str(model), "--input", str(source), "--output", str(output), "--quiet",
-            "--max-parse-failures", "1", *extra]  # fmt: skip
+    return [
+        "extract",
+        "--model",
+        str(model),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--quiet",
+        "--max-parse-failures",
+        "1",
+        *extra,
+    ]
 
 
 RAY = ("--engine", "ray", "--workers", "2", "--cpus-per-worker", "1")
@@ -216,8 +227,10 @@ def test_driver_killed_and_rerun_resumes(ray_address, diverse_qwen, corpus, join
     assert records(out) == joined_reference
     again = subprocess.run(
         [sys.executable, "-m", "llm_ner", *args(diverse_qwen, folder, out, *extra, *RAY, "--ray-address", ray_address)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and "nothing to do" in again.stderr
     assert records(out) == joined_reference
 
@@ -244,13 +257,16 @@ def test_options_and_inputs_are_checked(tmp_path, monkeypatch, capsys):
         assert cli(["extract", "--model", "m", *argv]) == 2
         return capsys.readouterr().err
 
-    assert "need --engine ray" in refused("--input", str(source / "a.txt"), "--output", str(tmp_path / "o"),
-                                          "--workers", "2")  # fmt: skip
+    assert "need --engine ray" in refused(
+        "--input", str(source / "a.txt"), "--output", str(tmp_path / "o"), "--workers", "2"
+    )
     # outputs a rerun would read back as input
-    assert "inside the --input folder" in refused("--input", str(source), "--output", str(source / "o.json"),
-                                                  "--engine", "ray")  # fmt: skip
-    assert "the input glob" in refused("--input", str(tmp_path / "*.json"), "--output", str(tmp_path / "o.json"),
-                                       "--engine", "ray")  # fmt: skip
+    assert "inside the --input folder" in refused(
+        "--input", str(source), "--output", str(source / "o.json"), "--engine", "ray"
+    )
+    assert "the input glob" in refused(
+        "--input", str(tmp_path / "*.json"), "--output", str(tmp_path / "o.json"), "--engine", "ray"
+    )
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
     assert (
         cli(["extract", "--model", "m", "--input", str(source), "--output", str(tmp_path / "o"), "--engine", "ray"])
@@ -264,3 +280,34 @@ def test_ray_below_its_floor_is_named():
 
     with pytest.raises(DependencyVersionError, match=f"ray 2.0.0 is older than llm-ner's floor {FLOORS['ray']}"):
         check_versions(["ray"], installed={"ray": "2.0.0"})
+
+
+def test_a_redone_block_adds_nothing_and_pieces_join_in_any_order():
+    """What the driver does with the actors' blocks: ids it has are dropped (a block redone after an actor
+    died), a long sentence's record is made once all its pieces are in, whatever their order."""
+    from llm_ner.data import Example, split_long
+    from llm_ner.extraction import make_record, resolve_settings
+    from llm_ner.ray_extraction import BlockRecords
+
+    settings = resolve_settings("org/model", prompt="cluener_zh")
+    text = "张三在北京。李四去上海。"
+    pieces = split_long(text, 6)
+    answers = ['[{"text":"张三","label":"name"}]', '[{"text":"上海","label":"address"}]']
+    scores = [([(0, 5)], [-0.1]), ([(0, 5)], [-0.2])]
+    single, _ = make_record(Example("a", "王五"), [(0, "王五")], ["[]"], settings.prompt)
+    block = {
+        "file": [0, 0, 0],
+        "pos": [1, 0, 1],
+        "k": [1, 0, 0],
+        "n": [2, 1, 2],
+        "id": ["b", "a", "b"],
+        "payload": [
+            json.dumps([text, answers[1], scores[1]]),
+            json.dumps(single),
+            json.dumps([text, answers[0], scores[0]]),
+        ],
+    }
+    collect = BlockRecords({}, settings, 6)
+    expected, _ = make_record(Example("b", text), pieces, answers, settings.prompt, scores)
+    assert collect.records(block) == [(0, 0, single), (0, 1, expected)]
+    assert collect.records(block) == []  # the same block again: nothing new
