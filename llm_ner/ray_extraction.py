@@ -521,7 +521,9 @@ def run_ray_extraction(
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=ray_options.ray_address, include_dashboard=False, log_to_driver=True)
+        # A runtime of this run alone listens on the loopback interface only.
+        local = {} if ray_options.ray_address else {"_node_ip_address": "127.0.0.1"}
+        ray.init(address=ray_options.ray_address, include_dashboard=False, log_to_driver=True, **local)
     try:
         return _run(
             ray,
