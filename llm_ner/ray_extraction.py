@@ -59,7 +59,8 @@ from .options import CliOptions, option, positive_int
 from .parsing import ParseStats
 
 MANIFEST = "manifest.json"
-SHARD_RECORDS = 100_000  # records per shard file: what the final merge sorts in memory at once
+SHARD_RECORDS = 10_000  # records per shard file: what the final merge sorts in memory at once
+MERGE_FAN_IN = 256  # shards merged at once (open files)
 
 
 def non_negative_float(value: str) -> float:
@@ -79,8 +80,8 @@ class RayOptions(CliOptions):
 
     ray_address: str | None = option(
         None,
-        help="Ray cluster to join: auto (the one `ray start --head` started here) or ray://host:10001 "
-        "(default: start a local Ray runtime for this run)",
+        help="Ray cluster to join: auto (the one `ray start` runs on this machine) or HEAD_IP:6379 "
+        "(default: start a Ray runtime of this run's own, on 127.0.0.1)",
     )
     workers: int = option(1, type=positive_int, help="actors, each holding one engine (default: %(default)s)")
     gpus_per_worker: float = option(
@@ -428,21 +429,28 @@ class ShardStore:
         ``OUTPUT.run.json``, as `extract` does; remove the work folder."""
         self.close()
         for shard in self.shard_paths():  # sorted one at a time: memory bounded by a shard
-            keyed = sorted(_json_lines(shard, repair=True), key=lambda line: (line[0], line[1]))
-            write_jsonl_atomic(keyed, shard) if keyed else None
-        streams = [_json_lines(shard) for shard in self.shard_paths()]
-        merged = (record for _, _, record in heapq.merge(*streams, key=lambda line: (line[0], line[1])))
+            keyed = sorted(_json_lines(shard, repair=True), key=_order)
+            write_jsonl_atomic(keyed, shard) if keyed else shard.unlink()
+        shards = self.shard_paths()
+        while len(shards) > MERGE_FAN_IN:  # bounded open files: merge the first ones into one sorted shard
+            merged_shard = self.work / f"shard-m{len(list(self.work.glob('shard-m*'))):05d}.jsonl"
+            write_jsonl_atomic(_merged([_json_lines(s) for s in shards[:MERGE_FAN_IN]]), merged_shard)
+            for shard in shards[:MERGE_FAN_IN]:
+                shard.unlink()
+            shards = self.shard_paths()
+        merged = (record for _, _, record in _merged([_json_lines(shard) for shard in shards]))
         if part_records is None:
             written = write_jsonl_atomic(merged, self.output)
         else:
             self.output.mkdir(parents=True, exist_ok=True)
             written, index = 0, 0
-            while True:
-                chunk = list(itertools.islice(merged, part_records))
-                if not chunk and index:
+            while True:  # streamed: a part is never held in memory
+                part = self.output / f"part-{index:05d}.json"
+                count = write_jsonl_atomic(itertools.islice(merged, part_records), part)
+                if not count and index:
+                    part.unlink()
                     break
-                written += write_jsonl_atomic(chunk, self.output / f"part-{index:05d}.json")
-                index += 1
+                written, index = written + count, index + 1
         manifest = json.loads(self.manifest.read_text(encoding="utf-8"))
         write_text_atomic(
             json.dumps({"settings": manifest["settings"]}, ensure_ascii=False, indent=2) + "\n", self.run_file
@@ -454,6 +462,20 @@ class ShardStore:
 
 
 RESTART = "use --restart to discard them, or choose another --output"
+
+
+def _order(line: list) -> tuple[int, int]:
+    return line[0], line[1]
+
+
+def _merged(streams: list[Iterator]) -> Iterator[list]:
+    """The shard lines of sorted ``streams`` in input order; a line twice (a merge cut short between writing
+    a merged shard and removing its sources) once."""
+    last = None
+    for line in heapq.merge(*streams, key=_order):
+        if _order(line) != last:
+            yield line
+        last = _order(line)
 
 
 def settings_differences(earlier: dict, now: dict) -> list[str]:

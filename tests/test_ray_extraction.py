@@ -313,3 +313,23 @@ def test_a_redone_block_adds_nothing_and_pieces_join_in_any_order():
     expected, _ = make_record(Example("b", text), pieces, answers, settings.prompt, scores)
     assert collect.records(block) == [(0, 0, single), (0, 1, expected)]
     assert collect.records(block) == []  # the same block again: nothing new
+
+
+def test_merge_of_many_shards_is_in_input_order(tmp_path, monkeypatch):
+    """Shards of 3 records, merged 2 at a time (as a large corpus is: bounded memory and open files)."""
+    import random
+
+    import llm_ner.ray_extraction as engine
+
+    monkeypatch.setattr(engine, "MERGE_FAN_IN", 2)
+    keys = [(file, pos) for file in range(3) for pos in range(7)]
+    random.Random(0).shuffle(keys)
+    store = engine.ShardStore(tmp_path / "o.json", shard_records=3)
+    store.start({"model": "m"}, [])
+    for start in range(0, len(keys), 2):
+        store.append([(f, p, {"id": f"{f}:{p}", "text": "x"}) for f, p in keys[start : start + 2]])
+    assert len(store.shard_paths()) == 6  # a new shard once one holds 3 or more
+    assert store.merge() == 21
+    assert [r["id"] for r in records(tmp_path / "o.json")] == [f"{f}:{p}" for f in range(3) for p in range(7)]
+    assert not (tmp_path / "o.json.ray").exists()
+    assert json.loads((tmp_path / "o.json.run.json").read_text()) == {"settings": {"model": "m"}}
