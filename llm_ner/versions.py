@@ -21,6 +21,7 @@ FLOORS = {
     "peft": "0.18.0",  # the first release that works with transformers 5
     "accelerate": "1.4.0",  # TRL 1.8's own floor
     "datasets": "4.7.0",  # TRL 1.8's own floor
+    "ray": "2.44.1",  # `llm-ner extract --engine ray` only (the ray extra): checked when that engine starts
 }
 
 TRAINING = ("transformers", "trl", "peft", "accelerate", "datasets")
