@@ -333,3 +333,34 @@ def test_merge_of_many_shards_is_in_input_order(tmp_path, monkeypatch):
     assert [r["id"] for r in records(tmp_path / "o.json")] == [f"{f}:{p}" for f in range(3) for p in range(7)]
     assert not (tmp_path / "o.json.ray").exists()
     assert json.loads((tmp_path / "o.json.run.json").read_text()) == {"settings": {"model": "m"}}
+
+
+def test_openai_backend_with_shots_under_ray(ray_address, cluener_dev, tmp_path):
+    """Each actor a client of one OpenAI-compatible server, few-shot conversations included: the server
+    receives the same conversations and the output holds the same records as single-process `extract`."""
+    from test_openai_backend import FlakyServer
+
+    from llm_ner.data import write_cluener
+
+    shots, texts = tmp_path / "shots.json", tmp_path / "in.txt"
+    write_cluener(cluener_dev[SENTENCES : SENTENCES + 40], shots)
+    texts.write_text("".join(ex.text + "\n" for ex in cluener_dev[:60]), encoding="utf-8")
+    server = FlakyServer(failures=0)  # answers the last 4 characters of the question: they differ per sentence
+    try:
+        remote = ["--backend", "openai", "--base-url", server.url, "--served-model", "m"]
+        remote += ["--prompt", "cluener_zh_short", "--format", "mentions", "--batch-size", "16"]
+        remote += ["--shots", "2", "--shots-from", str(shots)]
+        single, spread = tmp_path / "single.json", tmp_path / "ray.json"
+        assert cli(args("m", texts, single, *remote)) == 0
+        sent_single = sorted(json.dumps(b["messages"], ensure_ascii=False) for b in server.bodies)
+        server.bodies.clear()
+        assert cli(args("m", texts, spread, *remote, *RAY)) == 0
+        sent_ray = sorted(json.dumps(b["messages"], ensure_ascii=False) for b in server.bodies)
+    finally:
+        server.close()
+    assert len(sent_single) == 60 and all(len(json.loads(m)) == 6 for m in sent_single)  # system, 2 shots, q
+    assert sent_ray == sent_single
+    expected = records(single)
+    assert len({json.dumps(r["raw"], ensure_ascii=False) for r in expected}) >= 50
+    assert records(spread) == expected
+    assert json.loads((tmp_path / "ray.json.run.json").read_text())["settings"]["shots"] == 2
