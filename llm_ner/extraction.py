@@ -303,6 +303,19 @@ def run_fingerprint(settings: RunSettings, **options) -> dict:
     }
 
 
+# How a refused resume ends: the two ways out.
+RESTART_HINT = "use --restart to discard them, or choose another --output"
+
+
+def settings_differences(earlier: dict, now: dict) -> list[str]:
+    """Key by key, how two run fingerprints differ: what a refused resume names."""
+    return [
+        f"{key}: {earlier.get(key)!r} then, {now.get(key)!r} now"
+        for key in sorted(set(earlier) | set(now))
+        if earlier.get(key) != now.get(key)
+    ]
+
+
 class ResumableOutput:
     """Per-process part files beside the output, merged into it in input order at the end.
 
@@ -332,7 +345,6 @@ class ResumableOutput:
 
     def check(self, fingerprint: dict, texts: dict[str, str]) -> None:
         """Refuse earlier results made with other settings or from another input (`ResumeMismatch`)."""
-        restart = "use --restart to discard them, or choose another --output"
         sources = []
         if self.output.exists():
             sources.append((self.output, self.run_file))
@@ -344,15 +356,13 @@ class ResumableOutput:
             except (OSError, ValueError, KeyError, TypeError):
                 raise ResumeMismatch(
                     f"{results} exists but was not written by `llm-ner extract` with a run record "
-                    f"({run_file} missing or unreadable); {restart}"
+                    f"({run_file} missing or unreadable); {RESTART_HINT}"
                 ) from None
-            differences = [
-                f"{key}: {earlier.get(key)!r} then, {fingerprint.get(key)!r} now"
-                for key in sorted(set(earlier) | set(fingerprint))
-                if earlier.get(key) != fingerprint.get(key)
-            ]
+            differences = settings_differences(earlier, fingerprint)
             if differences:
-                raise ResumeMismatch(f"{results} was made with other settings ({'; '.join(differences)}); {restart}")
+                raise ResumeMismatch(
+                    f"{results} was made with other settings ({'; '.join(differences)}); {RESTART_HINT}"
+                )
         stray, changed = [], []
         for record_id, record in self.done_records().items():
             if record_id not in texts:
@@ -362,12 +372,12 @@ class ResumableOutput:
         if changed:
             raise ResumeMismatch(
                 f"{self.output}: earlier records have another text than the input for {len(changed)} ids "
-                f"(first: id {changed[0]!r}): made from another input; {restart}"
+                f"(first: id {changed[0]!r}): made from another input; {RESTART_HINT}"
             )
         if stray:
             raise ResumeMismatch(
                 f"{self.output}: {len(stray)} earlier records have ids that are not in the input "
-                f"(first: id {stray[0]!r}): made from another input; {restart}"
+                f"(first: id {stray[0]!r}): made from another input; {RESTART_HINT}"
             )
 
     def start(self, fingerprint: dict) -> None:

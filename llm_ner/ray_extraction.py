@@ -43,6 +43,7 @@ from pathlib import Path
 from .data import Example, read_inputs, split_long, write_jsonl_atomic, write_text_atomic
 from .errors import DependencyVersionError, ResumeMismatch, UsageError
 from .extraction import (
+    RESTART_HINT,
     RUN_FILE,
     ExtractOptions,
     ModelOptions,
@@ -52,6 +53,7 @@ from .extraction import (
     make_backend,
     make_record,
     parse_failure_error,
+    settings_differences,
     summarize,
 )
 from .openai_backend import OpenAIOptions
@@ -355,7 +357,7 @@ class ShardStore:
             except (OSError, ValueError, KeyError, TypeError):
                 raise ResumeMismatch(
                     f"{results} exists but was not written by `llm-ner extract` with a run record ({run_file} "
-                    f"missing or unreadable); {RESTART}"
+                    f"missing or unreadable); {RESTART_HINT}"
                 ) from None
         return None
 
@@ -461,9 +463,6 @@ class ShardStore:
         return written
 
 
-RESTART = "use --restart to discard them, or choose another --output"
-
-
 def _order(line: list) -> tuple[int, int]:
     return line[0], line[1]
 
@@ -476,15 +475,6 @@ def _merged(streams: list[Iterator]) -> Iterator[list]:
         if _order(line) != last:
             yield line
         last = _order(line)
-
-
-def settings_differences(earlier: dict, now: dict) -> list[str]:
-    """Key by key, how two run fingerprints differ (as `ResumableOutput.check` words it)."""
-    return [
-        f"{key}: {earlier.get(key)!r} then, {now.get(key)!r} now"
-        for key in sorted(set(earlier) | set(now))
-        if earlier.get(key) != now.get(key)
-    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,7 +525,9 @@ def run_ray_extraction(
         if earlier is not None:
             differences = settings_differences(earlier[1], fingerprint)
             if differences:
-                raise ResumeMismatch(f"{earlier[0]} was made with other settings ({'; '.join(differences)}); {RESTART}")
+                raise ResumeMismatch(
+                    f"{earlier[0]} was made with other settings ({'; '.join(differences)}); {RESTART_HINT}"
+                )
     if ray_options.output_dir and output.is_file():
         raise UsageError(f"--output-dir: {output} is a file")
     if not ray_options.output_dir and output.is_dir():
@@ -615,13 +607,13 @@ def _run(
         first = next(json.loads(p["changed"])[0] for p in plans if json.loads(p["changed"])[-1])
         raise ResumeMismatch(
             f"{store.output}: earlier records have another text than the input for {changed} ids (first: id "
-            f"{first!r}): made from another input; {RESTART}"
+            f"{first!r}): made from another input; {RESTART_HINT}"
         )
     seen = sum(p["done_seen"] for p in plans)
     if seen < len(done) and not extract_options.limit:
         raise ResumeMismatch(
             f"{store.output}: {len(done) - seen} earlier records have ids that are not in the input: made from "
-            f"another input; {RESTART}"
+            f"another input; {RESTART_HINT}"
         )
     todo = sum(p["todo"] for p in plans)
     total = sum(min(p["sentences"], r["cap"]) if r["cap"] >= 0 else p["sentences"] for p, r in zip(plans, rows))
@@ -635,7 +627,7 @@ def _run(
     if store.output.exists() and not store.work.exists():
         if todo:
             raise ResumeMismatch(
-                f"{store.output} is a finished run of other inputs ({todo} sentences are not in it); {RESTART}"
+                f"{store.output} is a finished run of other inputs ({todo} sentences are not in it); {RESTART_HINT}"
             )
         print(f"nothing to do: {store.output} holds every sentence", file=sys.stderr)
         return 0
