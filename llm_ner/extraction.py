@@ -15,7 +15,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -242,25 +242,27 @@ def resolve_settings(
 # Resumable output
 
 
-def _read_records(path: Path, repair: bool = False) -> list[dict]:
-    """Complete JSON lines of a file; with ``repair`` a torn last line is cut off the file."""
-    if not path.is_file():
-        return []
-    raw = path.read_bytes()
-    records, good_end, position = [], 0, 0
-    for line in raw.split(b"\n")[:-1] if raw.endswith(b"\n") else raw.split(b"\n"):
-        end = position + len(line) + 1
-        if end > len(raw) or not raw[position:end].endswith(b"\n"):
-            break  # no newline: a line torn by a kill
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            break
-        good_end, position = end, end
-    if repair and good_end < len(raw):
+def read_json_lines(path: Path, repair: bool = False) -> Iterator:
+    """The complete JSON lines of a file, streamed; with ``repair`` a torn last line is cut off the file."""
+    good_end = 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break  # no newline: a line torn by a kill
+            try:
+                value = json.loads(line)
+            except ValueError:
+                break
+            good_end += len(line)
+            yield value
+    if repair and good_end < path.stat().st_size:
         with open(path, "r+b") as handle:
             handle.truncate(good_end)
-    return records
+
+
+def _read_records(path: Path, repair: bool = False) -> list[dict]:
+    """Complete JSON lines of a file (none if it is missing); with ``repair`` a torn last line is cut off."""
+    return list(read_json_lines(path, repair)) if path.is_file() else []
 
 
 RUN_FILE = "run.json"

@@ -42,6 +42,17 @@ def non_negative_int(value: str) -> int:
     return number
 
 
+def non_negative_float(value: str) -> float:
+    """A number >= 0 (e.g. resources per worker)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}")
+    return number
+
+
 def positive_float(value: str) -> float:
     """A finite number > 0 (timeouts, learning rates)."""
     number = _number(value, float)

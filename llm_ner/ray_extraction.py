@@ -25,7 +25,6 @@ runs: the CLI works without it.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import glob
 import hashlib
@@ -53,27 +52,17 @@ from .extraction import (
     make_backend,
     make_record,
     parse_failure_error,
+    read_json_lines,
     settings_differences,
     summarize,
 )
 from .openai_backend import OpenAIOptions
-from .options import CliOptions, option, positive_int
+from .options import CliOptions, non_negative_float, option, positive_int
 from .parsing import ParseStats
 
 MANIFEST = "manifest.json"
 SHARD_RECORDS = 10_000  # records per shard file: what the final merge sorts in memory at once
 MERGE_FAN_IN = 256  # shards merged at once (open files)
-
-
-def non_negative_float(value: str) -> float:
-    """A number >= 0 (resources per worker)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if not 0 <= number < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}")
-    return number
 
 
 @dataclass
@@ -311,24 +300,6 @@ def _run_file(output: Path) -> Path:
     return output.with_name(output.name + "." + RUN_FILE)
 
 
-def _json_lines(path: Path, repair: bool = False) -> Iterator:
-    """The complete JSON lines of a file, streamed; with ``repair`` a torn last line is cut off."""
-    good_end = 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            if not line.endswith(b"\n"):
-                break  # no newline: a line torn by a kill
-            try:
-                value = json.loads(line)
-            except ValueError:
-                break
-            good_end += len(line)
-            yield value
-    if repair and good_end < path.stat().st_size:
-        with open(path, "r+b") as handle:
-            handle.truncate(good_end)
-
-
 class ShardStore:
     """``OUTPUT.ray/``: the manifest (run fingerprint, inputs, shards) and shard files of
     ``[file index, position, record]`` lines, appended by the driver only."""
@@ -366,11 +337,11 @@ class ShardStore:
         done: dict[str, bytes] = {}
         if self.work.is_dir():
             for shard in self.shard_paths():
-                for _, _, record in _json_lines(shard, repair=True):
+                for _, _, record in read_json_lines(shard, repair=True):
                     done[str(record["id"])] = text_digest(record["text"])
         elif self.output.exists():
             for part in self.finished_files():
-                for record in _json_lines(part):
+                for record in read_json_lines(part):
                     done[str(record["id"])] = text_digest(record["text"])
         return done
 
@@ -431,16 +402,16 @@ class ShardStore:
         ``OUTPUT.run.json``, as `extract` does; remove the work folder."""
         self.close()
         for shard in self.shard_paths():  # sorted one at a time: memory bounded by a shard
-            keyed = sorted(_json_lines(shard, repair=True), key=_order)
+            keyed = sorted(read_json_lines(shard, repair=True), key=_order)
             write_jsonl_atomic(keyed, shard) if keyed else shard.unlink()
         shards = self.shard_paths()
         while len(shards) > MERGE_FAN_IN:  # bounded open files: merge the first ones into one sorted shard
             merged_shard = self.work / f"shard-m{len(list(self.work.glob('shard-m*'))):05d}.jsonl"
-            write_jsonl_atomic(_merged([_json_lines(s) for s in shards[:MERGE_FAN_IN]]), merged_shard)
+            write_jsonl_atomic(_merged([read_json_lines(s) for s in shards[:MERGE_FAN_IN]]), merged_shard)
             for shard in shards[:MERGE_FAN_IN]:
                 shard.unlink()
             shards = self.shard_paths()
-        merged = (record for _, _, record in _merged([_json_lines(shard) for shard in shards]))
+        merged = (record for _, _, record in _merged([read_json_lines(shard) for shard in shards]))
         if part_records is None:
             written = write_jsonl_atomic(merged, self.output)
         else:
