@@ -8,6 +8,7 @@ disabled), left-padded, decoded greedily and stopped at the end-of-turn token.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -114,44 +115,78 @@ def _batch_cache_from_prefix(model, cache, batch_size: int, length: int):
     return static
 
 
+@dataclass
+class DecodingBatch:
+    """A batch of prompts being answered: each row's tokens so far (prompt, padding and what it generated),
+    their attention mask, and the KV cache of all of them but the last token, so that a call of `decode`
+    goes on where the previous one stopped without computing the prompts again."""
+
+    sequences: torch.Tensor
+    attention: torch.Tensor
+    cache: object
+
+    @classmethod
+    @torch.inference_mode()
+    def start(
+        cls, model, prompts: Sequence[Sequence[int]], pad_id: int, max_new_tokens: int, prefix=None
+    ) -> DecodingBatch:
+        """Prompts left-padded, or with ``prefix=(length, cache)`` the first ``length`` tokens of every
+        prompt taken from that cache and the padding between that prefix and the rest (positions come from
+        the attention mask, so they stay exact)."""
+        from transformers import DynamicCache
+
+        device = next(model.parameters()).device
+        shared = prefix[0] if prefix else 0
+        tails = [list(p[shared:]) for p in prompts]
+        width = max(len(t) for t in tails)
+        input_ids = torch.full((len(prompts), shared + width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), shared + width), dtype=torch.long)
+        for row, tail in enumerate(tails):
+            input_ids[row, :shared] = torch.tensor(list(prompts[row][:shared]), dtype=torch.long)
+            attention[row, :shared] = 1
+            input_ids[row, shared + width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
+            attention[row, shared + width - len(tail) :] = 1
+        if prefix:
+            cache = _batch_cache_from_prefix(model, prefix[1], len(prompts), shared + width + max_new_tokens)
+        else:
+            # Our own cache object, kept between calls (and filled in place under a mixed-precision wrapper).
+            cache = DynamicCache(config=model.config)
+        return cls(input_ids.to(device), attention.to(device), cache)
+
+    @property
+    def width(self) -> int:
+        return self.sequences.shape[1]
+
+    def keep(self, rows: Sequence[int]) -> DecodingBatch:
+        """The batch of ``rows`` only (their cache rows selected, nothing computed again)."""
+        index = torch.tensor(list(rows), dtype=torch.long, device=self.sequences.device)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
+            if hasattr(layer, "batch_size"):  # a static layer's size (transformers >= 5.x)
+                layer.batch_size = len(rows)
+        return DecodingBatch(self.sequences.index_select(0, index), self.attention.index_select(0, index), self.cache)
+
+
 @torch.inference_mode()
-def generate_batch(
+def decode(
     model,
-    prompts: Sequence[Sequence[int]],
+    batch: DecodingBatch,
     max_new_tokens: int,
     pad_id: int,
     stop_ids: Sequence[int],
     logits_processor=None,
     min_new_tokens: int | None = None,
-    prefix: tuple[int, object] | None = None,
     stopping_criteria=None,
 ) -> list[list[int]]:
-    """Greedy answers (token ids, stop token excluded) for a batch of prompts.
+    """Greedy new tokens of every row of ``batch`` (stop token excluded), which then holds them.
 
-    Without ``prefix`` prompts are left-padded. With ``prefix=(length, cache)`` the first
-    ``length`` tokens of every prompt are taken from the cache and the padding goes between
-    that prefix and the rest (positions come from the attention mask, so they stay exact).
     ``stopping_criteria``: a `transformers` StoppingCriteria (rows it ends keep what they generated).
     """
-    device = next(model.parameters()).device
-    shared = prefix[0] if prefix else 0
-    tails = [list(p[shared:]) for p in prompts]
-    width = max(len(t) for t in tails)
-    input_ids = torch.full((len(prompts), shared + width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), shared + width), dtype=torch.long)
-    for row, tail in enumerate(tails):
-        input_ids[row, :shared] = torch.tensor(list(prompts[row][:shared]), dtype=torch.long)
-        attention[row, :shared] = 1
-        input_ids[row, shared + width - len(tail) :] = torch.tensor(tail, dtype=torch.long)
-        attention[row, shared + width - len(tail) :] = 1
-    extra = {}
-    if prefix:
-        extra[cache_argument(model)] = _batch_cache_from_prefix(
-            model, prefix[1], len(prompts), shared + width + max_new_tokens
-        )
+    width = batch.width
     output = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention.to(device),
+        input_ids=batch.sequences,
+        attention_mask=batch.attention,
         max_new_tokens=max_new_tokens,
         min_new_tokens=min_new_tokens,
         do_sample=False,
@@ -165,14 +200,34 @@ def generate_batch(
         temperature=None,
         top_p=None,
         top_k=None,
-        **extra,
+        **{cache_argument(model): batch.cache},
     )
+    added = output.shape[1] - width
+    batch.sequences = output
+    batch.attention = torch.cat([batch.attention, batch.attention.new_ones((len(output), added))], dim=1)
     answers = []
     stops = set(stop_ids)
-    for row in output[:, shared + width :].tolist():
+    for row in output[:, width:].tolist():
         cut = next((i for i, token in enumerate(row) if token in stops), len(row))
         answers.append(row[:cut])
     return answers
+
+
+def generate_batch(
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    stop_ids: Sequence[int],
+    logits_processor=None,
+    min_new_tokens: int | None = None,
+    prefix: tuple[int, object] | None = None,
+    stopping_criteria=None,
+) -> list[list[int]]:
+    """Greedy answers (token ids, stop token excluded) for a batch of prompts: `DecodingBatch.start`
+    then `decode`."""
+    batch = DecodingBatch.start(model, prompts, pad_id, max_new_tokens, prefix)
+    return decode(model, batch, max_new_tokens, pad_id, stop_ids, logits_processor, min_new_tokens, stopping_criteria)
 
 
 class ChosenTokenLogprobs:
@@ -325,9 +380,9 @@ def _generate_rounds(
 ) -> tuple[list[list[int]], list[list[float]] | None]:
     """Answers of one batch (token ids, and the chosen tokens' log-probabilities with ``recorder``).
 
-    Finished rows leave the batch: once half the rows are done, the others go on as a new batch whose
-    prompts hold what they generated so far (their shared prefix still cached), which costs one prefill
-    of the unfinished rows instead of decoding every finished row up to the longest answer. Processors
+    Finished rows leave the batch: once half the rows are done, the others go on as a smaller batch with
+    their rows of the KV cache (`DecodingBatch.keep`), so nothing is computed twice and no finished row is
+    decoded up to the longest answer. Processors
     follow the rows through ``select(rows, generated, prompt_width)``; one without it keeps the batch whole.
     Answers that start repeating a mention beyond its occurrences in ``texts`` end there (unless the
     processor says ``bounds_repeats``, as constrained decoding does).
@@ -337,17 +392,17 @@ def _generate_rounds(
     logprobs: list[list[float]] = [[] for _ in prompts]
     splittable = processor is None or hasattr(processor, "select")
     repeat_texts = None if getattr(processor, "bounds_repeats", False) else texts  # a constraint does it itself
-    shared = prefix[0] if prefix else 0
+    batch = DecodingBatch.start(model, prompts, pad_id, limit, prefix)
     carried = None  # (rows of the last call that go on, that call's tokens)
     while rows:
         left = limit - len(answers[rows[0]])
-        batch_prompts = [list(prompts[i]) + answers[i] for i in rows]
-        width = shared + max(len(p) - shared for p in batch_prompts)  # generate_batch's prompt width
-        if carried is not None and processor is not None:
-            processor.select(carried[0], carried[1], width)
+        if carried is not None:
+            batch = batch.keep(carried[0])
+            if processor is not None:
+                processor.select(carried[0], carried[1], batch.width)
         ends = _RowEnds(
             tokenizer,
-            width,
+            batch.width,
             stops,
             [repeat_texts[i] for i in rows] if repeat_texts is not None else None,
             [answers[i] for i in rows],
@@ -358,7 +413,7 @@ def _generate_rounds(
         if step_recorder is not None:
             chained = step_recorder if processor is None else _Chain(processor, step_recorder)
         minimum = None if min_new_tokens is None else max(0, min_new_tokens - len(answers[rows[0]])) or None
-        ids = generate_batch(model, batch_prompts, left, pad_id, stops, chained, minimum, prefix, ends)
+        ids = decode(model, batch, left, pad_id, stops, chained, minimum, ends)
         unfinished = []
         for row, (i, new) in enumerate(zip(rows, ids)):
             end = ends.ended[row]

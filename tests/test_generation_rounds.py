@@ -49,8 +49,9 @@ class _Whole:
         return self.inner(input_ids, scores)
 
 
-def _count_decoded_rows(model, monkeypatch) -> list[int]:
-    """Rows the model decodes, one entry per one-token step."""
+def _count_decoded_rows(model, monkeypatch, prefills: list | None = None) -> list[int]:
+    """Rows the model decodes, one entry per one-token step (and into ``prefills`` the rows and width of
+    every call that computes more than one token per row: a prompt)."""
     steps: list[int] = []
     forward = model.forward
 
@@ -59,6 +60,8 @@ def _count_decoded_rows(model, monkeypatch) -> list[int]:
         ids = kwargs.get("input_ids")
         if ids is not None and ids.shape[1] == 1:
             steps.append(ids.shape[0])
+        elif ids is not None and prefills is not None:
+            prefills.append(tuple(ids.shape))
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(model, "forward", counting)
@@ -79,11 +82,14 @@ def test_finished_rows_leave_the_batch(noisy, monkeypatch):
     def factory(texts, width):
         return _EndAt([length_of[t] for t in texts], stop, width)
 
-    steps = _count_decoded_rows(model, monkeypatch)
+    prefills: list[tuple[int, int]] = []
+    steps = _count_decoded_rows(model, monkeypatch, prefills)
     answers = generate_answers(
         model, tokenizer, conversations, texts=TEXTS, max_new_tokens=48, logits_processor_factory=factory
     )
     whole_steps = sum(steps)
+    # the shared prefix once (one row), then the six prompts' rest once: later rounds reuse their cache rows
+    assert [rows for rows, _ in prefills] == [1, 6], prefills
     steps.clear()
     expected = generate_answers(  # the same processor without `select`: one static batch, as before
         model,
@@ -167,9 +173,12 @@ def test_free_decoding_without_a_processor_splits_its_rounds(noisy, monkeypatch)
         return output
 
     monkeypatch.setattr(model, "forward", ends_on_multiples_of_seven)
-    steps = _count_decoded_rows(model, monkeypatch)
-    batched = generate_answers(model, tokenizer, conversations, texts=TEXTS, batch_size=6, max_new_tokens=48)
-    batched_steps = list(steps)
+    prefills: list[tuple[int, int]] = []
+    steps = _count_decoded_rows(model, monkeypatch, prefills)
+    batched = generate_answers(
+        model, tokenizer, conversations, texts=TEXTS, batch_size=6, max_new_tokens=48, reuse_prefix=False
+    )
+    batched_steps, batched_prefills = list(steps), list(prefills)
     one_by_one = [
         generate_answers(model, tokenizer, [c], texts=[t], batch_size=1, max_new_tokens=48)[0]
         for c, t in zip(conversations, TEXTS)
@@ -178,3 +187,5 @@ def test_free_decoding_without_a_processor_splits_its_rounds(noisy, monkeypatch)
     lengths = sorted(len(tokenizer(a)["input_ids"]) for a in batched)
     assert lengths[0] < 6 and lengths[-1] >= 12, lengths  # rows really end at different lengths
     assert max(batched_steps) == 6 and min(batched_steps) < 6  # the batch shrank: a second round ran
+    # ... on its rows of the KV cache: the prompts were computed once, by the first round alone
+    assert len(batched_prefills) == 1 and batched_prefills[0][0] == 6, batched_prefills

@@ -215,19 +215,18 @@ def test_constrained_few_shot_run_parses_every_answer_and_keeps_the_prefix_cache
     noisy_qwen, data, tmp_path, monkeypatch
 ):
     built, used = [], []
-    real_cache, real_batch = generation.prefix_cache, generation.generate_batch
+    real_cache, real_start = generation.prefix_cache, generation.DecodingBatch.start
 
     def spy_cache(model, prefix):
         built.append(list(prefix))
         return real_cache(model, prefix)
 
-    def spy_batch(*args, **kwargs):
-        prefix = args[7] if len(args) > 7 else kwargs.get("prefix")
+    def spy_start(model, prompts, pad_id, max_new_tokens, prefix=None):
         used.append(prefix[0] if prefix else 0)
-        return real_batch(*args, **kwargs)
+        return real_start(model, prompts, pad_id, max_new_tokens, prefix)
 
     monkeypatch.setattr(generation, "prefix_cache", spy_cache)
-    monkeypatch.setattr(generation, "generate_batch", spy_batch)
+    monkeypatch.setattr(generation.DecodingBatch, "start", staticmethod(spy_start))
     shots = ["--shots", "3", "--shots-from", str(data / "shots.json")]
     out = tmp_path / "similar.json"
     assert cli(extract(noisy_qwen, data, out, "--constrained", *shots, "--max-prompt-tokens", "4000")) == 0
