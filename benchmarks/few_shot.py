@@ -96,7 +96,8 @@ def score_rows(gold, out: Path, names: list[str], rows: dict) -> None:
 def markdown(results: dict) -> str:
     lines = [
         f"model: {results['model']}; {results['sentences']} dev sentences; prompt {results['prompt']}; "
-        f"{'constrained' if results['constrained'] else 'free'} decoding; budget {results['max_prompt_tokens']}",
+        f"{'constrained' if results['constrained'] else 'free'} decoding; budget {results['max_prompt_tokens']}; "
+        f"{results.get('dtype', 'float32')}",
         "",
         "| shots | span micro-F1 [95% CI] | minus zero-shot [95% CI] | parse failures | s / sentence "
         "| prompt tokens / sentence |",
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "constrained": args.constrained,
         "max_prompt_tokens": args.max_prompt_tokens,
         "threads": torch.get_num_threads(),
+        "dtype": args.dtype,
         "rows": rows,
     }
     (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
