@@ -157,15 +157,16 @@ class DecodingBatch:
     def width(self) -> int:
         return self.sequences.shape[1]
 
-    def keep(self, rows: Sequence[int]) -> DecodingBatch:
-        """The batch of ``rows`` only (their cache rows selected, nothing computed again)."""
+    def keep(self, rows: Sequence[int]) -> None:
+        """Keep only ``rows`` (their tokens, mask and cache rows: nothing is computed again)."""
         index = torch.tensor(list(rows), dtype=torch.long, device=self.sequences.device)
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(0, index)
             layer.values = layer.values.index_select(0, index)
-            if hasattr(layer, "batch_size"):  # a static layer's size (transformers >= 5.x)
+            if hasattr(layer, "batch_size"):  # a static layer records its size (recent transformers)
                 layer.batch_size = len(rows)
-        return DecodingBatch(self.sequences.index_select(0, index), self.attention.index_select(0, index), self.cache)
+        self.sequences = self.sequences.index_select(0, index)
+        self.attention = self.attention.index_select(0, index)
 
 
 @torch.inference_mode()
@@ -211,23 +212,6 @@ def decode(
         cut = next((i for i, token in enumerate(row) if token in stops), len(row))
         answers.append(row[:cut])
     return answers
-
-
-def generate_batch(
-    model,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    pad_id: int,
-    stop_ids: Sequence[int],
-    logits_processor=None,
-    min_new_tokens: int | None = None,
-    prefix: tuple[int, object] | None = None,
-    stopping_criteria=None,
-) -> list[list[int]]:
-    """Greedy answers (token ids, stop token excluded) for a batch of prompts: `DecodingBatch.start`
-    then `decode`."""
-    batch = DecodingBatch.start(model, prompts, pad_id, max_new_tokens, prefix)
-    return decode(model, batch, max_new_tokens, pad_id, stop_ids, logits_processor, min_new_tokens, stopping_criteria)
 
 
 class ChosenTokenLogprobs:
@@ -382,8 +366,8 @@ def _generate_rounds(
 
     Finished rows leave the batch: once half the rows are done, the others go on as a smaller batch with
     their rows of the KV cache (`DecodingBatch.keep`), so nothing is computed twice and no finished row is
-    decoded up to the longest answer. Processors
-    follow the rows through ``select(rows, generated, prompt_width)``; one without it keeps the batch whole.
+    decoded up to the longest answer. Processors follow the rows through
+    ``select(rows, generated, prompt_width)``; one without it keeps the batch whole.
     Answers that start repeating a mention beyond its occurrences in ``texts`` end there (unless the
     processor says ``bounds_repeats``, as constrained decoding does).
     """
@@ -397,7 +381,7 @@ def _generate_rounds(
     while rows:
         left = limit - len(answers[rows[0]])
         if carried is not None:
-            batch = batch.keep(carried[0])
+            batch.keep(carried[0])
             if processor is not None:
                 processor.select(carried[0], carried[1], batch.width)
         ends = _RowEnds(

@@ -43,11 +43,8 @@ def non_negative_int(value: str) -> int:
 
 
 def non_negative_float(value: str) -> float:
-    """A number >= 0 (e.g. resources per worker)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    """A finite number >= 0 (resources per worker)."""
+    number = _number(value, float)
     if not 0 <= number < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {value!r}")
     return number
