@@ -97,11 +97,14 @@ class TokenTrie:
         self.vocab_size = max(vocab.values()) + 1
         if not self.root:
             raise ValueError("constrained decoding needs a byte-level BPE tokenizer (like Qwen's)")
-        # Per token id: whether its bytes hold a quote (only those can close an entity), its first byte.
+        # Per token id: whether its bytes hold a quote (only those can close an entity) or a separator (only
+        # those can open another item), its first byte.
         self.has_quote = np.zeros(self.vocab_size, dtype=bool)
+        self.has_separator = np.zeros(self.vocab_size, dtype=bool)
         self.first_byte = np.full(self.vocab_size, -1, dtype=np.int16)
         for token_id, data in self.token_bytes.items():
             self.has_quote[token_id] = _QUOTE in data
+            self.has_separator[token_id] = _SEPARATOR in data
             self.first_byte[token_id] = data[0] if data else -1
 
     def fewest_tokens(self, data: bytes) -> int:
@@ -516,11 +519,17 @@ class MentionsConstraint:
         trie = self.grammar.trie
         if self.closing[row] and state[0] == "after":
             return trie.first_byte[ids] == _LIST_CLOSE
-        used_up = self.used_up[row]
-        if not used_up:
-            return None
         keep = np.ones(len(ids), dtype=bool)
         sentence, entity = self.sentences[row], self.entity[row]
+        if self.closing[row]:
+            # One token may close the item and open the next (Qwen's `"},{"`), never passing "after" between
+            # tokens: such a token ends the item the same way and must not open another.
+            for index in np.flatnonzero(trie.has_separator[ids]):
+                if self._opens_item(state, trie.token_bytes[int(ids[index])], sentence):
+                    keep[index] = False
+        used_up = self.used_up[row]
+        if not used_up:
+            return None if keep.all() else keep
         for index in np.flatnonzero(trie.has_quote[ids]):
             closed = self._walk(state, entity, trie.token_bytes[int(ids[index])], sentence)[2]
             if any(c in used_up for c in closed):
@@ -528,6 +537,16 @@ class MentionsConstraint:
         if state[0] == "entity":
             keep &= ~np.isin(ids, self._dead_ends(state, entity, used_up, sentence))
         return None if keep.all() else keep
+
+    def _opens_item(self, state: tuple, data: bytes, sentence: _Sentence) -> bool:
+        """Whether reading ``data`` from ``state`` passes the end of an item and goes on with a separator."""
+        for byte in data:
+            if state[0] == "after" and byte == _SEPARATOR:
+                return True
+            state = self.grammar.step(state, byte, sentence)
+            if state is None:
+                return False
+        return False
 
     def _dead_ends(self, state: tuple, entity: bytes, used_up: set[bytes], sentence: _Sentence) -> list[int]:
         """Tokens after which the entity could neither close nor grow into a string that is not used up

@@ -370,3 +370,29 @@ def test_a_looping_model_is_stopped_at_the_occurrences_and_closes(real_tokenizer
         assert counts["北京"] == text.count("北京")  # the loop's mention itself, as often as it occurs
         assert len(items) <= text.count("北京") + 1, answer  # at most one item after the loop began
         assert length < budget // 2, f"{length} tokens: the loop was not ended ({answer})"
+
+
+def test_a_row_that_tried_to_repeat_cannot_open_an_item_inside_a_token(real_tokenizer):
+    """A model on the real 0.5B looped by growing its mention after the repeat was refused, and Qwen's
+    one-token `"},{"` closed each item and opened the next without the list ever being asked to close.
+    After the refused repeat, no token may open another item; the current one closes, then only `]`."""
+    from llm_ner.constrained import MentionsConstraint
+
+    tokenizer = real_tokenizer("qwen2.5")
+    prompt = load_prompt("cluener_zh_short")
+    text = "组委会对中国区预选赛进行了抽签分组"
+    constraint = MentionsConstraint.for_tokenizer(tokenizer, prompt.schema.keys)([text], 0)
+    written = tokenizer('[{"text":"组委会","label":"government"},{"text":"组委会')["input_ids"]
+    scores = torch.zeros((1, len(tokenizer)))
+    repeat = tokenizer.convert_tokens_to_ids(tokenizer.tokenize('","'))[0]
+    scores[0, repeat] = 10.0  # the model's best token would close the used-up string again
+    masked = constraint(torch.tensor([written]), scores)
+    assert masked[0, repeat] == float("-inf") and constraint.closing[0]
+    grown = written + tokenizer('对中国区","label":"government')["input_ids"]
+    allowed = set(constraint.allowed_per_row(torch.tensor([grown]))[0].tolist())
+    tokens = {s: tokenizer.convert_tokens_to_ids(tokenizer.tokenize(s)) for s in ('"},{"', '"},', '"}')}
+    assert all(len(ids) == 1 for ids in tokens.values())  # each one token in Qwen's vocabulary
+    assert tokens['"},{"'][0] not in allowed and tokens['"},'][0] not in allowed
+    assert tokens['"}'][0] in allowed
+    after = constraint.allowed_per_row(torch.tensor([grown + tokens['"}']]))[0]
+    assert after.size and {tokenizer.decode([int(i)])[0] for i in after} == {"]"}
