@@ -176,6 +176,32 @@ def ranking_test(
     }
 
 
+def span_f1(gold: Sequence[Example], pred: Sequence[Example]) -> float:
+    """Exact-span micro-F1 of ``pred`` aligned to ``gold`` (the span F1 of `llm_ner.metrics`)."""
+    hits = sum(len(set(g.spans) & set(p.spans)) for g, p in zip(gold, pred))
+    predicted, true = sum(len(set(p.spans)) for p in pred), sum(len(set(g.spans)) for g in gold)
+    return 2 * hits / (predicted + true) if predicted + true else 0.0
+
+
+def held_out_threshold(
+    gold: Sequence[Example], pred: Sequence[Example], scores: dict[str, dict[Span, float]], fit: float = 0.5
+) -> dict:
+    """The report's suggested threshold (the best-F1 point of `pr_curve`) chosen on the first ``fit`` share
+    of the sentences, then applied to the rest: F1 there with every prediction and with those scoring at
+    least the threshold. A suggestion worth following raises the second F1 on sentences it never saw."""
+    cut = int(len(gold) * fit)
+    threshold = pr_curve(gold[:cut], pred[:cut], scores)["best"]["threshold"]
+    kept, dropped = filter_by_score(pred[cut:], scores, threshold)
+    return {
+        "chosen_on": cut,
+        "applied_to": len(gold) - cut,
+        "threshold": threshold,
+        "f1_all": span_f1(gold[cut:], pred[cut:]),
+        "f1_thresholded": span_f1(gold[cut:], kept),
+        "dropped": dropped,
+    }
+
+
 def uncertainty(example: Example, scores: dict[Span, float], answer_score: float | None) -> float:
     """1 minus the least certain of the sentence's entity scores and its answer score (0 when none)."""
     values = [scores[s] for s in example.spans if s in scores]

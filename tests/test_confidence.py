@@ -11,7 +11,7 @@ from conftest import redraw_weights
 
 from llm_ner.answer_format import answer_to_scored_spans
 from llm_ner.cli import main as cli
-from llm_ner.confidence import filter_by_score, pr_curve, read_scores, select_for_annotation
+from llm_ner.confidence import filter_by_score, held_out_threshold, pr_curve, read_scores, select_for_annotation
 from llm_ner.data import Example, Span, load_examples, read_cluener, write_cluener
 from llm_ner.prompting import load_prompt
 from llm_ner.tiny import build_tiny_model, default_texts
@@ -241,6 +241,11 @@ def test_evaluate_min_score_and_the_report_pr_curve(cluener_dev, tmp_path, capsy
     assert "pr_curve" not in report["systems"]["crf"] and (report_dir / "pr_llm.png").stat().st_size > 5000
     assert curve["auc"] > curve["random_auc"] + 0.05
     assert 0.3 <= curve["best"]["threshold"] <= 0.7
+    gold_examples = cluener_dev[:300]
+    aligned = [ex for ex, _ in records]
+    expected = held_out_threshold(gold_examples, aligned, {ex.id: sc for ex, sc in records if sc})
+    assert curve["held_out"] == pytest.approx(expected) and curve["held_out"]["chosen_on"] == 150
+    assert f"to {expected['f1_thresholded']:.4f}" in (report_dir / "report.html").read_text(encoding="utf-8")
     assert "AUC" in (report_dir / "report.html").read_text(encoding="utf-8")
 
 
@@ -316,6 +321,28 @@ def test_scores_attach_to_the_ids_the_readers_give(tmp_path):
     studio.write_text("\n" + studio.read_text(encoding="utf-8"), encoding="utf-8")
     assert read_scores(studio) == {"0": {Span(0, 2, "name"): 0.25}, "1": {Span(0, 2, "name"): 0.75}}
     assert read_scores(studio, "labelstudio") == read_scores(studio)
+
+
+def test_held_out_threshold_is_chosen_on_the_first_part_and_scored_on_the_rest(cluener_dev):
+    from llm_ner.confidence import span_f1
+    from llm_ner.metrics import evaluate
+
+    records = scored_predictions(cluener_dev)
+    gold, pred = cluener_dev[:300], [ex for ex, _ in records]
+    scores = {ex.id: sc for ex, sc in records if sc}
+    held = held_out_threshold(gold, pred, scores)
+    assert (held["chosen_on"], held["applied_to"]) == (150, 150) and held["dropped"] > 0
+    assert span_f1(gold, pred) == pytest.approx(evaluate(gold, pred)["span"]["micro avg"]["f1-score"])
+    assert held["f1_all"] == pytest.approx(span_f1(gold[150:], pred[150:]))
+    assert held["f1_thresholded"] > held["f1_all"] + 0.02  # low scores are the wrong labels: dropping them pays
+    # scores that rank in the first half only: the threshold comes from there and fails on the rest
+    text, right, wrong = "甲乙丙丁戊己", Span(0, 2, "name"), Span(3, 5, "name")
+    gold = [Example(str(i), text, [right]) for i in range(4)]
+    pred = [Example(str(i), text, [right, wrong]) for i in range(4)]
+    scores = {str(i): {right: 0.8 if i < 2 else 0.6, wrong: 0.2 if i < 2 else 0.5} for i in range(4)}
+    held = held_out_threshold(gold, pred, scores)
+    assert held["threshold"] == 0.8 and held["dropped"] == 4
+    assert held["f1_all"] == pytest.approx(2 / 3) and held["f1_thresholded"] == 0.0
 
 
 def test_ranking_test_tells_a_ranking_score_from_a_random_one():

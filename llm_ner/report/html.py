@@ -174,6 +174,13 @@ def render_html(report: dict, data: dict, images: dict[str, str] | None = None) 
                 f"(random ranking: {curve['random_auc']:.4f}); best F1 {curve['best']['f1']:.4f} at score &ge; "
                 f"{curve['best']['threshold']:.4f}</p>"
             )
+            held = curve.get("held_out")
+            if held and held["applied_to"]:
+                parts.append(
+                    f"<p>Checked on unseen sentences: chosen on the first {held['chosen_on']} sentences, score &ge; "
+                    f"{held['threshold']:.4f} takes F1 on the other {held['applied_to']} from {held['f1_all']:.4f} "
+                    f"to {held['f1_thresholded']:.4f} ({held['dropped']} entities dropped).</p>"
+                )
         parts.append(_png(images.get(f"confusion:{name}")))
         parts.append(_png(images.get(f"pr:{name}")))
     script = _static("report.js").replace("__PAGE__", str(PAGE_SIZE))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..confidence import pr_curve
+from ..confidence import held_out_threshold, pr_curve
 from ..data import Example, Span
 from ..metrics import confusion_matrix, evaluate, match_predictions
 
@@ -98,11 +98,14 @@ def add_pr_curves(
     """Put the precision-recall summary of every system with scores into ``report["systems"][name]["pr_curve"]``.
 
     ``scores[name]`` maps sentence id -> {span: score}. Returns the full curves (with their points,
-    which the report.json leaves out) by system, for the charts.
+    which the report.json leaves out) by system, for the charts. ``held_out``: the suggested threshold
+    chosen on the first half of the sentences and tried on the second (`held_out_threshold`).
     """
     curves = {}
     for name, by_id in scores.items():
         if by_id:
             curves[name] = pr_curve(gold, aligned[name], by_id)
-            report["systems"][name]["pr_curve"] = {k: v for k, v in curves[name].items() if k != "points"}
+            summary = {k: v for k, v in curves[name].items() if k != "points"}
+            summary["held_out"] = held_out_threshold(gold, aligned[name], by_id)
+            report["systems"][name]["pr_curve"] = summary
     return curves
