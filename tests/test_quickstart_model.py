@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llm_ner.prompting import load_prompt
 from llm_ner.run_dir import RunRecord
@@ -67,14 +68,14 @@ def test_quickstart_with_a_model_directory(qwen25_dir, tmp_path):
     report = (out / "report" / "report.md").read_text(encoding="utf-8")
     assert "| Qwen2.5-0.5B-Instruct-lora |" in report and str(qwen25_dir) in report  # the report names the model
     # One prompt end to end (issue 19): the config's prompt converts the training file, and the run records it.
-    assert "prompt: cluener_zh\n" in (ROOT / "configs" / "qwen2.5-0.5b-lora.yaml").read_text(encoding="utf-8")
+    config_prompt = yaml.safe_load((ROOT / "configs" / "qwen2.5-0.5b-lora.yaml").read_text(encoding="utf-8"))["prompt"]
     record = RunRecord.load(out / "model")
     first = json.loads((out / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
     text = first["prompt"][-1]["content"].split("文本：")[-1]
     # the prompt extraction will use (the run's copy) is the one the model was trained on, the config's
-    assert record.load_prompt().messages(text) == first["prompt"] == load_prompt("cluener_zh").messages(text)
+    assert record.load_prompt().messages(text) == first["prompt"] == load_prompt(config_prompt).messages(text)
     converted = json.loads((out / "train.jsonl.meta.json").read_text(encoding="utf-8"))
-    assert converted["prompt_name"] == record.prompt_name == "cluener_zh"
+    assert converted["prompt_name"] == record.prompt_name == config_prompt
     assert (out / "model" / "prompt.yaml").read_text(encoding="utf-8") == converted["prompt_yaml"]
 
 
@@ -121,7 +122,11 @@ def test_a_model_run_has_its_own_folder(qwen25_dir):
     "args, plan",
     [
         ([], "prompt: cluener_zh_short, answer format mentions (configs/tiny-cpu.yaml)"),
-        (["--model", "Qwen/Qwen2.5-0.5B-Instruct"], "prompt: cluener_zh, answer format mentions"),
+        (
+            ["--model", "Qwen/Qwen2.5-0.5B-Instruct"],
+            "prompt: cluener_zh_short, answer format mentions (configs/qwen2.5-0.5b-lora.yaml)",
+        ),
+        (["--model", "Qwen/Qwen3-0.6B"], "prompt: cluener_zh, answer format mentions (configs/qwen3-0.6b-lora.yaml)"),
         (
             [
                 "--model",
@@ -139,7 +144,8 @@ def test_a_model_run_has_its_own_folder(qwen25_dir):
 )
 def test_the_training_file_is_converted_with_the_prompt_training_uses(args, plan):
     """The quickstart converted with cluener_zh_short whatever the config said (issue 19): the plan names the
-    prompt read from the training config, or from the arguments passed on to train_sft.py."""
+    prompt read from the training config (Qwen3-0.6B's says cluener_zh), or from the arguments passed on to
+    train_sft.py."""
     done = _quickstart("--dry-run", *args)
     assert done.returncode == 0, done.stderr
     assert plan in done.stdout, done.stdout
