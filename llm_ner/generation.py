@@ -7,6 +7,7 @@ disabled), left-padded, decoded greedily and stopped at the end-of-turn token.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -586,7 +587,11 @@ def load_model(
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        from .versions import PEFT_CHECKPOINTING_WARNING
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
+            model = PeftModel.from_pretrained(model, adapter)
     if not load_in_4bit:
         model.to(device)
     tokenizer_dir = (

@@ -37,7 +37,7 @@ from .prompting import (
     to_conversation,
 )
 from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
-from .versions import check_versions
+from .versions import PEFT_CHECKPOINTING_WARNING, check_versions
 
 # Qwen3 must never think: every record carries this, and the saved template defaults to it.
 CHAT_TEMPLATE_KWARGS = {"enable_thinking": False}
@@ -528,9 +528,7 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     from transformers import AutoTokenizer
     from trl import get_peft_config, get_quantization_config
 
-    # peft and TRL read model.is_gradient_checkpointing, which transformers 5.2x renamed and warns about on
-    # every LoRA run; nothing a user can change.
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=PEFT_CHECKPOINTING_WARNING, category=FutureWarning)
     if not data_args.train_file:
         raise UsageError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
     if not model_args.model_name_or_path:

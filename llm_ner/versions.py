@@ -26,6 +26,10 @@ FLOORS = {
 
 TRAINING = ("transformers", "trl", "peft", "accelerate", "datasets")
 
+# peft and TRL read model.is_gradient_checkpointing, which transformers 5.2x renamed and warns about (a
+# FutureWarning) whenever a LoRA model is built or loaded; nothing a user can change, so it is filtered.
+PEFT_CHECKPOINTING_WARNING = "`is_gradient_checkpointing` is deprecated"
+
 
 def check_versions(packages: Iterable[str] = TRAINING, installed: dict[str, str] | None = None) -> None:
     """Raise `DependencyVersionError` naming every package below its floor.
