@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .data import Example, Span, decode_json, is_offset, read_annotations, read_lines_or_errors, record_id, score_value
+from .metrics import span_scores
 
 
 def scores_field(example: Example, scores: dict[Span, float]) -> dict:
@@ -176,13 +177,6 @@ def ranking_test(
     }
 
 
-def span_f1(gold: Sequence[Example], pred: Sequence[Example]) -> float:
-    """Exact-span micro-F1 of ``pred`` aligned to ``gold`` (the span F1 of `llm_ner.metrics`)."""
-    hits = sum(len(set(g.spans) & set(p.spans)) for g, p in zip(gold, pred))
-    predicted, true = sum(len(set(p.spans)) for p in pred), sum(len(set(g.spans)) for g in gold)
-    return 2 * hits / (predicted + true) if predicted + true else 0.0
-
-
 def held_out_threshold(
     gold: Sequence[Example], pred: Sequence[Example], scores: dict[str, dict[Span, float]], fit: float = 0.5
 ) -> dict:
@@ -192,12 +186,16 @@ def held_out_threshold(
     cut = int(len(gold) * fit)
     threshold = pr_curve(gold[:cut], pred[:cut], scores)["best"]["threshold"]
     kept, dropped = filter_by_score(pred[cut:], scores, threshold)
+
+    def micro_f1(predicted: Sequence[Example]) -> float:
+        return span_scores([g.spans for g in gold[cut:]], [p.spans for p in predicted]).micro.f1
+
     return {
         "chosen_on": cut,
         "applied_to": len(gold) - cut,
         "threshold": threshold,
-        "f1_all": span_f1(gold[cut:], pred[cut:]),
-        "f1_thresholded": span_f1(gold[cut:], kept),
+        "f1_all": micro_f1(pred[cut:]),
+        "f1_thresholded": micro_f1(kept),
         "dropped": dropped,
     }
 
