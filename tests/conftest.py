@@ -1,4 +1,5 @@
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -6,6 +7,14 @@ import pytest
 
 from llm_ner.data_sources import available_data_dir, data_dir, is_sample
 from llm_ner.tiny import build_tiny_model, default_texts, real_tokenizer_dir
+
+
+def pytest_configure(config):
+    # A suite started in the background by a non-interactive shell (`pytest &`, `nohup ... &`) inherits SIGINT
+    # ignored, and so would every child it starts: the Ctrl-C tests' extract and convert would never see the
+    # signal. A Python handler here (not inherited across exec) gives children the default SIGINT again.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config):
