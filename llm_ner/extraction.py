@@ -63,7 +63,11 @@ class ModelOptions(CliOptions):
     constrained: bool = option(
         False, help="constrained decoding: answers always parse, entities are substrings, labels known"
     )
-    dtype: str = option("auto", choices=DTYPES, help="auto: bf16 on GPU, float32 on CPU")
+    dtype: str = option(
+        "auto",
+        choices=DTYPES,
+        help="auto: bf16 on GPU or on a CPU with bf16 instructions (AVX512-BF16, AMX), else float32",
+    )
     device: str | None = option(None, type=device_name, help="cpu, cuda, cuda:1 (default: the process's GPU, else CPU)")
     load_in_4bit: bool = option(False, help="load the base model in 4-bit (bitsandbytes)")
     shots: int = option(

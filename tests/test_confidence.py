@@ -52,7 +52,7 @@ def test_recorded_probabilities_are_those_of_the_chosen_tokens_after_the_mask(ti
     from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import chat_prompt_ids, generate_answers, load_model
 
-    model, tokenizer = load_model(str(tiny_qwen))
+    model, tokenizer = load_model(str(tiny_qwen), dtype="float32")  # compared with a float32 replay
     prompt = load_prompt()
     factory = MentionsConstraint.for_tokenizer(tokenizer, prompt.schema.keys)
     texts = [ex.text for ex in cluener_dev[:3]]
@@ -90,7 +90,7 @@ def test_recorded_probabilities_are_those_of_the_chosen_tokens_after_the_mask(ti
 def test_unconstrained_probabilities_equal_teacher_forcing(tiny_qwen, cluener_dev):
     from llm_ner.generation import chat_prompt_ids, generate_answers, load_model
 
-    model, tokenizer = load_model(str(tiny_qwen))
+    model, tokenizer = load_model(str(tiny_qwen), dtype="float32")  # compared with a float32 replay
     conversation = load_prompt().messages(cluener_dev[0].text)
     recorded: list = []
     generate_answers(model, tokenizer, [conversation], batch_size=1, max_new_tokens=12, token_logprobs=recorded)

@@ -63,7 +63,8 @@ def test_openai_backend_equals_local_backend(noisy_qwen, transformers_serve, clu
     common = ["--input", str(source), "--prompt", "cluener_zh", "--format", "mentions", "--quiet"]
     common += ["--max-chars", "40", "--max-new-tokens", "8"]
     common += ["--max-parse-failures", "1"]  # random weights: no answer parses, which would exit 1
-    assert cli(["extract", "--model", str(noisy_qwen), "--output", str(tmp_path / "local.json"), *common]) == 0
+    local_args = ["--model", str(noisy_qwen), "--dtype", "float32"]  # as the server (bf16 on a CPU that has it)
+    assert cli(["extract", *local_args, "--output", str(tmp_path / "local.json"), *common]) == 0
     remote = ["--backend", "openai", "--base-url", transformers_serve, "--served-model", str(noisy_qwen)]
     remote += ["--concurrency", "4"]
     assert cli(["extract", *remote, "--output", str(tmp_path / "remote.json"), *common]) == 0

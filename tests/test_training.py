@@ -372,6 +372,7 @@ def test_merge_gives_the_same_outputs_and_keeps_thinking_off(tiny_models, cluene
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llm_ner.cli import main as cli
+    from llm_ner.generation import load_model
     from llm_ner.training import main
 
     out = tmp_path / "adapter"
@@ -401,6 +402,10 @@ def test_merge_gives_the_same_outputs_and_keeps_thinking_off(tiny_models, cluene
         base = AutoModelForCausalLM.from_pretrained(tiny_models["qwen3"]).eval()(ids).logits
     assert torch.allclose(expected, merged, atol=1e-4)
     assert not torch.allclose(base, merged, atol=1e-4)  # the adapter changed something
+    loaded, _ = load_model(str(tiny_models["qwen3"]), str(out), dtype="float32")  # extraction's loader merges
+    assert not any("lora" in name for name, _ in loaded.named_modules())
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, expected, atol=1e-4)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     plain = tokenizer.apply_chat_template(
         [{"role": "user", "content": "你好"}], add_generation_prompt=True, tokenize=False
