@@ -573,6 +573,21 @@ def cpu_computes_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def merged_copy(model, dtype: torch.dtype):
+    """A copy of ``model`` to generate with, in ``dtype``, its LoRA adapter merged (as `load_model` merges
+    it); ``model`` itself is left as it was (its training goes on)."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    if hasattr(clone, "merge_and_unload"):
+        clone = clone.merge_and_unload()
+    for module in clone.modules():
+        # A forward wrapped on the trained model's instance (the Trainer's accelerate does) is copied as
+        # a closure over the original: the copy would run the float32 model with its adapter.
+        module.__dict__.pop("forward", None)
+    return clone.to(dtype).eval()
+
+
 def check_device(device: str, load_in_4bit: bool = False) -> str:
     """``device``; `UsageError` for a CUDA device where no GPU is visible, or 4-bit weights off CUDA."""
     from .errors import UsageError

@@ -213,6 +213,35 @@ def test_gradient_accumulation_loss_equals_the_whole_batch_loss(tiny_models, clu
     assert accumulated == pytest.approx(full, rel=1e-5)
 
 
+def test_the_eval_loss_computes_the_shared_instructions_once(tiny_models, cluener_dir, tmp_path, monkeypatch):
+    """`evaluate` computes the instructions every row starts with once (one row, a KV cache), then each row's
+    rest on that cache: the loss of the plain forward pass over whole rows, from fewer tokens."""
+    from datasets import Dataset
+
+    from llm_ner.generation import MIN_SHARED_PREFIX
+
+    trainer = _loss_trainer(tiny_models["qwen3"], cluener_dir, tmp_path, per_device_eval_batch_size=8)
+    redraw_(trainer.model, std=1.0, seed=0)  # a loss that depends strongly on each row's tokens
+    features = [trainer.train_dataset[i] for i in range(6)]
+    rows: list[tuple[int, ...]] = []
+    hook = trainer.model.register_forward_pre_hook(
+        lambda module, args, kwargs: rows.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        shared = trainer.evaluate(eval_dataset=Dataset.from_list(features))["eval_loss"]
+        prefix_rows = list(rows)
+        rows.clear()
+        monkeypatch.setattr(trainer, "with_shared_prefix", lambda model, inputs, keep: (inputs, keep))
+        plain = trainer.evaluate(eval_dataset=Dataset.from_list(features))["eval_loss"]
+    finally:
+        hook.remove()
+    width = max(len(f["input_ids"]) for f in features)
+    assert rows == [(6, width)]  # plain: every row whole
+    (one, prefix), (six, rest) = prefix_rows
+    assert (one, six) == (1, 6) and prefix >= MIN_SHARED_PREFIX and prefix + rest == width, prefix_rows
+    assert shared == pytest.approx(plain, rel=1e-5)
+
+
 def test_two_process_loss_scale(tiny_models, cluener_dir, tmp_path):
     """Under DDP (2 CPU processes) the mean of the processes' losses is the whole batch's loss:
     scaled once for DDP's gradient averaging, not twice, not zero times."""
@@ -704,3 +733,33 @@ def test_a_converted_file_with_hostile_json_is_one_data_error(tmp_path):
         with pytest.raises(DataError) as error:
             load_split(str(path), NERDataArguments(train_file=str(path)), load_prompt("cluener_zh_short"))
         assert error.value.line == 2 and reason in error.value.reason
+
+
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_f1_is_decoded_by_a_merged_bf16_copy_on_a_bf16_cpu(tiny_models, cluener_dir, tmp_path, monkeypatch, bf16_cpu):
+    """A float32 LoRA run on a CPU with bf16 instructions: the F1 subset is decoded by a bfloat16 copy with
+    the adapter merged (as extraction loads it there), and the trained model stays float32 with its
+    adapter; on other CPUs by the trained model itself."""
+    import llm_ner.training as training
+
+    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: bf16_cpu)
+    seen: list[tuple] = []
+    real = training.generate_answers
+
+    def generate(model, *args, **kwargs):
+        passes: list[int] = []  # forward passes through this model's own layers
+        hook = model.get_output_embeddings().register_forward_hook(lambda *args: passes.append(1))
+        try:
+            return real(model, *args, **kwargs)
+        finally:
+            hook.remove()
+            seen.append((model.dtype, any("lora" in name for name, _ in model.named_modules()), bool(passes)))
+
+    monkeypatch.setattr(training, "generate_answers", generate)
+    out = tmp_path / "run"
+    lora = ("--use_peft", "true", "--lora_r", "4", "--bf16", "false")  # float32 training, as the quickstart on CPU
+    trainer = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, *lora))
+    assert seen == ([(torch.bfloat16, False, True)] if bf16_cpu else [(torch.float32, True, True)])
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert model.dtype == torch.float32 and any("lora" in name for name, _ in model.named_modules())
+    assert "eval_f1" in json.loads((out / "eval_results.json").read_text())
