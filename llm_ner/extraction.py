@@ -154,7 +154,7 @@ class ExtractOptions(CliOptions):
     )
     output: str | Path = option(required=True, help="CLUENER JSON lines for `llm-ner evaluate`")
     input_format: str = option("auto", choices=SENTENCE_INPUT_FORMATS)
-    batch_size: int = option(32, type=positive_int, help="sentences (or pieces) per batch (default: %(default)s)")
+    batch_size: int = option(64, type=positive_int, help="sentences (or pieces) per batch (default: %(default)s)")
     limit: int | None = option(None, type=positive_int, help="only the first N sentences")
     restart: bool = option(False, help="discard earlier results instead of resuming")
     lenient: bool = option(False, help="skip bad input records instead of stopping")
@@ -472,7 +472,7 @@ def extract(
     examples: Sequence[Example],
     settings: RunSettings,
     output: str | Path,
-    batch_size: int = 32,
+    batch_size: int = 64,
     max_chars: int = ModelOptions.max_chars,
     rank: int = 0,
     world: int = 1,
