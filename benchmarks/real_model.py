@@ -32,6 +32,7 @@ import torch
 
 from llm_ner.confidence import held_out_threshold, ranking_test, read_scores
 from llm_ner.data import load_examples
+from llm_ner.generation import cpu_computes_bf16
 from llm_ner.metrics import evaluate, match_predictions
 from llm_ner.report import bootstrap_interval, per_sentence_counts
 from llm_ner.report.inputs import parse_counters
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-r", type=int)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="training dtype")
     parser.add_argument(
-        "--extract-dtype", choices=("float32", "bfloat16"),
-        help="extraction dtype (default: --dtype); on this CPU float32 generates faster than bfloat16",
+        "--extract-dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+        help="extraction dtype (default: `llm-ner extract`'s auto: bf16 on GPU or a CPU with bf16 instructions)",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="extraction batch size")
     parser.add_argument("--shuffles", type=int, default=1000)
@@ -183,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     train["seconds_per_sentence"] = train["seconds"] / args.train_n
     systems: dict[str, dict] = {}
-    extract_dtype = args.extract_dtype or args.dtype
+    extract_dtype = args.extract_dtype
+    if extract_dtype == "auto":  # recorded as resolved
+        extract_dtype = "bfloat16" if torch.cuda.is_available() or cpu_computes_bf16() else "float32"
     runs = [("lora", ["--adapter", str(adapter)])]
     if not args.no_zero_shot:
         runs.append(("zero-shot", ["--model", args.model, "--prompt", args.prompt, "--format", args.format]))
