@@ -32,7 +32,7 @@ import torch
 
 from llm_ner.confidence import held_out_threshold, ranking_test, read_scores
 from llm_ner.data import load_examples
-from llm_ner.generation import cpu_computes_bf16
+from llm_ner.generation import auto_dtype
 from llm_ner.metrics import evaluate, match_predictions
 from llm_ner.report import bootstrap_interval, per_sentence_counts
 from llm_ner.report.inputs import parse_counters
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     systems: dict[str, dict] = {}
     extract_dtype = args.extract_dtype
     if extract_dtype == "auto":  # recorded as resolved
-        extract_dtype = "bfloat16" if torch.cuda.is_available() or cpu_computes_bf16() else "float32"
+        extract_dtype = str(auto_dtype("cuda" if torch.cuda.is_available() else "cpu")).removeprefix("torch.")
     runs = [("lora", ["--adapter", str(adapter)])]
     if not args.no_zero_shot:
         runs.append(("zero-shot", ["--model", args.model, "--prompt", args.prompt, "--format", args.format]))

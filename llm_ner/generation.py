@@ -75,7 +75,8 @@ def prefix_cache(model, prefix: Sequence[int]):
     # Our own cache object, filled in place: a mixed-precision wrapper (accelerate) would
     # convert the returned copy to float32 while generation writes the autocast dtype.
     cache = DynamicCache(config=model.config)
-    model(input_ids=ids, use_cache=True, **{cache_argument(model): cache})
+    # Only the cache is wanted: one position's logits, not the whole vocabulary at every prefix position.
+    model(input_ids=ids, use_cache=True, logits_to_keep=1, **{cache_argument(model): cache})
     return cache
 
 
@@ -573,6 +574,11 @@ def cpu_computes_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
+def auto_dtype(device: str) -> torch.dtype:
+    """The dtype ``dtype="auto"`` loads in: bf16 on GPU and on a CPU that computes it, float32 elsewhere."""
+    return torch.bfloat16 if device.startswith("cuda") or cpu_computes_bf16() else torch.float32
+
+
 def merged_copy(model, dtype: torch.dtype):
     """A copy of ``model`` to generate with, in ``dtype``, its LoRA adapter merged (as `load_model` merges
     it); ``model`` itself is left as it was (its training goes on)."""
@@ -619,10 +625,7 @@ def load_model(
 
     check_versions(("transformers", "peft") if adapter else ("transformers",))
     device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"), load_in_4bit)
-    if dtype == "auto":
-        torch_dtype = torch.bfloat16 if device.startswith("cuda") or cpu_computes_bf16() else torch.float32
-    else:
-        torch_dtype = getattr(torch, dtype)
+    torch_dtype = auto_dtype(device) if dtype == "auto" else getattr(torch, dtype)
     kwargs: dict = {"dtype": torch_dtype, "attn_implementation": "sdpa"}
     if load_in_4bit:
         from transformers import BitsAndBytesConfig

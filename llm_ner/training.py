@@ -320,9 +320,9 @@ def check_lengths(trainer, records: dict[str, list[dict]], max_length: int | Non
             )
 
 
-# What a collated SFT batch may hold for the shared-prefix eval loss (anything else, e.g. padding-free
-# position ids, takes the plain path).
-MODEL_INPUTS = {"input_ids", "attention_mask"}
+# What the model inputs of a collated SFT batch may hold for the shared-prefix eval loss (anything else,
+# e.g. padding-free position ids, takes the plain path).
+MODEL_INPUTS = {"input_ids", "attention_mask", "use_cache"}
 
 
 def make_trainer_class():
@@ -424,13 +424,7 @@ def make_trainer_class():
             ``cluener_zh_short`` 98 of a mean 129 prompt tokens, with ``cluener_zh`` 496 of 527.
             """
             ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
-            if (
-                ids is None
-                or mask is None
-                or ids.dim() != 2
-                or len(ids) < 2
-                or set(inputs) - MODEL_INPUTS - {"use_cache"}
-            ):
+            if ids is None or mask is None or ids.dim() != 2 or len(ids) < 2 or set(inputs) - MODEL_INPUTS:
                 return inputs, keep
             shared = (ids == ids[:1]).all(dim=0) & (mask == 1).all(dim=0) & ~keep.any(dim=0)
             length = min(int(shared.long().cumprod(dim=0).sum()), ids.shape[1] - 1)
