@@ -144,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=32, help="extraction batch size")
     parser.add_argument("--shuffles", type=int, default=1000)
+    parser.add_argument(
+        "--train-shots", type=int, default=0,
+        help="retrieval-augmented fine-tuning: K similar train sentences as shots in every training prompt "
+        "(train_sft.py --train_shots), and the same retrieval from the train sentences at extraction",
+    )  # fmt: skip
     parser.add_argument("--no-zero-shot", action="store_true")
     parser.add_argument("--no-free", action="store_true", help="extract --constrained only")
     parser.add_argument("--no-constrained", action="store_true", help="extract free only")
@@ -174,9 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         extra += ["--lora_r", str(args.lora_r), "--lora_alpha", str(2 * args.lora_r)]
     device = [] if torch.cuda.is_available() else ["--use_cpu", "true"]
     train_args = [*length, *extra, "--dtype", args.dtype, "--bf16", str(args.dtype == "bfloat16").lower()]
+    shots: list[str] = []
+    if args.train_shots:  # the shots are retrieved while training reads the labelled sentences (not convert output)
+        train_args += ["--train_shots", str(args.train_shots)]
+        shots = ["--shots", str(args.train_shots), "--shots-from", str(train_file), "--shot-selection", "similar"]
     train = run_stage(
         "train",
-        [sys.executable, "train_sft.py", "--config", args.config, "--train_file", str(out / "train.jsonl"),
+        [sys.executable, "train_sft.py", "--config", args.config,
+         "--train_file", str(train_file if args.train_shots else out / "train.jsonl"),
          "--model_name_or_path", args.model, "--output_dir", str(adapter), "--prompt", args.prompt,
          "--answer_format", args.format, "--eval_file", "", "--eval_strategy", "no", "--save_strategy", "no",
          "--load_best_model_at_end", "false", "--logging_steps", "5", *device, *train_args],
@@ -187,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     extract_dtype = args.extract_dtype
     if extract_dtype == "auto":  # recorded as resolved
         extract_dtype = str(auto_dtype("cuda" if torch.cuda.is_available() else "cpu")).removeprefix("torch.")
-    runs = [("lora", ["--adapter", str(adapter)])]
+    runs = [("lora", ["--adapter", str(adapter), *shots])]
     if not args.no_zero_shot:
         runs.append(("zero-shot", ["--model", args.model, "--prompt", args.prompt, "--format", args.format]))
     for name, model_args in runs:
@@ -210,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = {
         "model": args.model, "prompt": args.prompt, "format": args.format, "config": args.config,
         "train_n": args.train_n, "dev_n": args.dev_n, "train_args": " ".join(train_args), "dtype": args.dtype,
+        "train_shots": args.train_shots,
         "extract_dtype": extract_dtype,
         "machine": machine,
     }  # fmt: skip

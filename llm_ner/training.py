@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import random
 import sys
 from dataclasses import dataclass, field
@@ -98,8 +99,23 @@ class NERDataArguments:
             "the adapter merged, as `llm-ner extract` loads it there (about 3x faster); false: the model itself."
         },
     )
+    shared_prefix: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the tokens every row of a batch starts with (the instructions) once per batch, with "
+            "exact gradients, instead of once per row; false: whole rows (the slower reference)."
+        },
+    )
     f1_max_new_tokens: int | None = field(
         default=None, metadata={"help": "Answer length bound of the F1 evaluation (default: from the sentence length)."}
+    )
+    train_shots: int = field(
+        default=0,
+        metadata={
+            "help": "Retrieval-augmented fine-tuning: the K most similar other train sentences (TF-IDF, as "
+            "`extract --shots K --shot-selection similar`) as worked examples in every training and eval prompt; "
+            "extract then with --shots K --shots-from TRAIN_FILE. 0: none. Needs a CLUENER/BIO train_file."
+        },
     )
     tiny_model_arch: str | None = field(
         default=None,
@@ -110,6 +126,14 @@ class NERDataArguments:
     tiny_model_shape: str | None = field(
         default=None, metadata={"help": 'JSON shape of the tiny model, e.g. {"hidden_size": 256, "num_layers": 4}.'}
     )
+
+    def __post_init__(self) -> None:
+        for name in ("train_shots", "f1_eval_samples"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("f1_eval_batch_size",):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be 1 or more, got {getattr(self, name)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,6 +192,16 @@ def load_split(
             }
         )
     return examples, records, prompt
+
+
+def add_retrieved_shots(
+    examples: list[Example], records: list[dict], prompt: PromptTemplate, answer_format: str, pool, k: int
+) -> None:
+    """Put the ``k`` sentences of ``pool`` most similar to each example (never the example itself) into its
+    record's prompt as worked examples, as `extract --shots K --shot-selection similar` does (in place)."""
+    chosen = pool.select_many([ex.text for ex in examples], k)
+    for example, record, shots in zip(examples, records, chosen):
+        record["prompt"] = prompt.messages(example.text, answer_format, shots)
 
 
 def _describe(conversion: Conversion) -> str:
@@ -320,6 +354,21 @@ def check_lengths(trainer, records: dict[str, list[dict]], max_length: int | Non
             )
 
 
+def checkpointed(model) -> bool:
+    """Whether any layer of ``model`` recomputes its activations in the backward pass (gradient checkpointing);
+    read from the layers, as transformers does, without its renamed, warning properties."""
+    return any(getattr(module, "gradient_checkpointing", False) is True for module in model.modules())
+
+
+def padding_share(inputs: dict, model_inputs: dict) -> float:
+    """The share of the positions a training pass computed that were padding: the batch's shared prefix
+    counts once (one row), every row's rest once per row, padding is the mask's zeros (all in the rests)."""
+    rows, width = inputs["input_ids"].shape
+    prefix = width - model_inputs["input_ids"].shape[1]
+    computed = prefix + rows * (width - prefix)
+    return float(rows * width - int(inputs["attention_mask"].sum())) / computed
+
+
 # What the model inputs of a collated SFT batch may hold for the shared-prefix eval loss (anything else,
 # e.g. padding-free position ids, takes the plain path).
 MODEL_INPUTS = {"input_ids", "attention_mask", "use_cache"}
@@ -329,6 +378,7 @@ def make_trainer_class():
     """SFTTrainer that adds generated-answer F1 to every evaluation (imports TRL lazily)."""
     import torch
     from accelerate.utils import gather_object
+    from peft.helpers import disable_input_dtype_casting
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
@@ -359,6 +409,8 @@ def make_trainer_class():
             f1_batch_size=32,
             f1_max_new_tokens=None,
             f1_bf16_copy=True,
+            shared_prefix=True,
+            f1_shots=None,
             **kwargs,
         ):
             super().__init__(*args, **kwargs)
@@ -371,6 +423,9 @@ def make_trainer_class():
             self.f1_batch_size = f1_batch_size
             self.f1_max_new_tokens = f1_max_new_tokens
             self.f1_bf16_copy = f1_bf16_copy
+            self.shared_prefix = shared_prefix
+            self.f1_shots = f1_shots  # (ShotPool, k): the retrieved shots of a train_shots run, else None
+            self.noted: set[str] = set()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             """Cross-entropy over answer tokens only, projecting only those positions onto the vocabulary.
@@ -386,17 +441,24 @@ def make_trainer_class():
             keep[:, :-1] = labels[:, 1:] != -100  # position t predicts token t + 1
             targets = labels[:, 1:][keep[:, :-1]]
             model_inputs = {"use_cache": False, **{k: v for k, v in inputs.items() if k != "labels"}}
-            if not model.training:  # evaluation: the instructions every row starts with, computed once
+            # Under accelerate's autocast wrapper, PEFT's cast of each LoRA input to the float32 weights' dtype
+            # is undone by autocast at once: an exact round trip that copied every LoRA input twice (6% of a
+            # bf16 training step of the 0.5B on CPU). Without autocast a bf16 input needs it, and a checkpointed
+            # layer recomputed in the backward pass (outside this block) must cast as its forward did.
+            inner = self.accelerator.unwrap_model(model)
+            uncast = hasattr(inner, "_original_forward") and not checkpointed(inner)
+            with disable_input_dtype_casting(inner, active=uncast):
+                # The instructions every row starts with, computed once (training and evaluation).
                 model_inputs, keep = self.with_shared_prefix(model, model_inputs, keep)
-            if self.logits_mask_supported:
-                outputs = model(**model_inputs, logits_to_keep=keep)
-                logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
-            else:
-                # Older transformers take only a 1-D index: keep every column that any row needs,
-                # then pick each row's own positions (the same logits, so the same loss).
-                columns = keep.any(dim=0).nonzero().squeeze(1)
-                outputs = model(**model_inputs, logits_to_keep=columns)
-                logits = outputs.logits[keep[:, columns]].float()
+                if self.logits_mask_supported:
+                    outputs = model(**model_inputs, logits_to_keep=keep)
+                    logits = outputs.logits.reshape(-1, outputs.logits.shape[-1]).float()
+                else:
+                    # Older transformers take only a 1-D index: keep every column that any row needs,
+                    # then pick each row's own positions (the same logits, so the same loss).
+                    columns = keep.any(dim=0).nonzero().squeeze(1)
+                    outputs = model(**model_inputs, logits_to_keep=columns)
+                    logits = outputs.logits[keep[:, columns]].float()
             total = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
             count = targets.numel() if num_items_in_batch is None else num_items_in_batch
             loss = total / torch.as_tensor(count, device=total.device).clamp(min=1)
@@ -410,6 +472,7 @@ def make_trainer_class():
             if mode == "train":
                 if "attention_mask" in inputs:
                     tokens = inputs["attention_mask"].sum()
+                    self._metrics[mode]["padding_share"].append(padding_share(inputs, model_inputs))
                 else:  # padding-free: one flattened row
                     tokens = torch.tensor(inputs["input_ids"].numel(), device=total.device)
                 self._total_train_tokens += int(self.accelerator.gather_for_metrics(tokens).sum().item())
@@ -420,22 +483,49 @@ def make_trainer_class():
             """``inputs`` without the leading tokens every row shares (where no row has a target), which
             come in as one row's KV cache instead; ``keep`` cut alike. Unchanged when that prefix is short.
 
-            The eval loss of a batch then computes its instructions once, not once per row: with
-            ``cluener_zh_short`` 98 of a mean 129 prompt tokens, with ``cluener_zh`` 496 of 527.
+            A batch then computes its instructions once, not once per row: with ``cluener_zh_short`` 98 of a
+            mean 129 prompt tokens, with ``cluener_zh`` 496 of 527. In training the prefix is computed with
+            gradients and its keys and values are expanded to the rows, so the backward pass sums every row's
+            gradient into it: the loss and gradients of whole rows (tested). One difference remains where
+            ``lora_dropout`` > 0: the rows share one dropout draw over the prefix positions.
             """
             ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
+            if not self.shared_prefix:
+                return inputs, keep
             if ids is None or mask is None or ids.dim() != 2 or len(ids) < 2 or set(inputs) - MODEL_INPUTS:
+                if model.training and ids is not None and len(ids) > 1:
+                    self.note_once("padding-free batches are computed whole: the shared prefix is not reused")
                 return inputs, keep
             shared = (ids == ids[:1]).all(dim=0) & (mask == 1).all(dim=0) & ~keep.any(dim=0)
             length = min(int(shared.long().cumprod(dim=0).sum()), ids.shape[1] - 1)
             if length < MIN_SHARED_PREFIX:
+                if model.training:
+                    self.note_once(
+                        f"the rows of a training batch share fewer than {MIN_SHARED_PREFIX} leading tokens (retrieved "
+                        "shots in the prompt?): such batches are computed whole"
+                    )
                 return inputs, keep
-            cache = prefix_cache(model, ids[0, :length].tolist())
+            inner = self.accelerator.unwrap_model(model)  # DDP's own forward runs once per backward: the rest's
+            if model.training and checkpointed(inner):
+                # A checkpointed layer drops the cache (and would extend it again when the backward replays it).
+                self.note_once(
+                    "gradient checkpointing recomputes each layer without a KV cache: the shared prefix is not "
+                    "reused in training (gradient_checkpointing: false trains faster where memory allows)"
+                )
+                return inputs, keep
+            cache = prefix_cache(inner, ids[0, :length].tolist(), grad=torch.is_grad_enabled())
             for layer in cache.layers:  # one row of the prefix seen by every row (a view, not a copy)
                 layer.keys = layer.keys.expand(len(ids), -1, -1, -1)
                 layer.values = layer.values.expand(len(ids), -1, -1, -1)
             rest = {"input_ids": ids[:, length:], "attention_mask": mask, "use_cache": True}
             return {**rest, cache_argument(model): cache}, keep[:, length:]
+
+        def note_once(self, message: str) -> None:
+            """Say ``message`` once per run (on the main process): why batches take the slower path."""
+            if message not in self.noted:
+                self.noted.add(message)
+                if self.accelerator.is_main_process:
+                    print(f"note: {message}", file=sys.stderr)
 
         def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
             """The eval loss through `compute_loss` (answer positions only, the shared prefix once) when
@@ -456,6 +546,14 @@ def make_trainer_class():
             if self.f1_examples:
                 output.metrics.update(self.generated_f1(metric_key_prefix))
             return output
+
+        def f1_conversations(self, examples: list[Example]) -> list[list[dict]]:
+            """The prompts of the F1 sentences: with the retrieved shots of a ``train_shots`` run, as extraction."""
+            if self.f1_shots is None:
+                return [self.ner_prompt.messages(ex.text, self.answer_format) for ex in examples]
+            pool, k = self.f1_shots
+            chosen = pool.select_many([ex.text for ex in examples], k)
+            return [self.ner_prompt.messages(ex.text, self.answer_format, shots) for ex, shots in zip(examples, chosen)]
 
         def generated_f1(self, prefix: str = "eval") -> dict:
             """Decode the F1 subset (sharded over processes, a progress bar on the main one) and score it."""
@@ -496,7 +594,7 @@ def make_trainer_class():
                     answers = generate_answers(
                         model,
                         self.processing_class,
-                        [self.ner_prompt.messages(ex.text, self.answer_format) for ex in shard],
+                        self.f1_conversations(shard),
                         texts=[ex.text for ex in shard],
                         batch_size=self.f1_batch_size,
                         max_new_tokens=self.f1_max_new_tokens,
@@ -552,6 +650,39 @@ def final_metrics(trainer) -> dict:
     if logged:
         return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
     return trainer.evaluate()
+
+
+def resolve_training_dtype(model_args, training_args) -> str:
+    """The dtype the model loads in for training; ``dtype: auto`` decides the precision on a CPU.
+
+    On a GPU ``auto`` is the checkpoint's own dtype (bf16 for Qwen) and ``bf16``/``fp16`` stay as configured.
+    On a CPU it is bf16 weights with bf16 autocast where the CPU has bf16 instructions (`cpu_computes_bf16`:
+    2.3x faster per step than float32, at the F1 of float32 in the same-data comparison of benchmarks/README.md),
+    else float32 weights and no autocast (bf16 is emulated there, and slower): ``training_args`` is set so.
+    Any other ``dtype`` is kept as given, as is an unset one on a GPU (``auto``) or a CPU (``float32``).
+    """
+    import torch
+
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    if model_args.dtype != "auto" or not on_cpu:
+        return model_args.dtype or ("float32" if on_cpu else "auto")
+    bf16 = cpu_computes_bf16()
+    training_args.bf16, training_args.fp16 = bf16, False
+    # What TrainingArguments derived from bf16/fp16 when it was built, and the Trainer reads; an accelerate
+    # launch config's mixed_precision (the environment) still wins, as it does over bf16: false.
+    training_args.mixed_precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "bf16" if bf16 else "no")
+    return "bfloat16" if bf16 else "float32"
+
+
+def default_attention(dtype: str, training_args) -> str:
+    """The attention of a training run that names none: PyTorch's SDPA, except bf16 on a CPU, where eager
+    attention trained the real 0.5B 12% faster (0.449 vs 0.511 s a sentence): SDPA's CPU kernel for bf16,
+    its backward above all, is slower than eager's matrix products at these lengths (benchmarks/README.md)."""
+    import torch
+
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    bf16 = dtype == "bfloat16" or bool(training_args.bf16)
+    return "eager" if on_cpu and bf16 else "sdpa"
 
 
 def build_tiny_model_in_place(path: str, data_args: NERDataArguments, seed: int) -> None:
@@ -615,6 +746,18 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     eval_examples, eval_records = None, None
     if data_args.eval_file:
         eval_examples, eval_records, _ = load_split(data_args.eval_file, data_args, prompt, data_args.max_eval_samples)
+    shots = None
+    if data_args.train_shots:
+        if train_examples is None:
+            raise UsageError(
+                "train_shots needs a CLUENER/BIO train_file: `llm-ner convert` output holds finished prompts"
+            )
+        from .shots import ShotPool
+
+        shots = (ShotPool(train_examples, "similar", source=data_args.train_file), data_args.train_shots)
+        add_retrieved_shots(train_examples, train_records, prompt, data_args.answer_format, *shots)
+        if eval_examples is not None:
+            add_retrieved_shots(eval_examples, eval_records, prompt, data_args.answer_format, *shots)
     if eval_records is None and training_args.eval_strategy != "no":
         raise UsageError("eval_strategy is set but no eval_file was given")
 
@@ -628,11 +771,12 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
         tokenizer.pad_token = tokenizer.eos_token
 
     quantization_config = get_quantization_config(model_args)
+    dtype = resolve_training_dtype(model_args, training_args)
     model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": training_args.trust_remote_code,
-        "attn_implementation": model_args.attn_implementation or "sdpa",
-        "dtype": model_args.dtype or ("auto" if torch.cuda.is_available() else "float32"),
+        "attn_implementation": model_args.attn_implementation or default_attention(dtype, training_args),
+        "dtype": dtype,
     }
     if quantization_config is not None and torch.cuda.is_available():
         # Quantized weights are placed at load time: one full copy per process.
@@ -660,6 +804,8 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
         f1_batch_size=data_args.f1_eval_batch_size,
         f1_max_new_tokens=data_args.f1_max_new_tokens,
         f1_bf16_copy=data_args.f1_eval_bf16_copy,
+        shared_prefix=data_args.shared_prefix,
+        f1_shots=shots,
     )
     check_lengths(trainer, {"train": train_records, "eval": eval_records}, training_args.max_length)
     if trainer.accelerator.is_main_process:

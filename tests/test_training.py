@@ -763,3 +763,67 @@ def test_f1_is_decoded_by_a_merged_bf16_copy_on_a_bf16_cpu(tiny_models, cluener_
     model = trainer.accelerator.unwrap_model(trainer.model)
     assert model.dtype == torch.float32 and any("lora" in name for name, _ in model.named_modules())
     assert "eval_f1" in json.loads((out / "eval_results.json").read_text())
+
+
+@pytest.mark.parametrize("bf16_cpu", [True, False])
+def test_dtype_auto_decides_the_precision_of_cpu_training(tmp_path, monkeypatch, bf16_cpu):
+    """``dtype: auto`` on a CPU: bf16 weights under bf16 autocast where the CPU computes bf16, else float32 weights
+    and no autocast (TRL's own bf16 default undone); eager attention for bf16 there, SDPA otherwise. A dtype given
+    by name, and any dtype on a GPU, is kept as it is."""
+    import llm_ner.training as training
+
+    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: bf16_cpu)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+
+    def parse(*extra):
+        return training.make_parser().parse_args_and_config(
+            args=["--output_dir", str(tmp_path), "--use_cpu", "true", "--model_name_or_path", "m", *extra]
+        )
+
+    _, training_args, model_args = parse("--dtype", "auto")
+    assert training_args.bf16  # TRL's default, which auto replaces on a CPU without bf16
+    dtype = training.resolve_training_dtype(model_args, training_args)
+    assert dtype == ("bfloat16" if bf16_cpu else "float32")
+    assert (training_args.bf16, training_args.fp16) == (bf16_cpu, False)
+    assert training_args.mixed_precision == ("bf16" if bf16_cpu else "no")
+    assert training.default_attention(dtype, training_args) == ("eager" if bf16_cpu else "sdpa")
+
+    _, training_args, model_args = parse("--dtype", "float32", "--bf16", "false")
+    assert training.resolve_training_dtype(model_args, training_args) == "float32" and not training_args.bf16
+    assert training.default_attention("float32", training_args) == "sdpa"
+
+
+def test_retrieved_shots_in_training_prompts_never_show_the_sentence_itself(tiny_models, cluener_dir, tmp_path):
+    """``train_shots 2``: every training and F1 prompt holds the 2 most similar other train sentences as worked
+    examples (the similarity `extract --shots` uses), never the sentence asked about; the run records the
+    setting, so extraction can use the same retrieval."""
+    from llm_ner.shots import ShotPool
+    from llm_ner.training import main
+
+    out = tmp_path / "ra-it"
+    trainer = main(train_args(tiny_models["qwen3"], cluener_dir, out, "--train_shots", "2", "--max_steps", "1"))
+    train_examples = trainer.f1_shots[0].examples
+    pool = ShotPool(train_examples, "similar")
+    for index in range(3):
+        user_turns = [m["content"] for m in trainer.train_dataset[index]["prompt"] if m["role"] == "user"]
+        assert len(user_turns) == 3  # two shots, then the sentence
+        text = max((ex.text for ex in train_examples if user_turns[-1].rstrip().endswith(ex.text)), key=len)
+        expected = pool.select(text, 2)
+        assert text not in [ex.text for ex in expected]
+        assert all(turn.rstrip().endswith(ex.text) for turn, ex in zip(user_turns[:2], expected))
+    conversations = trainer.f1_conversations(trainer.f1_examples[:2])
+    assert all(len([m for m in conversation if m["role"] == "user"]) == 3 for conversation in conversations)
+    assert "train_shots: 2" in (out / "train_config.yaml").read_text(encoding="utf-8")
+
+
+def test_train_shots_needs_labelled_sentences_not_finished_prompts(tiny_models, cluener_dir, tmp_path):
+    from llm_ner.errors import UsageError
+    from llm_ner.training import main
+
+    converted = _converted(cluener_dir, tmp_path / "conv", "cluener_zh_short")
+    args = train_args(tiny_models["qwen3"], cluener_dir, tmp_path / "out", "--train_shots", "2")
+    args[args.index("--train_file") + 1] = str(converted)
+    with pytest.raises(UsageError, match="train_shots needs a CLUENER/BIO train_file"):
+        main(args)
+    with pytest.raises(UsageError, match="train_shots must be 0 or more"):
+        main(train_args(tiny_models["qwen3"], cluener_dir, tmp_path / "neg", "--train_shots", "-1"))
