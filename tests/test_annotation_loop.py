@@ -245,6 +245,46 @@ def test_learning_curve_table_means_seeds_and_subtracts_arms(tmp_path):
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_curve_of_systems_shows_training_times_on_a_log_axis(tmp_path, cluener_dir, monkeypatch):
+    """Points written with ``--train-seconds`` show the training time beside their F1; counts that grow by
+    multiples (0, 160, 2 240) go on a symmetric-log axis, 0 included."""
+    from llm_ner.report import charts
+    from llm_ner.report.learning_curve import curve_series
+    from llm_ner.report.tables import learning_curve_rows
+
+    curve = tmp_path / "curve.jsonl"
+    gold = cluener_dir / "dev.json"
+    labelled = tmp_path / "labelled.json"
+    labelled.write_text("".join(gold.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    for number, seconds in ((0, None), (1, 95.0), (2, 5400.0)):
+        argv = ["curve", "--gold", str(gold), "--pred", str(gold), "--labelled", str(labelled), "--arm", "llm-lora"]
+        argv += ["--round", str(number), "--output", str(curve), "--resamples", "10"]
+        assert cli(argv + (["--train-seconds", str(seconds)] if seconds is not None else [])) == 0
+    points = read_learning_curve(curve)
+    assert [p.get("train_seconds") for p in points] == [None, 95.0, 5400.0]
+    _, rows = learning_curve_rows(curve_series(points))
+    assert [row[2] for row in rows] == [
+        "1.0000 [1.0000, 1.0000]",
+        "1.0000 [1.0000, 1.0000], 95 s training",
+        "1.0000 [1.0000, 1.0000], 1.5 h training",
+    ]
+    for point, labelled_count in zip(points, (0, 160, 2240)):
+        point["labelled"] = labelled_count
+    axes = []
+    pyplot = charts._pyplot()
+    subplots = pyplot.subplots
+
+    def recording_subplots(*args, **kwargs):
+        figure, axis = subplots(*args, **kwargs)
+        axes.append(axis)
+        return figure, axis
+
+    monkeypatch.setattr(pyplot, "subplots", recording_subplots)
+    charts.plot_learning_curve(curve_series(points), tmp_path / "curve.png")
+    assert axes[0].get_xscale() == "symlog"
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_report_of_the_learning_curve_alone(tmp_path, cluener_dir):
     """The shipped loop measurement redraws without prediction files; without either input it is a usage error."""
     curve = ROOT / "benchmarks" / "results" / "annotation_loop_curve.jsonl"

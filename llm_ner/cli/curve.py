@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..data import check_output_path, load_examples
-from ..options import non_negative_int, positive_int
+from ..options import non_negative_float, non_negative_int, positive_int
 from .common import add_input_format
 
 
@@ -28,6 +28,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--round", required=True, type=non_negative_int, help="the loop round (0: the seed set)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="the loop's seed (default: %(default)s)")
     parser.add_argument(
+        "--train-seconds",
+        type=non_negative_float,
+        help="how long the model trained, shown beside its F1 in the report's learning-curve table",
+    )
+    parser.add_argument(
         "--resamples", type=positive_int, default=1000, help="bootstrap resamples (default: %(default)s)"
     )
     parser.add_argument("--output", required=True, help="learning-curve JSON lines file (created or updated)")
@@ -42,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     gold, _ = load_examples(args.gold, args.gold_format)
     pred, _ = load_examples(args.pred, "cluener", allow_empty=True)
     labelled, _ = load_examples(args.labelled, allow_empty=True)
-    point = curve_point(gold, pred, labelled, args.arm, args.round, args.seed, args.resamples, args.pred)
+    point = curve_point(
+        gold, pred, labelled, args.arm, args.round, args.seed, args.resamples, args.pred, args.train_seconds
+    )
     add_curve_point(args.output, point)
     print(json.dumps(point, ensure_ascii=False))
     print(f"wrote the point of {args.arm} round {args.round} into {args.output}", file=sys.stderr)

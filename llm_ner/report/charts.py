@@ -182,6 +182,16 @@ def plot_learning_curve(series: dict[str, list[dict]], path: str | Path) -> None
                     color=line.get_color(),
                     alpha=0.5,
                 )
+    from matplotlib.ticker import FuncFormatter
+
+    counts = [entry["labelled"] for entries in series.values() for entry in entries]
+    positive = [count for count in counts if count > 0]
+    if positive and max(positive) >= 20 * min(positive):
+        # Label counts that grow by multiples (160, 640, 2 240, 10 748) read on a log scale; 0 stays on it.
+        axis.set_xscale("symlog", linthresh=min(positive))
+        axis.set_xticks(sorted(set(counts)))
+        axis.get_xaxis().set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        axis.tick_params(axis="x", labelsize=7)
     axis.set_xlabel("labelled sentences")
     axis.set_ylabel("dev span micro-F1")
     axis.legend(fontsize=8, loc="lower right")

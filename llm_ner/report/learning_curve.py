@@ -8,6 +8,7 @@ The file is JSON lines, one point per (arm, round, seed)::
      "labelled_entities": 1391, "f1": 0.4123, "ci95": [0.3981, 0.4262], "precision": ..., "recall": ...,
      "dev_sentences": 1343, "resamples": 1000}
 
+and, where `llm-ner curve --train-seconds` gave it, ``"train_seconds"``: how long that model trained.
 ``ci95`` is the bootstrap interval over dev sentences (`numbers.bootstrap_interval`). Adding a point
 that is already there (same arm, round and seed) replaces it, so a rerun of a loop never doubles one.
 """
@@ -37,14 +38,16 @@ def curve_point(
     seed: int = 0,
     resamples: int = 1000,
     pred_path: str = "predictions",
+    train_seconds: float | None = None,
 ) -> dict:
     """One point: the span micro-F1 of ``pred`` on ``gold`` with its bootstrap interval, against the
-    sentences (and their characters and entities) the model was trained on."""
+    sentences (and their characters and entities) the model was trained on; with ``train_seconds``, the
+    time its training took."""
     aligned, _ = match_predictions(gold, pred, pred_path)
     counts = per_sentence_counts(gold, aligned)
     interval = bootstrap_interval(counts, resamples, seed)
     correct, predicted, total = (int(c) for c in counts.sum(0))
-    return {
+    point = {
         "arm": arm,
         "round": round_number,
         "seed": seed,
@@ -58,6 +61,9 @@ def curve_point(
         "dev_sentences": len(gold),
         "resamples": resamples,
     }
+    if train_seconds is not None:
+        point["train_seconds"] = round(train_seconds, 1)
+    return point
 
 
 def read_learning_curve(path: str | Path) -> list[dict]:

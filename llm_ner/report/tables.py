@@ -146,6 +146,17 @@ def _curve_cell(entry: dict) -> str:
     if len(points) == 1:
         low, high = points[0].get("ci95") or (None, None)
         interval = f" [{low:.4f}, {high:.4f}]" if low is not None else ""
-        return f"{entry['f1']:.4f}{interval}"
+        seconds = points[0].get("train_seconds")
+        trained = f", {_duration(seconds)} training" if seconds else ""
+        return f"{entry['f1']:.4f}{interval}{trained}"
     seeds = ", ".join(f"{p['f1']:.4f}" for p in points)
     return f"{entry['f1']:.4f} (seeds: {seeds})"
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``7.5 min`` or ``1.6 h``: a training time as people read it."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
