@@ -10,6 +10,7 @@ and TRL's `ModelConfig` (model, LoRA, 4-bit). `python train_sft.py --help` lists
 
 import sys
 
+from llm_ner import logs
 from llm_ner.errors import user_facing_error
 from llm_ner.training import NERDataArguments, parse_arguments, train
 
@@ -19,6 +20,7 @@ def main(data_args: NERDataArguments, training_args, model_args):
 
 
 if __name__ == "__main__":
+    logs.configure()
     try:
         main(*parse_arguments())  # parsing checks the library versions too
     except Exception as exc:  # expected failures (bad data, missing model, ...) in one line; bugs keep the traceback

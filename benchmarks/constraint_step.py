@@ -61,10 +61,10 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from llm_ner.constrained import MentionsConstraint
     from llm_ner.data import read_cluener
     from llm_ner.data_sources import data_dir
     from llm_ner.generation import stop_token_ids
+    from llm_ner.generation.constrained import MentionsConstraint
     from llm_ner.prompting import load_prompt
     from llm_ner.tiny import embedding_rows, real_tokenizer_dir
 

@@ -135,11 +135,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from llm_ner.answer_format import answer_to_spans
-    from llm_ner.constrained import MentionsConstraint
     from llm_ner.data import read_cluener
     from llm_ner.data_sources import data_dir
     from llm_ner.extraction import resolve_settings
     from llm_ner.generation import generate_answers, load_model
+    from llm_ner.generation.constrained import MentionsConstraint
     from llm_ner.parsing import ParseStats
 
     fixed = None

@@ -29,11 +29,12 @@ DEFAULT_ROWS = "zero,4-similar,8-similar,4-random,8-random"
 
 
 def prompt_tokens(model_options, texts: list[str], tokenizer) -> float:
-    """Mean prompt tokens per sentence of a row, as `answer_pieces` builds the prompts."""
+    """Mean prompt tokens per sentence of a row, as `Annotator.answer` builds the prompts."""
+    from llm_ner.extraction import run_settings
     from llm_ner.generation import chat_prompt_ids
     from llm_ner.shots import prompt_token_counter
 
-    settings = model_options.settings()
+    settings = run_settings(model_options)
     count = prompt_token_counter(tokenizer)
     conversations = settings.conversations(texts, count)
     return sum(len(chat_prompt_ids(tokenizer, c)) for c in conversations) / len(texts)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from llm_ner import generation  # noqa: E402
 from llm_ner.data import load_examples  # noqa: E402
-from llm_ner.extraction import ModelOptions  # noqa: E402
+from llm_ner.extraction import ModelOptions, run_settings  # noqa: E402
 
 MODEL = os.environ.get("LLM_NER_REAL_MODEL", str(Path.home() / ".cache/llm-ner/qwen2.5-coder-0.5b-instruct"))
 DATA = os.environ.get("LLM_NER_DATA", str(ROOT.parent / "shared/data/cluener"))
@@ -31,7 +31,7 @@ DATA = os.environ.get("LLM_NER_DATA", str(ROOT.parent / "shared/data/cluener"))
 def main() -> None:
     n, dtype, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     options = ModelOptions(model=MODEL, prompt="cluener_zh_short", shots=8, shots_from=f"{DATA}/train.json")
-    settings = options.settings()
+    settings = run_settings(options)
     texts = [ex.text for ex in load_examples(f"{DATA}/dev.json")[0]][:n]
     conversations = settings.conversations(texts)
     tokenizer = AutoTokenizer.from_pretrained(MODEL)

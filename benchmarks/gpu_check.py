@@ -298,8 +298,8 @@ def extraction(
     model_dir: Path, texts: list[str], sizes: list[int], one_by_one: int, answer_tokens: int, smoke: bool
 ) -> dict:
     """Whole-dev seconds of each engine at a fixed answer length (random weights never stop)."""
-    from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import generate_answers, generate_answers_continuous, load_model
+    from llm_ner.generation.constrained import MentionsConstraint
 
     prompt = _prompt("cluener_zh")
     model, tokenizer = load_model(str(model_dir))
@@ -358,8 +358,8 @@ def extraction(
 def correctness(model_dir: Path, texts: list[str], answer_tokens: int, smoke: bool) -> dict:
     """Prefix-cache answers against plain `generate` (float32 exact, bf16 counted), the constrained
     guarantee, and a 4-bit extraction."""
-    from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import generate_answers, load_model
+    from llm_ner.generation.constrained import MentionsConstraint
 
     prompt = _prompt("cluener_zh")
     conversations = [prompt.messages(t) for t in texts]

@@ -178,17 +178,19 @@ def naive_data(tokenizer, records):
 
 
 def load_constraint_module(revision: str):
-    """`llm_ner.constrained` as it was at a git revision (for before/after figures)."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{revision}:llm_ner/constrained.py"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    """`llm_ner.generation.constrained` as it was at a git revision (for before/after figures): the file of that
+    revision (llm_ner/constrained.py before the generation package), with today's package around it."""
+    places = (("llm_ner/generation/constrained.py", "llm_ner.generation"), ("llm_ner/constrained.py", "llm_ner"))
+    for path, package in places:  # noqa: B007 (the package of the file found is used below)
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:{path}"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"no constrained decoding module at revision {revision}")
     spec = importlib.util.spec_from_loader(f"constrained_{revision}", loader=None)
     module = importlib.util.module_from_spec(spec)
-    module.__dict__["__package__"] = "llm_ner"
-    exec(compile(source, f"constrained@{revision}", "exec"), module.__dict__)  # our own file from git, not data
+    module.__dict__["__package__"] = package
+    exec(compile(shown.stdout, f"constrained@{revision}", "exec"), module.__dict__)  # our own file from git, not data
     return module
 
 

@@ -65,7 +65,8 @@ def run(
     model: str | None, source: Path, output: Path, workers: int, batch_size: int, max_new_tokens: int, factory=None
 ) -> dict:
     from llm_ner.extraction import ExtractOptions, ModelOptions
-    from llm_ner.ray_extraction import RayOptions, run_ray_extraction
+    from llm_ner.extraction.options import RayOptions
+    from llm_ner.extraction.ray_run import run_ray_extraction
 
     timings: dict = {}
     began = time.perf_counter()

@@ -67,7 +67,7 @@ def run_ours(model_dir, records, args, workdir, padding_free: bool):
     from transformers import AutoTokenizer
     from trl import SFTConfig
 
-    from llm_ner.training import make_trainer_class
+    from llm_ner.training.trainer import NERSFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     training_args = SFTConfig(
@@ -78,7 +78,7 @@ def run_ours(model_dir, records, args, workdir, padding_free: bool):
         max_length=None,
         model_init_kwargs={"dtype": _dtype(), "attn_implementation": "sdpa"},
     )
-    trainer = make_trainer_class()(
+    trainer = NERSFTTrainer(
         model=str(model_dir), args=training_args, train_dataset=Dataset.from_list(records), processing_class=tokenizer
     )
     counter = {"trainer": trainer}

@@ -1,6 +1,10 @@
 """llm-ner: Chinese NER with fine-tuned Qwen LLMs, exact spans and side-by-side metrics.
 
-The pipeline, one module per stage: `data` -> `prompting` -> `parsing` -> `metrics`.
+The pipeline, one package or module per stage: `data` -> `prompting` -> `training` -> `generation` ->
+`extraction` (and `serving`) -> `parsing` -> `metrics` -> `report`. The annotator is the Python API:
+
+    ner = llm_ner.load("runs/qwen3-lora")
+    ner(["浙商银行企业信贷部叶老桂博士"])   # [[Entity(start=0, end=4, label='company', text='浙商银行', ...), ...]]
 """
 
 __version__ = "0.1.0"
@@ -30,6 +34,15 @@ class _DropNotice(logging.Filter):
 # every import, 4-bit or not. llm-ner only quantizes on CUDA (--load-in-4bit on CPU is refused).
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropNotice("Failed to load CPU gemm_4bit_forward"))
 
+
+
+def load(model: str | None = None, **options):
+    """An annotator, loaded once and called on texts: see `llm_ner.extraction.api.load`."""
+    from .extraction.api import load as load_annotator
+
+    return load_annotator(model, **options)
+
+
 __all__ = [
     "DataError",
     "Example",
@@ -42,6 +55,7 @@ __all__ = [
     "error_breakdown",
     "evaluate",
     "format_answer",
+    "load",
     "load_examples",
     "load_prompt",
     "parse_answer",

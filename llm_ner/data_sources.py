@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import shutil
-import sys
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .data import read_cluener
 from .errors import DataError
+from .options import CliOptions, option, positive_float
 
 # The CLUE benchmark's public archive of CLUENER2020 (train.json, dev.json, test.json, README).
 CLUENER_URL = "https://storage.googleapis.com/cluebenchmark/tasks/cluener_public.zip"
@@ -26,6 +27,8 @@ CLUENER_SHA256 = {
     "dev.json": "90036b59832e007c45d11eafe5ed80549f58a18a29aaa7fe8b1229622c69ec38",
 }
 SPLITS = ("train.json", "dev.json")
+
+_log = logging.getLogger(__name__)  # `log` is the parameter name of the functions below
 
 
 def default_data_dir() -> Path:
@@ -164,7 +167,7 @@ def locate_cluener(
     allow_sample: bool = False,
     url: str = CLUENER_URL,
     timeout: float = 30.0,
-    log=lambda message: print(message, file=sys.stderr),
+    log=lambda message: _log.info(message),
 ) -> Located:
     """Find CLUENER: $LLM_NER_DATA, then data/cluener/, else download it into data/cluener/.
 
@@ -195,3 +198,28 @@ def locate_cluener(
         )
         return Located(sample_dir(), "sample")
     raise FileNotFoundError(f"CLUENER2020 not found; put train.json and dev.json into {dest}/ or set LLM_NER_DATA")
+
+
+@dataclass
+class DataOptions(CliOptions):
+    """`llm-ner data`: where to look for a dataset, and whether to download or fall back to the sample."""
+
+    dataset: str = option("cluener", flag="dataset", choices=("cluener",))
+    no_download: bool = option(False, help="only look, do not download")
+    allow_sample: bool = option(
+        False,
+        help="if CLUENER is not available, print the small sample shipped with llm-ner (template sentences "
+        "written for the project, not CLUENER) instead of failing",
+    )
+    url: str = option(CLUENER_URL, help="archive to download (default: %(default)s)")
+    timeout: float = option(30.0, type=positive_float, help="network timeout in seconds")
+
+
+def find_data(options: DataOptions) -> Path:
+    """`llm-ner data`: the folder of the dataset (checked, said on stderr with its summary)."""
+    located = locate_cluener(
+        download=not options.no_download, allow_sample=options.allow_sample, url=options.url, timeout=options.timeout
+    )
+    if located.check is not None:
+        _log.info(f"CLUENER ({located.source}) {located.check.summary()}")
+    return located.folder

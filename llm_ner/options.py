@@ -104,9 +104,11 @@ def option(
     metavar: str | None = None,
     required: bool = False,
     action: str | None = None,
+    nargs: str | int | None = None,
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
 ) -> Any:
-    """A dataclass field that is also a command-line flag (``--field-name`` unless ``flag`` says).
+    """A dataclass field that is also a command-line flag (``--field-name`` unless ``flag`` says; a ``flag``
+    without a leading dash is a positional argument).
 
     A ``bool`` field whose default is False becomes a ``store_true`` switch; ``required`` flags
     have no default on the command line (the dataclass may still have one for library callers).
@@ -119,6 +121,7 @@ def option(
         "metavar": metavar,
         "required": required,
         "action": action,
+        "nargs": nargs,
     }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={_CLI: cli})
@@ -142,22 +145,25 @@ class CliOptions:
             f = fields[name]
             meta = f.metadata[_CLI]
             flag = meta["flag"] or "--" + f.name.replace("_", "-")
-            kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+            positional = not flag.startswith("-")
+            kwargs: dict[str, Any] = {"help": meta["help"]} if positional else {"dest": f.name, "help": meta["help"]}
             action = meta["action"] or ("store_true" if f.default is False else None)
             if action:
                 kwargs["action"] = action
-            else:
+            if action in (None, "append", "extend"):  # an option that takes values
                 if meta["type"] is not None:
                     kwargs["type"] = meta["type"]
                 if meta["choices"] is not None:
                     kwargs["choices"] = meta["choices"]
-                elif flag.startswith("--"):  # argparse would show the dest; show the flag's name
+                elif flag.startswith("--") and action is None:  # argparse would show the dest; show the flag's name
                     kwargs["metavar"] = flag[2:].replace("-", "_").upper()
                 if meta["metavar"] is not None:
                     kwargs["metavar"] = meta["metavar"]
-            if meta["required"]:
+                if meta["nargs"] is not None:
+                    kwargs["nargs"] = meta["nargs"]
+            if meta["required"] and not positional:
                 kwargs["required"] = True
-            elif f.default is not dataclasses.MISSING and not action:
+            elif f.default is not dataclasses.MISSING and action in (None, "append", "extend"):
                 kwargs["default"] = f.default
             elif f.default_factory is not dataclasses.MISSING:
                 kwargs["default"] = f.default_factory()

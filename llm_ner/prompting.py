@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +25,21 @@ import jinja2
 import yaml
 
 from .answer_format import ANSWER_FORMATS, get_format
-from .data import Example, LoadReport, check_value, load_examples, write_jsonl_atomic, write_text_atomic
+from .data import (
+    INPUT_FORMATS,
+    Example,
+    LoadReport,
+    check_output_path,
+    check_value,
+    load_examples,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 from .errors import DataError
 from .labels import LabelSchema, LabelType
+from .options import CliOptions, option
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PROMPT = "cluener_zh"
 
@@ -342,3 +356,43 @@ def read_conversion(path: str | Path) -> Conversion | None:
         raise DataError(sidecar, None, f"unknown answer format {raw['answer_format']!r}")
     prompt = prompt_from_yaml(raw["prompt_yaml"], sidecar)
     return Conversion(prompt, raw["answer_format"], raw["records"], raw["file_sha256"], raw.get("input"))
+
+
+@dataclass
+class ConvertOptions(CliOptions):
+    """`llm-ner convert`: an NER file -> chat instructions, with the prompt and answer format to render."""
+
+    input: str = option(required=True, help="CLUENER JSON lines or char-per-line BIO/BIOES/BMES file")
+    output: str = option(required=True, help="output JSON lines file")
+    prompt: str = option(DEFAULT_PROMPT, help="prompt YAML path or shipped name (default: %(default)s; see prompts/)")
+    answer_format: str = option(
+        "mentions",
+        flag="--format",
+        choices=ANSWER_FORMATS,
+        help="assistant answer: mentions = JSON list in reading order (exact spans); "
+        "grouped = {label: [strings]} (default: %(default)s)",
+    )
+    input_format: str = option(
+        "auto",
+        choices=INPUT_FORMATS,
+        help="input file format; auto picks cluener for JSON lines, else a tag "
+        "scheme detected from the tags (default: %(default)s)",
+    )
+    lenient: bool = option(False, help="skip bad records (printed with their lines) instead of stopping")
+
+
+def convert(options: ConvertOptions) -> Conversion:
+    """`llm-ner convert`: write the chat instructions and their sidecar, say what was written."""
+    started = time.perf_counter()
+    check_output_path(options.output, {"--input": options.input, "--prompt": options.prompt})
+    conversion, report = convert_file(
+        options.input, options.output, load_prompt(options.prompt), options.answer_format, options.input_format,
+        options.lenient,
+    )  # fmt: skip
+    report.print()
+    log.info(
+        f"wrote {conversion.records} {options.answer_format} conversations to {options.output} (prompt "
+        f"{conversion.prompt.name} {conversion.prompt_identity}, recorded in {conversion_sidecar(options.output)}) "
+        f"in {time.perf_counter() - started:.2f}s"
+    )
+    return conversion

@@ -8,14 +8,17 @@ and the CPU demo exercise the real loading code without downloading anything.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from .generation.tokens import bytes_to_unicode
+from .options import CliOptions, non_negative_int, option, positive_int
 
-from .generation import bytes_to_unicode
+log = logging.getLogger(__name__)
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen3 writes these as ordinary (non-special) added tokens so they survive decoding.
@@ -232,6 +235,8 @@ def build_tiny_model(
     config = build_config(arch, vocab_size, **shape)
     ids = tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
     config.bos_token_id, config.eos_token_id, config.pad_token_id = ids[0], ids[1], ids[0]
+    import torch
+
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(eos_token_id=[ids[1], ids[0]], pad_token_id=ids[0])
@@ -291,6 +296,111 @@ def build_tiny_bert(
         intermediate_size=2 * hidden_size,
         max_position_embeddings=512,
     )
+    import torch
+
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(out_dir)
     return out_dir
+
+
+@dataclass(kw_only=True)
+class TinyModelOptions(CliOptions):
+    """`llm-ner tiny-model`: the architecture, its tokenizer and its sizes."""
+
+    arch: str | None = option(None, choices=("qwen2", "qwen3"), help="default: from --shape or --tokenizer, else qwen3")
+    out: str = option(required=True, help="output directory")
+    texts: list[str] | None = option(
+        None,
+        nargs="+",
+        help="texts for the tokenizer: files of plain lines or CLUENER files "
+        "(default: CLUENER train/dev from LLM_NER_DATA plus the shipped prompts)",
+    )
+    tokenizer: str | None = option(None, metavar="DIR", help="use this hub-format tokenizer (copied unchanged)")
+    shape: str | None = option(None, metavar="NAME", help="a real architecture, e.g. Qwen2.5-0.5B-Instruct")
+    shapes_file: str | None = option(
+        None, metavar="FILE", help="default: ../shared/qwen_shapes.json beside the checkout"
+    )
+    hidden_size: int | None = option(None, type=positive_int, help="default 128 (or the shape's)")
+    num_layers: int | None = option(None, type=positive_int, help="default 2 (or the shape's)")
+    num_heads: int | None = option(None, type=positive_int, help="default 4 (or the shape's)")
+    num_kv_heads: int | None = option(None, type=positive_int, help="default 2 (or the shape's)")
+    intermediate_size: int | None = option(None, type=positive_int, help="default 3 x hidden (or the shape's)")
+    vocab_size: int | None = option(None, type=positive_int, help="embedding rows (default: from the tokenizer/shape)")
+    seed: int = option(0, type=non_negative_int)
+
+    def __post_init__(self) -> None:
+        from .errors import UsageError
+
+        if self.tokenizer and self.texts:
+            raise UsageError("--texts builds a tokenizer; --tokenizer uses an existing one: give one of them")
+
+
+def _shape_of(options: TinyModelOptions) -> tuple[str | None, dict, dict | None]:
+    """(architecture, build_config sizes, the real shape read from --shape or None): explicit sizes win."""
+    from .errors import UsageError
+
+    shape: dict = {}
+    arch, real = options.arch, None
+    if options.shape:
+        try:
+            real = read_shape(options.shape, options.shapes_file)
+        except (FileNotFoundError, KeyError) as error:
+            raise UsageError(f"--shape: {error.args[0]}") from None
+        if arch and arch != real["model_type"]:
+            raise UsageError(f"--arch {arch} contradicts --shape {options.shape} ({real['model_type']})")
+        arch = real["model_type"]
+        shape = shape_arguments(real)
+    sizes = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size")
+    for name in sizes:  # explicit sizes override the shape (else build_config's defaults)
+        if getattr(options, name) is not None:
+            shape[name] = getattr(options, name)
+    if options.hidden_size is not None or options.num_heads is not None:
+        shape.pop("head_dim", None)  # follows the new width
+    return arch, shape, real
+
+
+def _tokenizer_texts(options: TinyModelOptions) -> list[str]:
+    """The texts the tokenizer is built from: the --texts files (plain lines or CLUENER) and the prompts' words."""
+    from .data import guess_format, load_examples
+    from .errors import UsageError
+
+    if options.tokenizer:
+        if not (Path(options.tokenizer) / "tokenizer_config.json").is_file():
+            raise UsageError(f"--tokenizer {options.tokenizer}: no tokenizer_config.json there")
+        return []
+    if not options.texts:
+        return default_texts()
+    texts = []
+    for path in options.texts:
+        if guess_format(path) == "cluener":
+            texts += [ex.text for ex in load_examples(path, "cluener", lenient=True)[0]]
+        else:
+            texts += Path(path).read_text(encoding="utf-8").splitlines()
+    return texts + default_texts(limit=0)  # prompts and JSON vocabulary
+
+
+def tiny_model(options: TinyModelOptions) -> Path:
+    """`llm-ner tiny-model`: build the model of ``options`` (checked first), say what was saved."""
+    from .data import check_output_path
+    from .errors import UsageError
+
+    inputs = {"--tokenizer": options.tokenizer, "--shapes-file": options.shapes_file}
+    inputs.update({f"--texts {path}": path for path in options.texts or ()})
+    check_output_path(options.out, inputs, "--out", writes_folder=True)
+    arch, shape, real = _shape_of(options)
+    texts = _tokenizer_texts(options)
+    vocab_size = options.vocab_size or (real["vocab_size"] if real else None)
+    try:
+        out = build_tiny_model(
+            options.out, arch, texts, seed=options.seed, tokenizer_dir=options.tokenizer, vocab_size=vocab_size, **shape
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out)
+    log.info(
+        f"saved a random-weight {config.model_type} model (hidden {config.hidden_size}, "
+        f"{config.num_hidden_layers} layers, vocab {config.vocab_size}) to {out}"
+    )
+    return out

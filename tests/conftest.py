@@ -15,6 +15,11 @@ def pytest_configure(config):
     # signal. A Python handler here (not inherited across exec) gives children the default SIGINT again.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # What the command line shows (`llm_ner.logs.configure`): tests that call the library see its messages on
+    # stderr whether or not a command ran before them.
+    from llm_ner import logs
+
+    logs.configure()
 
 
 def pytest_report_header(config):
@@ -180,9 +185,9 @@ def sft_trainer(model_dir, records: list[dict], output_dir, tokenizer=None, **co
     from transformers import AutoTokenizer
     from trl import SFTConfig
 
-    from llm_ner.training import make_trainer_class
+    from llm_ner.training.trainer import NERSFTTrainer
 
-    return make_trainer_class()(
+    return NERSFTTrainer(
         model=str(model_dir),
         args=SFTConfig(output_dir=str(output_dir), report_to="none", use_cpu=True, max_length=None, **config),
         train_dataset=Dataset.from_list(records),

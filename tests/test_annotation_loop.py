@@ -256,19 +256,19 @@ def test_a_curve_of_systems_shows_training_times_on_a_log_axis(tmp_path, cluener
     gold = cluener_dir / "dev.json"
     labelled = tmp_path / "labelled.json"
     labelled.write_text("".join(gold.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
-    for number, seconds in ((0, None), (1, 95.0), (2, 5400.0)):
+    for number, seconds in ((0, None), (1, 95.0), (2, 9000.0)):
         argv = ["curve", "--gold", str(gold), "--pred", str(gold), "--labelled", str(labelled), "--arm", "llm-lora"]
         argv += ["--round", str(number), "--output", str(curve), "--resamples", "10"]
         assert cli(argv + (["--train-seconds", str(seconds)] if seconds is not None else [])) == 0
     points = read_learning_curve(curve)
-    assert [p.get("train_seconds") for p in points] == [None, 95.0, 5400.0]
+    assert [p.get("train_seconds") for p in points] == [None, 95.0, 9000.0]
     _, rows = learning_curve_rows(curve_series(points))
     assert [row[2] for row in rows] == [
         "1.0000 [1.0000, 1.0000]",
         "1.0000 [1.0000, 1.0000], 95 s training",
-        "1.0000 [1.0000, 1.0000], 1.5 h training",
+        "1.0000 [1.0000, 1.0000], 2.5 h training",
     ]
-    for point, labelled_count in zip(points, (0, 160, 2240)):
+    for point, labelled_count in zip(points, (0, 160, 10748)):
         point["labelled"] = labelled_count
     axes = []
     pyplot = charts._pyplot()

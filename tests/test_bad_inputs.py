@@ -656,7 +656,7 @@ def test_unreachable_server_fails_before_anything_is_discarded(ctx, capsys):
 
 
 def test_fingerprint_sees_retrained_weights(ctx, tmp_path):
-    from llm_ner.extraction import directory_identity
+    from llm_ner.extraction.resume import directory_identity
 
     model = tmp_path / "m"
     shutil.copytree(ctx["model"], model)
@@ -840,8 +840,8 @@ def test_report_says_missing_predictions_on_the_console(ctx, tmp_path, capsys):
 
 def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
     import llm_ner.generation as generation
-    from llm_ner.backend import LocalBackend
-    from llm_ner.extraction import ResumableOutput, extract, resolve_settings
+    from llm_ner.backends import LocalBackend
+    from llm_ner.extraction import Annotator, ResumableOutput, extract, resolve_settings
 
     sizes = []
 
@@ -852,9 +852,8 @@ def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
     monkeypatch.setattr(generation, "generate_answers", fake_generate)
     examples = [Example("long", "很长的句子。" * 50), Example("s1", "张三"), Example("s2", "李四")]
     settings = resolve_settings("model-not-loaded")
-    extract(
-        LocalBackend(None, None), examples, settings, tmp_path / "o.json", batch_size=4, max_chars=24, progress=False
-    )
+    annotator = Annotator(LocalBackend(None, None), settings, max_chars=24)
+    extract(annotator, examples, tmp_path / "o.json", batch_size=4, progress=False)
     assert max(sizes) <= 4 and sum(sizes) == 13 + 2  # 13 pieces of 4 sentences at most
     written = ResumableOutput(tmp_path / "o.json").done_records()
     assert set(written) == {"long", "s1", "s2"} and len(written["long"]["raw"]) == 13
@@ -863,9 +862,9 @@ def test_long_text_pieces_respect_batch_size(tmp_path, monkeypatch):
 def test_served_pieces_respect_the_batch_size(monkeypatch):
     """`llm-ner serve` splits long texts like extract; its generate batches stay at --max-batch rows."""
     import llm_ner.generation as generation
-    from llm_ner.backend import LocalBackend
-    from llm_ner.extraction import resolve_settings
-    from llm_ner.serve import Engine
+    from llm_ner.backends import LocalBackend
+    from llm_ner.extraction import Annotator, resolve_settings
+    from llm_ner.serving import serve_results
 
     calls = []
 
@@ -875,6 +874,6 @@ def test_served_pieces_respect_the_batch_size(monkeypatch):
 
     monkeypatch.setattr(generation, "generate_answers", fake_generate)
     backend = LocalBackend(None, None, batch_size=4, token_scores=False)
-    engine = Engine(backend, resolve_settings("model-not-loaded"), max_chars=24)
-    results = engine.run(["很长的句子。" * 50, "张三"])
+    run = serve_results(Annotator(backend, resolve_settings("model-not-loaded"), max_chars=24))
+    results = run(["很长的句子。" * 50, "张三"])
     assert calls == [(14, 4)] and len(results) == 2 and len(results[0]["raw"]) == 13

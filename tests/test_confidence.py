@@ -27,7 +27,7 @@ def tiny_qwen(tmp_path_factory):
     return redraw_weights(base, base.with_name("noisy"), std=0.5)
 
 
-from llm_ner.generation import _Chain  # noqa: E402
+from llm_ner.generation.decoding import _Chain  # noqa: E402
 
 
 class PrefixNoise:
@@ -49,8 +49,8 @@ class PrefixNoise:
 def test_recorded_probabilities_are_those_of_the_chosen_tokens_after_the_mask(tiny_qwen, cluener_dev):
     """A padded batch, noisy and constrained; replaying each answer alone token by token, the recorded
     log-probability is log-softmax of the noisy, masked logits at the chosen token (its arg max)."""
-    from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import chat_prompt_ids, generate_answers, load_model
+    from llm_ner.generation.constrained import MentionsConstraint
 
     model, tokenizer = load_model(str(tiny_qwen), dtype="float32")  # compared with a float32 replay
     prompt = load_prompt()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import records, redraw_weights, two_cpu_process_launch
 
+from llm_ner.backends import Answer
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span, read_cluener, read_inputs, split_long, write_bio
 from llm_ner.errors import UsageError
@@ -90,7 +91,7 @@ def test_long_sentence_spans_are_shifted_back():
         '[{"text":"李四","label":"name"},{"text":"北京","label":"address"}]'
     ]
     assert len(pieces) == 4
-    record, stats = make_record(Example("0", text), pieces, answers, load_prompt())
+    record, stats = make_record(Example("0", text), pieces, [Answer(a) for a in answers], load_prompt())
     spans = {(s, e + 1) for offsets in record["label"]["name"].values() for s, e in offsets}
     assert spans == {(0, 2), (8, 10), (16, 18), (24, 26)}
     assert record["label"]["address"] == {"北京": [[27, 28]]}
@@ -230,8 +231,8 @@ def test_constrained_decoding_guarantees_on_cluener_dev(tiny_qwen, cluener_dev):
     """Free output of the noisy model is garbage; constrained, every answer parses, every entity
     is a substring of its sentence and every label is a CLUENER type, on all of CLUENER dev."""
     from llm_ner.answer_format import answer_to_spans
-    from llm_ner.constrained import MentionsConstraint
     from llm_ner.generation import generate_answers, load_model
+    from llm_ner.generation.constrained import MentionsConstraint
     from llm_ner.parsing import ParseStats
 
     model, tokenizer = load_model(str(tiny_qwen))

@@ -7,9 +7,9 @@ import pytest
 from conftest import records
 
 import llm_ner.generation
-from llm_ner.backend import LocalBackend
+from llm_ner.backends import LocalBackend
 from llm_ner.data import Example
-from llm_ner.extraction import ResumableOutput, RunSettings, extract
+from llm_ner.extraction import Annotator, ResumableOutput, RunSettings, extract
 from llm_ner.prompting import load_prompt
 
 
@@ -30,14 +30,14 @@ def test_ctrl_c_loses_at_most_the_batch_in_flight(monkeypatch, tmp_path):
     calls: list = []
     monkeypatch.setattr(llm_ner.generation, "generate_answers", fake_answers(calls, interrupt_at=3))
     with pytest.raises(KeyboardInterrupt):
-        extract(LocalBackend(None, None), examples, settings, output, batch_size=4, progress=False)
+        extract(Annotator(LocalBackend(None, None), settings), examples, output, batch_size=4, progress=False)
     finished = [text for batch in calls[:2] for text in batch]  # the two batches before the interrupt
     done = ResumableOutput(output).done_ids()
     assert done == {ex.id for ex in examples if ex.text in finished} and len(done) == 8
 
     rerun: list = []
     monkeypatch.setattr(llm_ner.generation, "generate_answers", fake_answers(rerun, interrupt_at=None))
-    extract(LocalBackend(None, None), examples, settings, output, batch_size=4, progress=False)
+    extract(Annotator(LocalBackend(None, None), settings), examples, output, batch_size=4, progress=False)
     assert sorted(text for batch in rerun for text in batch) == sorted(ex.text for ex in examples if ex.id not in done)
     assert ResumableOutput(output).merge([ex.id for ex in examples]) == 20
     written = records(output)

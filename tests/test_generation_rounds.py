@@ -219,7 +219,7 @@ def test_auto_dtype_on_cpu_follows_the_cpus_bf16_instructions(monkeypatch, tmp_p
 
     from llm_ner import generation
 
-    monkeypatch.setattr(generation, "cpu_computes_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(generation.loading, "cpu_computes_bf16", lambda: bf16_cpu)
     path = str(noisy_model(tmp_path_factory.mktemp("auto") / "noisy"))
     model, _ = generation.load_model(path, device="cpu")
     assert model.dtype == (torch.bfloat16 if bf16_cpu else torch.float32)

@@ -50,3 +50,35 @@ def test_the_data_layer_imports_only_errors():
     graph = import_graph()
     outside = {t for m, edges in graph.items() if m.split(".")[:2] == ["llm_ner", "data"] for t in edges}
     assert {t for t in outside if not t.startswith("llm_ner.data")} == {"llm_ner.errors"}
+
+
+# Where the flags of the commands are declared: imported by the command line to build its parsers, so they
+# must not import torch (`llm-ner --help` takes 0.7 s, not the 5 s of importing torch and transformers).
+OPTIONS_MODULES = [
+    "llm_ner.options",
+    "llm_ner.extraction.options",
+    "llm_ner.serving.options",
+    "llm_ner.backends.openai",
+    "llm_ner.baselines.config",
+    "llm_ner.quickstart",
+    "llm_ner.cli.main",
+]
+
+
+def test_the_options_modules_and_the_command_line_import_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, sys\n"
+        f"for name in {OPTIONS_MODULES!r}:\n"
+        "    importlib.import_module(name)\n"
+        "    heavy = sorted(m for m in ('torch', 'transformers', 'trl', 'peft') if m in sys.modules)\n"
+        "    assert not heavy, (name, heavy)\n"
+        "from llm_ner.cli.main import build_parser\n"
+        "build_parser()\n"
+        "assert 'torch' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -29,8 +29,8 @@ pytest.importorskip("uvicorn", reason='`llm-ner serve` needs fastapi and uvicorn
 
 from test_serve import talkative  # noqa: E402  (after the skips: it needs the serving extra too)
 
-from llm_ner.label_studio_backend import LabelStudioError, parse_label_config  # noqa: E402
 from llm_ner.prompting import load_prompt  # noqa: E402
+from llm_ner.serving.label_studio import LabelStudioError, parse_label_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "ls-test-key"
@@ -250,7 +250,7 @@ def test_label_config_mapping_without_a_server():
 
 
 def test_basic_auth_carries_the_api_key():
-    from llm_ner.serve import AccessPolicy
+    from llm_ner.serving import AccessPolicy
 
     policy = AccessPolicy(api_key=KEY)
     assert policy.key_matches(basic("anyone", KEY)) and policy.key_matches(f"Bearer {KEY}")

@@ -17,8 +17,9 @@ from conftest import noisy_model, records
 from harness import free_port, stop, wait_for
 
 from llm_ner.answer_format import MENTIONS
+from llm_ner.backends.openai import OpenAIBackend
 from llm_ner.cli import main as cli
-from llm_ner.openai_backend import OpenAIBackend, ServerError
+from llm_ner.errors import ServerError
 from llm_ner.prompting import load_prompt
 
 
@@ -148,7 +149,7 @@ def test_retries_429_then_answers_and_sends_schema_and_key(monkeypatch):
         backend = OpenAIBackend(server.url, "m", concurrency=2, retries=3, backoff=0.01)
         backend.response_format = MENTIONS.json_schema(schema)
         answered = backend.answer([[{"role": "user", "content": "叶老桂博士"}]] * 3, ["叶老桂博士"] * 3)
-        answers = [text for text, _ in answered]
+        answers = [answer.text for answer in answered]
         assert answers == [json.dumps([{"text": "老桂博士", "label": "name"}], ensure_ascii=False)] * 3
         assert backend.retried == 2 and len(server.bodies) == 5
         body = server.bodies[-1]

@@ -63,7 +63,7 @@ def ctx(tmp_path_factory):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from llm_ner.prompting import load_prompt
-    from llm_ner.run_dir import RunRecord
+    from llm_ner.training.run_dir import RunRecord
 
     root = tmp_path_factory.mktemp("outputs")
     c = {"root": root, "gold": write_jsonl(root / "gold.json", GOLD)}

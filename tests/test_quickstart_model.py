@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from llm_ner.prompting import load_prompt
-from llm_ner.run_dir import RunRecord
+from llm_ner.training.run_dir import RunRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENIZERS = ROOT.parent / "shared" / "tokenizers"

@@ -301,16 +301,17 @@ def test_ray_below_its_floor_is_named():
 def test_a_redone_block_adds_nothing_and_pieces_join_in_any_order():
     """What the driver does with the actors' blocks: ids it has are dropped (a block redone after an actor
     died), a long sentence's record is made once all its pieces are in, whatever their order."""
+    from llm_ner.backends import Answer
     from llm_ner.data import Example, split_long
-    from llm_ner.extraction import make_record, resolve_settings
-    from llm_ner.ray_extraction import BlockRecords
+    from llm_ner.extraction import Annotator, make_record, resolve_settings
+    from llm_ner.extraction.ray_run import BlockRecords
 
     settings = resolve_settings("org/model", prompt="cluener_zh")
     text = "张三在北京。李四去上海。"
     pieces = split_long(text, 6)
     answers = ['[{"text":"张三","label":"name"}]', '[{"text":"上海","label":"address"}]']
     scores = [([(0, 5)], [-0.1]), ([(0, 5)], [-0.2])]
-    single, _ = make_record(Example("a", "王五"), [(0, "王五")], ["[]"], settings.prompt)
+    single, _ = make_record(Example("a", "王五"), [(0, "王五")], [Answer("[]")], settings.prompt)
     block = {
         "file": [0, 0, 0],
         "pos": [1, 0, 1],
@@ -318,13 +319,14 @@ def test_a_redone_block_adds_nothing_and_pieces_join_in_any_order():
         "n": [2, 1, 2],
         "id": ["b", "a", "b"],
         "payload": [
-            json.dumps([text, answers[1], scores[1]]),
+            json.dumps([text, answers[1], *scores[1]]),
             json.dumps(single),
-            json.dumps([text, answers[0], scores[0]]),
+            json.dumps([text, answers[0], *scores[0]]),
         ],
     }
-    collect = BlockRecords({}, settings, 6)
-    expected, _ = make_record(Example("b", text), pieces, answers, settings.prompt, scores)
+    collect = BlockRecords({}, Annotator(None, settings, 6))
+    scored = [Answer(a, tuple(map(tuple, ranges)), tuple(logprobs)) for a, (ranges, logprobs) in zip(answers, scores)]
+    expected, _ = make_record(Example("b", text), pieces, scored, settings.prompt)
     assert collect.records(block) == [(0, 0, single), (0, 1, expected)]
     assert collect.records(block) == []  # the same block again: nothing new
 
@@ -333,7 +335,7 @@ def test_merge_of_many_shards_is_in_input_order(tmp_path, monkeypatch):
     """Shards of 3 records, merged 2 at a time (as a large corpus is: bounded memory and open files)."""
     import random
 
-    import llm_ner.ray_extraction as engine
+    import llm_ner.extraction.ray_store as engine
 
     monkeypatch.setattr(engine, "MERGE_FAN_IN", 2)
     keys = [(file, pos) for file in range(3) for pos in range(7)]

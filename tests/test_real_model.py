@@ -21,7 +21,7 @@ import yaml
 from llm_ner.data import load_examples
 from llm_ner.metrics import evaluate
 from llm_ner.prompting import load_prompt, read_conversion
-from llm_ner.run_dir import RunRecord
+from llm_ner.training.run_dir import RunRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "qwen2.5-0.5b-lora.yaml"

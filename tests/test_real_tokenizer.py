@@ -245,7 +245,7 @@ def drive(constraint, size: int, budget: int, seed: int, stops: set[int]) -> lis
 def test_constrained_answers_are_complete_on_all_cluener_dev(real_tokenizer, real_cluener_dir, cluener_dev, name):
     """All 1 343 dev sentences, batches of 64, budgets from 12 to 64 tokens: every answer ends
     with end-of-turn in its budget, parses without repair, and holds only substrings and labels."""
-    from llm_ner.constrained import MentionsConstraint
+    from llm_ner.generation.constrained import MentionsConstraint
 
     tokenizer = real_tokenizer(name)
     prompt = load_prompt()
@@ -277,7 +277,7 @@ def test_constrained_answers_are_complete_on_all_cluener_dev(real_tokenizer, rea
 def test_constrained_generation_with_a_random_model_closes_in_the_budget(real_model, cluener_dev):
     """`generate_answers` with a noisy random-weight model on the real Qwen3 vocabulary and a
     tight bound: free answers are garbage; constrained ones all parse, complete, unrepaired."""
-    from llm_ner.constrained import MentionsConstraint
+    from llm_ner.generation.constrained import MentionsConstraint
 
     model, tokenizer = load_model(str(real_model("qwen3")))
     redraw_(model, std=0.5, seed=3)  # large weights: varied garbage
@@ -340,7 +340,7 @@ def test_a_looping_model_is_stopped_at_the_occurrences_and_closes(real_tokenizer
     sentence holds it, and the answer closes soon after the loop starts, far inside its budget."""
     from collections import Counter
 
-    from llm_ner.constrained import MentionsConstraint
+    from llm_ner.generation.constrained import MentionsConstraint
 
     tokenizer = real_tokenizer("qwen2.5")
     prompt = load_prompt()
@@ -376,7 +376,7 @@ def test_a_row_that_tried_to_repeat_cannot_open_an_item_inside_a_token(real_toke
     """A model on the real 0.5B looped by growing its mention after the repeat was refused, and Qwen's
     one-token `"},{"` closed each item and opened the next without the list ever being asked to close.
     After the refused repeat, no token may open another item; the current one closes, then only `]`."""
-    from llm_ner.constrained import MentionsConstraint
+    from llm_ner.generation.constrained import MentionsConstraint
 
     tokenizer = real_tokenizer("qwen2.5")
     prompt = load_prompt("cluener_zh_short")

@@ -77,7 +77,7 @@ class AppServer:
     def __init__(self, run, access=None, openapi=False, **limits):
         import uvicorn
 
-        from llm_ner.serve import ServeLimits, build_app
+        from llm_ner.serving import ServeLimits, build_app
 
         self.app = build_app(run, ServeLimits(**limits), {"labels": ["name"]}, access, openapi=openapi)
         self.port = free_port()
@@ -175,7 +175,7 @@ def test_extract_takes_only_a_json_content_type():
 
 
 def test_foreign_origin_and_host_get_403():
-    from llm_ner.serve import AccessPolicy
+    from llm_ner.serving import AccessPolicy
 
     server = AppServer(FakeEngine(0))
     try:
@@ -213,7 +213,8 @@ def test_foreign_origin_and_host_get_403():
 
 
 def test_api_key_is_needed_on_extract_and_health(monkeypatch):
-    from llm_ner.serve import AccessPolicy, ServeOptions
+    from llm_ner.serving import AccessPolicy, ServeOptions
+    from llm_ner.serving.access import access_policy
 
     server = AppServer(FakeEngine(0), AccessPolicy(api_key="s3cret-ключ"))
     try:
@@ -230,10 +231,10 @@ def test_api_key_is_needed_on_extract_and_health(monkeypatch):
     finally:
         server.close()
     monkeypatch.setenv("LLM_NER_SERVE_API_KEY", "from-env")
-    assert ServeOptions().access_policy().api_key == "from-env"
-    assert ServeOptions(api_key="flag").access_policy().api_key == "flag"
+    assert access_policy(ServeOptions()).api_key == "from-env"
+    assert access_policy(ServeOptions(api_key="flag")).api_key == "flag"
     monkeypatch.setenv("LLM_NER_SERVE_API_KEY", "")
-    assert ServeOptions().access_policy().api_key is None
+    assert access_policy(ServeOptions()).api_key is None
 
 
 @pytest.mark.parametrize(
@@ -253,7 +254,7 @@ def test_api_key_is_needed_on_extract_and_health(monkeypatch):
     ],
 )
 def test_odd_bodies_get_400_with_one_line(body, reason):
-    from llm_ner.serve import RequestError, ServeLimits, parse_texts
+    from llm_ner.serving import RequestError, ServeLimits, parse_texts
 
     with pytest.raises(RequestError) as caught:
         parse_texts(body, ServeLimits())
@@ -460,7 +461,7 @@ def check_page(chromium: str, url: str, tmp_path: Path) -> None:
 def test_page_asks_for_the_key_in_headless_chromium(tmp_path):
     """With an API key the page still loads (no key needed for /), and the 401 of /health and
     /extract shows the key field and the error instead of failing silently."""
-    from llm_ner.serve import AccessPolicy
+    from llm_ner.serving import AccessPolicy
 
     chromium, reason = find_chromium()
     if chromium is None:

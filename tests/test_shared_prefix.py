@@ -65,7 +65,7 @@ def lora_trainer(model_dir, records, output_dir, quantized: bool = False, **conf
     from transformers import AutoTokenizer, BitsAndBytesConfig
     from trl import SFTConfig
 
-    from llm_ner.training import make_trainer_class
+    from llm_ner.training.trainer import NERSFTTrainer
 
     model_init_kwargs = {"attn_implementation": "sdpa", "dtype": "float32"}
     if quantized:
@@ -73,7 +73,7 @@ def lora_trainer(model_dir, records, output_dir, quantized: bool = False, **conf
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
         )
     config = {"bf16": False, "gradient_checkpointing": False, **config}
-    trainer = make_trainer_class()(
+    trainer = NERSFTTrainer(
         model=str(model_dir),
         args=SFTConfig(
             output_dir=str(output_dir), report_to="none", use_cpu=True, max_length=None,

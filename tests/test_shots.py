@@ -13,10 +13,11 @@ from conftest import noisy_model, records
 from harness import free_port, stop, wait_for
 
 from llm_ner import generation
+from llm_ner.backends import Answer
 from llm_ner.cli import main as cli
 from llm_ner.data import Example, Span
 from llm_ner.errors import UsageError
-from llm_ner.extraction import ModelOptions, RunSettings, answer_pieces, extraction_fingerprint
+from llm_ner.extraction import Annotator, ModelOptions, RunSettings, extraction_fingerprint, run_settings
 from llm_ner.prompting import load_prompt
 from llm_ner.shots import ShotPool, few_shot_messages, prompt_token_counter
 
@@ -163,23 +164,23 @@ def test_shot_options_are_checked(tmp_path):
                      '{"x": [[0, 0]]}}}\n', encoding="utf-8")  # fmt: skip
     options = ModelOptions(model="m", prompt="cluener_zh", shots=1, shots_from=str(shots))
     with pytest.raises(Exception, match=rf"{shots}:2: .*unknown label 'fish'"):
-        options.settings()
+        run_settings(options)
 
 
 def test_zero_shot_fingerprints_stay_as_before_and_shots_enter_them(tmp_path):
     shots = tmp_path / "shots.json"
     shots.write_text('{"text": "张三", "label": {"name": {"张三": [[0, 1]]}}}\n', encoding="utf-8")
     zero = ModelOptions(model="m", prompt="cluener_zh")
-    fingerprint = extraction_fingerprint(zero.settings(), zero)
+    fingerprint = extraction_fingerprint(run_settings(zero), zero)
     assert not {k for k in fingerprint if "shot" in k or "prompt_tokens" in k}
     few = ModelOptions(model="m", prompt="cluener_zh", shots=1, shots_from=str(shots))
-    with_shots = extraction_fingerprint(few.settings(), few)
+    with_shots = extraction_fingerprint(run_settings(few), few)
     assert with_shots["shots"] == 1 and with_shots["shot_selection"] == "similar" and "shot_seed" not in with_shots
     assert with_shots["shots_from"].startswith("sha256:")
     drawn = ModelOptions(model="m", prompt="cluener_zh", shots=1, shots_from=str(shots), shot_selection="random")
-    assert extraction_fingerprint(drawn.settings(), drawn)["shot_seed"] == 0
+    assert extraction_fingerprint(run_settings(drawn), drawn)["shot_seed"] == 0
     shots.write_text('{"text": "李四", "label": {"name": {"李四": [[0, 1]]}}}\n', encoding="utf-8")
-    assert extraction_fingerprint(few.settings(), few)["shots_from"] != with_shots["shots_from"]
+    assert extraction_fingerprint(run_settings(few), few)["shots_from"] != with_shots["shots_from"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +226,7 @@ def test_constrained_few_shot_run_parses_every_answer_and_keeps_the_prefix_cache
         used.append(prefix[0] if prefix else 0)
         return real_start(model, prompts, pad_id, max_new_tokens, prefix)
 
-    monkeypatch.setattr(generation, "prefix_cache", spy_cache)
+    monkeypatch.setattr(generation.decoding, "prefix_cache", spy_cache)
     monkeypatch.setattr(generation.DecodingBatch, "start", staticmethod(spy_start))
     shots = ["--shots", "3", "--shots-from", str(data / "shots.json")]
     out = tmp_path / "similar.json"
@@ -336,7 +337,7 @@ def test_serve_with_shots_answers_as_extract_does(noisy_qwen, data, tmp_path):
     assert [r["raw"] for r in served] == [r["raw"] for r in records(out)]
 
 
-def test_answer_pieces_counts_the_budget_with_the_backends_tokenizer(qwen_tokenizer_dir):
+def test_the_annotator_counts_the_budget_with_the_backends_tokenizer(qwen_tokenizer_dir):
     """A local backend's tokenizer counts the budget exactly; a backend without one gets the byte bound."""
     from transformers import AutoTokenizer
 
@@ -353,10 +354,10 @@ def test_answer_pieces_counts_the_budget_with_the_backends_tokenizer(qwen_tokeni
 
         def answer(self, conversations, texts):
             self.conversations = conversations
-            return [("[]", None) for _ in texts]
+            return [Answer("[]") for _ in texts]
 
     local, remote = Recorder(tokenizer), Recorder()
-    answer_pieces(local, settings, ["王五去南京"])
-    answer_pieces(remote, settings, ["王五去南京"])
+    Annotator(local, settings).answer(["王五去南京"])
+    Annotator(remote, settings).answer(["王五去南京"])
     assert len(local.conversations[0]) == 1 + 2 * 2 + 1  # two shots fit, counted exactly
     assert len(remote.conversations[0]) < len(local.conversations[0])  # the bound counts more

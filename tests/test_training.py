@@ -266,14 +266,15 @@ def test_metric_for_best_model_eval_f1_picks_the_best_checkpoint(tiny_models, cl
     """`metric_for_best_model: eval_f1` with scripted F1 0.2, 0.5, 0.3 at steps 1, 2, 3: the
     trainer keeps checkpoint-2 as best and loads it at the end."""
     import llm_ner.training as training
+    from llm_ner.training import callbacks
 
     scripted = iter([0.2, 0.5, 0.3, 0.0, 0.0])  # steps 1-3, then any final evaluation
-    real = training.f1_metrics
+    real = callbacks.f1_metrics
 
     def f1_metrics(gold, answers, prompt, prefix="eval"):
         return {**real(gold, answers, prompt, prefix), f"{prefix}_f1": next(scripted)}
 
-    monkeypatch.setattr(training, "f1_metrics", f1_metrics)
+    monkeypatch.setattr(callbacks, "f1_metrics", f1_metrics)
     out = tmp_path / "best"
     extra = ["--max_steps", "3", "--eval_steps", "1", "--save_steps", "1", "--f1_eval_samples", "2"]
     extra += ["--f1_max_new_tokens", "2", "--metric_for_best_model", "eval_f1", "--load_best_model_at_end", "true"]
@@ -524,10 +525,10 @@ def test_bad_convert_output_names_the_line(tmp_path):
 def _counting_generation(monkeypatch, out: Path, fail: bool = False) -> list[bool]:
     """Wrap the F1 generation of `llm_ner.training`: one entry per call, whether the adapter was already
     saved in ``out`` then; ``fail`` makes every call raise."""
-    import llm_ner.training as training
+    from llm_ner.training import callbacks
 
     calls: list[bool] = []
-    real = training.generate_answers
+    real = callbacks.generate_answers
 
     def generate(*args, **kwargs):
         calls.append((out / "adapter_model.safetensors").is_file())
@@ -535,7 +536,7 @@ def _counting_generation(monkeypatch, out: Path, fail: bool = False) -> list[boo
             raise RuntimeError("evaluation failed")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "generate_answers", generate)
+    monkeypatch.setattr(callbacks, "generate_answers", generate)
     return calls
 
 
@@ -543,31 +544,40 @@ def test_final_evaluation_runs_once_after_saving_with_a_progress_bar(
     tiny_models, cluener_dir, tmp_path, monkeypatch, capfd
 ):
     """max_steps 2 with eval_steps 2: one evaluation (not one at step 2 and another after train), after
-    the adapter is saved, its F1 generation shown by a progress bar."""
+    the adapter is saved, its F1 generation counted by a progress bar (shown on a terminal)."""
     import llm_ner.training as training
+    from llm_ner.training import callbacks, trainer
 
     out = tmp_path / "once"
     calls = _counting_generation(monkeypatch, out)
-    losses = []
-    real_class = training.make_trainer_class
+    losses, bars = [], []
 
-    def counting_class():
-        cls = real_class()
+    class Counting(trainer.NERSFTTrainer):
+        def evaluation_loop(self, *args, **kwargs):
+            losses.append(self.state.global_step)
+            return super().evaluation_loop(*args, **kwargs)
 
-        class Counting(cls):
-            def evaluation_loop(self, *args, **kwargs):
-                losses.append(self.state.global_step)
-                return super().evaluation_loop(*args, **kwargs)
+    def recording_bar(total, desc, enabled=True, unit="sent"):
+        bar = real_bar(total, desc, enabled, unit)  # hidden off a terminal, so its own count stays 0
+        advanced = [0]
+        real_update = bar.update
 
-        return Counting
+        def update(n=1):
+            advanced[0] += n
+            return real_update(n)
 
-    monkeypatch.setattr(training, "make_trainer_class", counting_class)
-    trainer = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
-    assert trainer.state.global_step == 2
+        bar.update = update
+        bars.append((desc, total, advanced))
+        return bar
+
+    real_bar = callbacks.progress_bar
+    monkeypatch.setattr(trainer, "NERSFTTrainer", Counting)
+    monkeypatch.setattr(callbacks, "progress_bar", recording_bar)
+    trained = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, "--use_peft", "true", "--lora_r", "4"))
+    assert trained.state.global_step == 2
     assert losses == [2] and calls == [True]  # one evaluation, the adapter already saved
     assert "eval_f1" in json.loads((out / "eval_results.json").read_text())
-    err = capfd.readouterr().err
-    assert "eval F1 generation" in err and "4/4" in err  # tqdm's bar over the 4 F1 sentences
+    assert [(desc, total, advanced[0]) for desc, total, advanced in bars] == [("eval F1 generation", 4, 4)]
 
 
 def test_a_failing_final_evaluation_keeps_the_trained_adapter(tiny_models, cluener_dir, tmp_path, monkeypatch):
@@ -662,8 +672,8 @@ def test_training_records_the_prompt_the_file_was_converted_with(tiny_models, cl
     """Converted with cluener_zh_short, no prompt argument: the run record's prompt copy is the converted file's
     (byte for byte), the F1 evaluation uses it on the raw eval file, not the default cluener_zh."""
     from llm_ner.prompting import read_conversion
-    from llm_ner.run_dir import RunRecord
     from llm_ner.training import main
+    from llm_ner.training.run_dir import RunRecord
 
     train = _converted(cluener_dir, tmp_path, "cluener_zh_short")
     out = tmp_path / "adopted"
@@ -677,7 +687,7 @@ def test_training_records_the_prompt_the_file_was_converted_with(tiny_models, cl
     first = json.loads(train.read_text(encoding="utf-8").splitlines()[0])
     text = first["prompt"][1]["content"].split("文本：")[-1]
     assert record.load_prompt().messages(text) == first["prompt"] == read_conversion(train).prompt.messages(text)
-    assert trainer.ner_prompt.name == "cluener_zh_short"  # the F1 evaluation's prompt
+    assert trainer.f1.prompt.name == "cluener_zh_short"  # the F1 evaluation's prompt
     assert any("eval_f1" in entry for entry in _training_log(out))
 
 
@@ -702,8 +712,8 @@ def test_a_prompt_other_than_the_converted_files_stops_before_any_model_loads(
 
 
 def test_an_old_converted_file_without_sidecar_trains_with_a_warning(tiny_models, cluener_dir, tmp_path, capfd):
-    from llm_ner.run_dir import RunRecord
     from llm_ner.training import main
+    from llm_ner.training.run_dir import RunRecord
 
     train = _converted(cluener_dir, tmp_path, "cluener_zh_short")
     (tmp_path / "train.jsonl.meta.json").unlink()
@@ -741,10 +751,11 @@ def test_f1_is_decoded_by_a_merged_bf16_copy_on_a_bf16_cpu(tiny_models, cluener_
     the adapter merged (as extraction loads it there), and the trained model stays float32 with its
     adapter; on other CPUs by the trained model itself."""
     import llm_ner.training as training
+    from llm_ner.training import callbacks
 
-    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(callbacks, "cpu_computes_bf16", lambda: bf16_cpu)
     seen: list[tuple] = []
-    real = training.generate_answers
+    real = callbacks.generate_answers
 
     def generate(model, *args, **kwargs):
         passes: list[int] = []  # forward passes through this model's own layers
@@ -755,7 +766,7 @@ def test_f1_is_decoded_by_a_merged_bf16_copy_on_a_bf16_cpu(tiny_models, cluener_
             hook.remove()
             seen.append((model.dtype, any("lora" in name for name, _ in model.named_modules()), bool(passes)))
 
-    monkeypatch.setattr(training, "generate_answers", generate)
+    monkeypatch.setattr(callbacks, "generate_answers", generate)
     out = tmp_path / "run"
     lora = ("--use_peft", "true", "--lora_r", "4", "--bf16", "false")  # float32 training, as the quickstart on CPU
     trainer = training.main(train_args(tiny_models["qwen2"], cluener_dir, out, *lora))
@@ -771,8 +782,9 @@ def test_dtype_auto_decides_the_precision_of_cpu_training(tmp_path, monkeypatch,
     and no autocast (TRL's own bf16 default undone); eager attention for bf16 there, SDPA otherwise. A dtype given
     by name, and any dtype on a GPU, is kept as it is."""
     import llm_ner.training as training
+    from llm_ner.training import run
 
-    monkeypatch.setattr(training, "cpu_computes_bf16", lambda: bf16_cpu)
+    monkeypatch.setattr(run, "cpu_computes_bf16", lambda: bf16_cpu)
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
 
     def parse(*extra):
@@ -802,7 +814,7 @@ def test_retrieved_shots_in_training_prompts_never_show_the_sentence_itself(tiny
 
     out = tmp_path / "ra-it"
     trainer = main(train_args(tiny_models["qwen3"], cluener_dir, out, "--train_shots", "2", "--max_steps", "1"))
-    train_examples = trainer.f1_shots[0].examples
+    train_examples = trainer.f1.shots[0].examples
     pool = ShotPool(train_examples, "similar")
     for index in range(3):
         user_turns = [m["content"] for m in trainer.train_dataset[index]["prompt"] if m["role"] == "user"]
@@ -811,7 +823,7 @@ def test_retrieved_shots_in_training_prompts_never_show_the_sentence_itself(tiny
         expected = pool.select(text, 2)
         assert text not in [ex.text for ex in expected]
         assert all(turn.rstrip().endswith(ex.text) for turn, ex in zip(user_turns[:2], expected))
-    conversations = trainer.f1_conversations(trainer.f1_examples[:2])
+    conversations = trainer.f1.conversations(trainer.f1.examples[:2])
     assert all(len([m for m in conversation if m["role"] == "user"]) == 3 for conversation in conversations)
     assert "train_shots: 2" in (out / "train_config.yaml").read_text(encoding="utf-8")
 

@@ -13,9 +13,9 @@ reads `BaselineConfig` while it builds its parser, before any model is needed.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_attributes
 from .config import ARCHS, BaselineConfig
 
 if TYPE_CHECKING:
@@ -46,10 +46,7 @@ _MODULE_OF = {
 }
 
 
-def __getattr__(name: str):
-    if name in _MODULE_OF:
-        return getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _MODULE_OF, {"config", "crf", "models", "run", "tagging", "training"})
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""`BaselineConfig`: the hyper-parameters of a baseline run, and the `llm-ner baseline train` flags.
+"""`BaselineConfig`: the hyper-parameters of a baseline run; the other flags of `llm-ner baseline train|predict`.
 
 This module imports no torch: the CLI reads the flags while it builds its parser.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..data import INPUT_FORMATS, SENTENCE_INPUT_FORMATS
 from ..options import CliOptions, non_negative_int, option, positive_float, positive_int
 
 ARCHS = ("bilstm-crf", "bert-crf", "bert-bilstm-crf")
@@ -43,3 +44,29 @@ class BaselineConfig(CliOptions):
     labels: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     chars: tuple[str, ...] = ()
+
+
+@dataclass(kw_only=True)
+class BaselineTrainOptions(CliOptions):
+    """`llm-ner baseline train` besides the hyper-parameters: the data, the output, how to read and report."""
+
+    train: str = option(required=True, help="training file (CLUENER or BIO)")
+    dev: str | None = option(None, help="dev file for model selection")
+    out: str = option(required=True, help="output directory")
+    max_train_samples: int | None = option(None, type=positive_int)
+    input_format: str = option("auto", choices=INPUT_FORMATS)
+    lenient: bool = option(False)
+    quiet: bool = option(False)
+
+
+@dataclass(kw_only=True)
+class BaselinePredictOptions(CliOptions):
+    """`llm-ner baseline predict`: a trained baseline over a file of sentences."""
+
+    model: str = option(required=True, help="baseline directory")
+    input: str = option(required=True, help="text, JSON lines, CLUENER or BIO file")
+    output: str = option(required=True)
+    batch_size: int = option(64, type=positive_int)
+    input_format: str = option("auto", choices=SENTENCE_INPUT_FORMATS)
+    lenient: bool = option(False)
+    quiet: bool = option(False)

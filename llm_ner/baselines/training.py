@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import pickle
 import random
 import re
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +22,8 @@ from .config import ARCHS, BaselineConfig
 from .crf import segment_log_probability
 from .models import BertCRF, BiLSTMCRF, loss_and_paths
 from .tagging import PAD, UNK, TensorBatcher, auto_batch_size, for_tagging, length_bucketed_batches, tag_set
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "baseline.json"
 WEIGHTS_FILE = "model.pt"
@@ -261,5 +263,5 @@ def bilstm_state_renamed(state: dict) -> dict:
 
 
 def log_stderr(message: str) -> None:
-    """The training log of `llm-ner baseline train`: one line on stderr."""
-    print(message, file=sys.stderr)
+    """The training log of `llm-ner baseline train`: one line on stderr (the command's log)."""
+    log.info(message)

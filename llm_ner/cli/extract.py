@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..data import check_output_path
-from ..errors import UsageError
-from ..extraction import ExtractOptions, ModelOptions, run_extraction
-from ..openai_backend import OpenAIOptions
-from ..ray_extraction import RayOptions
-from .common import check_model_folder, quiet_libraries
-
-BACKENDS = ("local", "openai")
-ENGINES = ("local", "ray")
+from ..backends.openai import OpenAIOptions
+from ..extraction.options import ExtractOptions, ExtractRequest, ModelOptions, RayOptions
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "OPENAI_API_KEY environment variable. --prompt/--format, or --adapter/--model naming the training run "
         "directory, say how to prompt; --constrained sends a JSON schema (response_format) where supported.",
     )
-    remote.add_argument("--backend", choices=BACKENDS, default="local", help="(default: %(default)s)")
+    ExtractOptions.add_cli_args(remote, only=["backend"])
     OpenAIOptions.add_cli_args(remote)
     cluster = parser.add_argument_group(
         "ray engine",
@@ -50,31 +43,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "replaced and its work redone. On a cluster: `ray start --head` on one machine, `ray start --address "
         "HEAD:6379` on the others, then --ray-address auto.",
     )
-    cluster.add_argument("--engine", choices=ENGINES, default="local", help="(default: %(default)s)")
+    ExtractOptions.add_cli_args(cluster, only=["engine"])
     RayOptions.add_cli_args(cluster)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.quiet:
-        quiet_libraries()
-    inputs = {"--input": args.input, "--model": args.model, "--adapter": args.adapter, "--prompt": args.prompt}
-    check_output_path(args.output, inputs)
-    if args.backend == "local":  # the openai backend's --model may name the model on the server
-        check_model_folder(args.model)
-    if args.backend == "local" and (args.base_url or args.served_model):
-        raise UsageError("--base-url and --served-model need --backend openai")
-    if args.backend == "openai" and not (args.base_url and args.served_model):
-        raise UsageError("--backend openai needs --base-url and --served-model")
-    openai_options = OpenAIOptions.from_cli_args(args) if args.backend == "openai" else None
-    ray_options = RayOptions.from_cli_args(args)
-    if args.engine == "ray":
-        from ..ray_extraction import run_ray_extraction
+    from ..extraction.command import run_extract
+    from ..logs import quiet_libraries
 
-        return run_ray_extraction(
-            ModelOptions.from_cli_args(args), ExtractOptions.from_cli_args(args), ray_options, openai_options
-        )
-    if ray_options != RayOptions():
-        raise UsageError("--ray-address, --workers, --gpus-per-worker, --cpus-per-worker, --output-dir and "
-                         "--part-records need --engine ray")  # fmt: skip
-    return run_extraction(ModelOptions.from_cli_args(args), ExtractOptions.from_cli_args(args), openai_options)
+    request = ExtractRequest.from_cli_args(args)
+    if request.extract.quiet:
+        quiet_libraries()
+    return run_extract(request)

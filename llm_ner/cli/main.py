@@ -4,13 +4,13 @@ errors into one line and an exit status."""
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from .. import __version__
+from .. import __version__, logs
 from ..errors import user_facing_error
 from . import (
     baseline,
@@ -21,6 +21,7 @@ from . import (
     export,
     extract,
     merge,
+    quickstart,
     report,
     select,
     serve,
@@ -28,8 +29,25 @@ from . import (
     train,
 )
 
+log = logging.getLogger(__name__)
+
 # In the order `llm-ner --help` lists them.
-COMMANDS = (convert, evaluate, train, data, tiny_model, extract, serve, baseline, report, export, select, curve, merge)
+COMMANDS = (
+    quickstart,
+    convert,
+    evaluate,
+    train,
+    data,
+    tiny_model,
+    extract,
+    serve,
+    baseline,
+    report,
+    export,
+    select,
+    curve,
+    merge,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
         "train, extract, evaluate and compare with BERT/BiLSTM-CRF baselines.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=-1,
+        default=0,
+        help="warnings and errors only, no progress bars",
+    )
+    talk.add_argument(
+        "-v", "--verbose", dest="verbosity", action="store_const", const=1, help="debugging detail too"
+    )  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers).set_defaults(run=command.run)
@@ -73,21 +104,22 @@ def _sigterm_raises() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line (default: ``sys.argv[1:]``); the exit status."""
     args = build_parser().parse_args(argv)
+    logs.configure(args.verbosity)
     try:
         with _sigterm_raises():
             return args.run(args)
     except BrokenPipeError:  # output piped into `head`
         return 1
     except Terminated:
-        print("terminated (SIGTERM)", file=sys.stderr)
+        log.error("terminated (SIGTERM)")
         return 128 + signal.SIGTERM  # 143, as the shell reports a process killed by SIGTERM
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        log.error("interrupted")
         return 130
     except Exception as exc:
         expected = user_facing_error(exc)
         if expected is None:
             raise  # a bug: keep the traceback
         code, message = expected
-        print(f"error: {message}", file=sys.stderr)
+        log.error(f"error: {message}")
         return code

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UsageError
-from ..extraction import ModelOptions
-from ..serve import ServeLimits, ServeOptions, run_server
-from .common import check_model_folder
+from ..extraction.options import ModelOptions
+from ..serving.options import ServeLimits, ServeOptions, ServeRequest
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,13 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_chars > args.max_text_chars:
-        raise UsageError("--max-chars (piece length) must not exceed --max-text-chars (longest text accepted)")
-    check_model_folder(args.model)
-    serve_options = ServeOptions.from_cli_args(args)
-    try:
-        serve_options.access_policy()  # a bad --allowed-origins stops here, before the model loads
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    model_options = ModelOptions.from_cli_args(args)
-    return run_server(model_options, serve_options, ServeLimits.from_cli_args(args))
+    from ..serving.app import run_server
+
+    request = ServeRequest.from_cli_args(args)
+    return run_server(request.model, request.serve, request.limits)

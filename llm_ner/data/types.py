@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, order=True)
@@ -69,17 +71,20 @@ class LoadReport:
             parts.append(f"{len(self.warnings)} warnings")
         return "; ".join(parts)
 
-    def print(self, stream=None, max_lines: int = 10) -> None:
-        """Print the summary, the first skipped records and warnings (to stderr by default)."""
-        stream = stream if stream is not None else sys.stderr
-        print(self.summary(), file=stream)
-        for err in self.skipped[:max_lines]:
-            print(f"  skipped {err}", file=stream)
-        for warning in self.warnings[:max_lines]:
-            print(f"  warning {warning}", file=stream)
+    def lines(self, max_lines: int = 10) -> list[str]:
+        """The summary, then the first skipped records and warnings, one line each."""
+        lines = [self.summary()]
+        lines += [f"  skipped {err}" for err in self.skipped[:max_lines]]
+        lines += [f"  warning {warning}" for warning in self.warnings[:max_lines]]
         hidden = max(0, len(self.skipped) - max_lines) + max(0, len(self.warnings) - max_lines)
         if hidden:
-            print(f"  ... {hidden} more not shown", file=stream)
+            lines.append(f"  ... {hidden} more not shown")
+        return lines
+
+    def print(self, max_lines: int = 10) -> None:
+        """Log the summary and the first skipped records and warnings (as a warning when there are any)."""
+        level = logging.WARNING if self.skipped or self.warnings else logging.INFO
+        log.log(level, "\n".join(self.lines(max_lines)))
 
 
 def find_overlaps(spans: Sequence[Span]) -> list[tuple[Span, Span]]:

@@ -16,13 +16,17 @@ that is already there (same arm, round and seed) replaces it, so a rerun of a lo
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import Example, read_lines_or_errors, write_jsonl_atomic
+from ..data import Example, check_output_path, load_examples, read_lines_or_errors, write_jsonl_atomic
 from ..errors import DataError
 from ..metrics import match_predictions
 from .numbers import bootstrap_interval, per_sentence_counts
+from .options import CurveOptions
+
+log = logging.getLogger(__name__)
 
 POINT_KEY = ("arm", "round", "seed")
 # Fields a point must carry to be drawn, with their types.
@@ -30,27 +34,19 @@ _REQUIRED = {"arm": str, "round": int, "labelled": int, "f1": (int, float)}
 
 
 def curve_point(
-    gold: Sequence[Example],
-    pred: Sequence[Example],
-    labelled: Sequence[Example],
-    arm: str,
-    round_number: int,
-    seed: int = 0,
-    resamples: int = 1000,
-    pred_path: str = "predictions",
-    train_seconds: float | None = None,
+    gold: Sequence[Example], pred: Sequence[Example], labelled: Sequence[Example], options: CurveOptions
 ) -> dict:
-    """One point: the span micro-F1 of ``pred`` on ``gold`` with its bootstrap interval, against the
-    sentences (and their characters and entities) the model was trained on; with ``train_seconds``, the
-    time its training took."""
-    aligned, _ = match_predictions(gold, pred, pred_path)
+    """One point: the span micro-F1 of ``pred`` on ``gold`` with its bootstrap interval (``options.resamples``,
+    ``options.seed``), against the sentences (and their characters and entities) the model was trained on; with
+    ``options.train_seconds``, the time its training took."""
+    aligned, _ = match_predictions(gold, pred, options.pred)
     counts = per_sentence_counts(gold, aligned)
-    interval = bootstrap_interval(counts, resamples, seed)
+    interval = bootstrap_interval(counts, options.resamples, options.seed)
     correct, predicted, total = (int(c) for c in counts.sum(0))
     point = {
-        "arm": arm,
-        "round": round_number,
-        "seed": seed,
+        "arm": options.arm,
+        "round": options.round,
+        "seed": options.seed,
         "labelled": len(labelled),
         "labelled_chars": sum(len(ex.text) for ex in labelled),
         "labelled_entities": sum(len(ex.spans) for ex in labelled),
@@ -59,10 +55,10 @@ def curve_point(
         "precision": round(correct / predicted, 6) if predicted else 0.0,
         "recall": round(correct / total, 6) if total else 0.0,
         "dev_sentences": len(gold),
-        "resamples": resamples,
+        "resamples": options.resamples,
     }
-    if train_seconds is not None:
-        point["train_seconds"] = round(train_seconds, 1)
+    if options.train_seconds is not None:
+        point["train_seconds"] = round(options.train_seconds, 1)
     return point
 
 
@@ -120,3 +116,15 @@ def curve_series(points: Sequence[dict]) -> dict[str, list[dict]]:
             for number, seeds in sorted(rounds.items())
         ]
     return series
+
+
+def add_point(options: CurveOptions) -> dict:
+    """`llm-ner curve`: score ``options.pred`` on ``options.gold`` and write the point into ``options.output``."""
+    check_output_path(options.output, {"--gold": options.gold, "--pred": options.pred, "--labelled": options.labelled})
+    gold, _ = load_examples(options.gold, options.gold_format)
+    pred, _ = load_examples(options.pred, "cluener", allow_empty=True)
+    labelled, _ = load_examples(options.labelled, allow_empty=True)
+    point = curve_point(gold, pred, labelled, options)
+    add_curve_point(options.output, point)
+    log.info(f"wrote the point of {options.arm} round {options.round} into {options.output}")
+    return point

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import check_output_path, load_examples
@@ -19,96 +18,105 @@ from .inputs import load_published, parse_counters, parse_failure_line, parse_pr
 from .learning_curve import curve_series, read_learning_curve
 from .markdown import render_markdown
 from .numbers import add_confusion_matrices, add_pr_curves, build_report
+from .options import ReportOptions
+
+log = logging.getLogger(__name__)
 
 
-def run_report(
-    gold_path: str,
-    preds: Sequence[str],
-    out_dir: str,
-    published_path: str | None = None,
-    resamples: int = 1000,
-    seed: int = 0,
-    note: str | None = None,
-    learning_curve: str | None = None,
-) -> Path:
-    """`llm-ner report`: score every prediction file and write report.md, report.json, report.html and the charts;
-    with ``learning_curve`` (a file of `llm-ner curve` points) its table and learning_curve.png too."""
-    out = Path(out_dir)
+def _check_outputs(options: ReportOptions, pairs: list[tuple[str, str]], stems: dict[str, str]) -> Path:
+    """The report folder; every file the report writes is checked not to be one of its inputs."""
+    out = Path(options.out)
     if (out.exists() or out.is_symlink()) and not out.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder; --out names the folder of the report")
-    pairs = parse_pred_arguments(preds)
-    stems = chart_stems(name for name, _ in pairs)
+        raise UsageError(f"--out {options.out} exists and is not a folder; --out names the folder of the report")
     outputs = ["report.md", "report.json", "report.html", "f1_per_class.png", "learning_curve.png"]
     outputs += [f"{kind}_{stem}.png" for stem in stems.values() for kind in ("confusion", "pr")]
+    inputs = {"--gold": options.gold, "--published": options.published, "--learning-curve": options.learning_curve}
+    inputs.update({f"--pred {n}": p for n, p in pairs})
     for target in (out / name for name in outputs):
-        inputs = {"--gold": gold_path, "--published": published_path, "--learning-curve": learning_curve}
-        inputs.update({f"--pred {n}": p for n, p in pairs})
         check_output_path(target, inputs, "--out")
-    gold, _ = load_examples(gold_path)
-    systems = {}
-    parsing = {}
-    for name, path in pairs:
-        systems[name], _ = load_examples(path, "cluener", allow_empty=True)
-        parsing[name] = parse_counters(path)
-    published = load_published(published_path) if published_path else None
-    curve_points = None
-    if learning_curve:
-        curve_points = read_learning_curve(learning_curve)
-        if not curve_points:
-            raise DataError(learning_curve, None, "no learning-curve points (write them with `llm-ner curve`)")
-    report = build_report(gold, systems, published, resamples, seed)
-    report["gold"] = str(gold_path)
+    return out
+
+
+def _scored_report(options: ReportOptions, gold, systems: dict, pairs, curve_points) -> dict:
+    """Every number of the report (`build_report`), the parse counters of each system and its warnings, also
+    said on the console (not only inside report.md)."""
+    published = load_published(options.published) if options.published else None
+    report = build_report(gold, systems, published, options.resamples, options.seed)
+    report["gold"] = str(options.gold)
     report["predictions"] = dict(pairs)
-    report["note"] = note
+    report["note"] = options.note
     if curve_points:
-        report["learning_curve"] = {"path": str(learning_curve), "points": curve_points}
-    for name, counts in parsing.items():
+        report["learning_curve"] = {"path": str(options.learning_curve), "points": curve_points}
+    for name, path in pairs:
+        counts = parse_counters(path)
         report["systems"][name]["parsing"] = counts
         unparsed = parse_failure_line(counts)
-        if unparsed:  # printed below with the other warnings, as `llm-ner evaluate` prints it
+        if unparsed:  # said below with the other warnings, as `llm-ner evaluate` says it
             report["systems"][name]["warnings"] = [*report["systems"][name].get("warnings", []), unparsed]
-    for name, result in report["systems"].items():  # on the console too, not only inside report.md
+    for name, result in report["systems"].items():
         if result["missing_predictions"]:
-            print(
+            log.warning(
                 f"warning: {name}: {result['missing_predictions']} of {report['sentences']} gold sentences have no "
-                "prediction (scored as empty)",
-                file=sys.stderr,
+                "prediction (scored as empty)"
             )
         for warning in result.get("warnings", []):
-            print(f"warning: {name}: {warning}", file=sys.stderr)
+            log.warning(f"warning: {name}: {warning}")
+    return report
+
+
+def _write_files(staging: Path, report: dict, gold, systems: dict, stems: dict, curve_points) -> None:
+    """report.md, report.json, report.html and the charts, written into ``staging``."""
+    scores = read_system_scores(report["predictions"])
+    aligned = {name: match_predictions(gold, predictions)[0] for name, predictions in systems.items()}
+    add_confusion_matrices(report, gold, aligned)
+    curves = add_pr_curves(report, gold, aligned, scores)
+    images = {}
+    if systems:  # a report of a learning curve alone has no systems to chart
+        images["f1_per_class"] = str(staging / "f1_per_class.png")
+        plot_f1_per_class(report, images["f1_per_class"])
+    for name in systems:
+        images[f"confusion:{name}"] = str(staging / f"confusion_{stems[name]}.png")
+        plot_confusion(
+            report["systems"][name]["confusion"], f"{name}: gold type x predicted type", images[f"confusion:{name}"]
+        )
+    for name, curve in curves.items():
+        images[f"pr:{name}"] = str(staging / f"pr_{stems[name]}.png")
+        plot_pr_curve(curve, name, images[f"pr:{name}"])
+    if curve_points:
+        images["learning_curve"] = str(staging / "learning_curve.png")
+        plot_learning_curve(curve_series(curve_points), images["learning_curve"])
+    data = browser_data(gold, aligned, report["labels"], scores)
+    write_report_html(report, data, staging / "report.html", images)
+    markdown = render_markdown(
+        report, "f1_per_class.png" if systems else None, "learning_curve.png" if curve_points else None
+    )
+    (staging / "report.md").write_text(markdown, encoding="utf-8")
+    (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def run_report(options: ReportOptions) -> Path:
+    """`llm-ner report`: score every prediction file and write report.md, report.json, report.html and the charts;
+    with a ``learning_curve`` (a file of `llm-ner curve` points) its table and learning_curve.png too."""
+    pairs = parse_pred_arguments(options.pred)
+    stems = chart_stems(name for name, _ in pairs)
+    out = _check_outputs(options, pairs, stems)
+    gold, _ = load_examples(options.gold)
+    systems = {name: load_examples(path, "cluener", allow_empty=True)[0] for name, path in pairs}
+    curve_points = None
+    if options.learning_curve:
+        curve_points = read_learning_curve(options.learning_curve)
+        if not curve_points:
+            raise DataError(options.learning_curve, None, "no learning-curve points (write them with `llm-ner curve`)")
+    report = _scored_report(options, gold, systems, pairs, curve_points)
     # Every file is written into a staging folder first and moved into place only when all exist: a
     # failure leaves the previous report as it was, never a mix of old and new files.
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
     try:
-        scores = read_system_scores(report["predictions"])
-        aligned = {name: match_predictions(gold, predictions)[0] for name, predictions in systems.items()}
-        add_confusion_matrices(report, gold, aligned)
-        curves = add_pr_curves(report, gold, aligned, scores)
-        images = {}
-        if systems:  # a report of a learning curve alone has no systems to chart
-            images["f1_per_class"] = str(staging / "f1_per_class.png")
-            plot_f1_per_class(report, images["f1_per_class"])
-        for name in systems:
-            images[f"confusion:{name}"] = str(staging / f"confusion_{stems[name]}.png")
-            plot_confusion(
-                report["systems"][name]["confusion"], f"{name}: gold type x predicted type", images[f"confusion:{name}"]
-            )
-        for name, curve in curves.items():
-            images[f"pr:{name}"] = str(staging / f"pr_{stems[name]}.png")
-            plot_pr_curve(curve, name, images[f"pr:{name}"])
-        if curve_points:
-            images["learning_curve"] = str(staging / "learning_curve.png")
-            plot_learning_curve(curve_series(curve_points), images["learning_curve"])
-        data = browser_data(gold, aligned, report["labels"], scores)
-        write_report_html(report, data, staging / "report.html", images)
-        markdown = render_markdown(
-            report, "f1_per_class.png" if systems else None, "learning_curve.png" if curve_points else None
-        )
-        (staging / "report.md").write_text(markdown, encoding="utf-8")
-        (staging / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        _write_files(staging, report, gold, systems, stems, curve_points)
         for written in sorted(staging.iterdir()):
             os.replace(written, out / written.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    log.info(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'} and the charts")
     return out

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from .data import JsonValueError, decode_json
-from .errors import DataError, UsageError
-from .prompting import PromptTemplate, load_prompt
+from ..data import JsonValueError, decode_json
+from ..errors import DataError, UsageError
+from ..prompting import PromptTemplate, load_prompt
 
 RUN_RECORD = "llm_ner.json"
 PROMPT_COPY = "prompt.yaml"

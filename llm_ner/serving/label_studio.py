@@ -33,7 +33,7 @@ label-studio-ml-backend's ``build_label_map`` reads). A label the model does not
 that names it: otherwise its entities would silently never be pre-annotated. Model labels the
 config lacks are left out of the predictions (a project may annotate fewer types).
 
-This module only speaks the protocol; `serve.build_app` routes the requests here and runs the
+This module only speaks the protocol; `app.build_app` routes the requests here and runs the
 texts through the same batcher as ``/extract``, under the same limits and access policy.
 """
 
@@ -46,11 +46,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
-from .confidence import uncertainty
-from .data import Example, Span, labelstudio_task
-from .labels import LabelSchema
+from ..confidence import uncertainty
+from ..data import Example, Span, labelstudio_task
+from ..labels import LabelSchema
+from .options import LABEL_STUDIO_PREFIX
 
-LABEL_STUDIO_PREFIX = "/label-studio"
 MODEL_CLASS = "llm-ner"
 
 

@@ -1,0 +1,56 @@
+"""`llm-ner merge`: a LoRA adapter folded into its base weights, saved as a plain model directory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import check_output_path
+from ..generation.tokens import disable_thinking_by_default
+from ..options import CliOptions, option
+from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
+
+log = logging.getLogger(__name__)
+
+
+def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32") -> Path:
+    """Merge a LoRA adapter into its base weights and save a plain model directory.
+
+    The base is loaded unquantized (a QLoRA adapter merges into full-precision weights), the
+    tokenizer keeps its thinking-off template default, and the run metadata travels along.
+    """
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoTokenizer
+
+    adapter_base_model(adapter_dir)  # `UsageError` for a folder that is not an adapter, before loading anything
+    model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=getattr(torch, dtype))
+    merged = model.merge_and_unload()
+    out = Path(out_dir)
+    merged.save_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    disable_thinking_by_default(tokenizer)
+    tokenizer.save_pretrained(out)
+    if (Path(adapter_dir) / RUN_RECORD).is_file():
+        RunRecord.load(adapter_dir).copy_to(out, merged_from=str(adapter_dir), peft=False, load_in_4bit=False)
+    return out
+
+
+@dataclass(kw_only=True)
+class MergeOptions(CliOptions):
+    """`llm-ner merge`: which adapter, where the merged model goes, in which dtype."""
+
+    adapter: str = option(required=True, help="adapter directory (training output)")
+    out: str = option(required=True, help="output directory")
+    dtype: str = option("float32", choices=("float32", "bfloat16", "float16"))
+
+
+def merge(options: MergeOptions) -> Path:
+    """`llm-ner merge`: checked before anything loads (an adapter folder, an output that is no input), then
+    `merge_adapter`."""
+    base = adapter_base_model(options.adapter)  # not an adapter: one line before anything loads
+    check_output_path(options.out, {"--adapter": options.adapter, "base model": base}, "--out", writes_folder=True)
+    out = merge_adapter(options.adapter, options.out, options.dtype)
+    log.info(f"merged {options.adapter} into {out}")
+    return out
