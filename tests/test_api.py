@@ -86,7 +86,11 @@ def test_entities_carry_the_offsets_of_the_whole_text(cluener_dev):
         expected.append(sorted({(start, start + len(mention)) for start, mention in pieces if mention}))
     assert sum(map(len, expected)) > len(texts)  # pieces, not only whole sentences
     assert [[(e.start, e.end) for e in entities] for entities in found] == expected
-    assert all(e.text == t[e.start : e.end] and e.label == "name" and e.score is None for t, es in zip(texts, found) for e in es)
+    assert all(
+        e.text == t[e.start : e.end] and e.label == "name" and e.score is None
+        for t, es in zip(texts, found)
+        for e in es
+    )
 
 
 def test_a_server_needs_its_model_name(noisy):

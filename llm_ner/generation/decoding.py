@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .shared_prefix import MIN_SHARED_PREFIX, batch_cache_from_prefix, cache_argument, prefix_cache, shared_prefix_length
+from .shared_prefix import (
+    MIN_SHARED_PREFIX,
+    batch_cache_from_prefix,
+    cache_argument,
+    prefix_cache,
+    shared_prefix_length,
+)
 from .tokens import chat_prompt_ids, default_max_new_tokens, stop_token_ids
 
 
