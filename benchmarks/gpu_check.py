@@ -220,7 +220,7 @@ def train_naive(name: str, model_dir: Path, data: Path, workdir: Path, steps: in
     timer = _train_timer()
     _free()
     with PeakMemory() as memory:
-        dtype = getattr(torch, config["dtype"])
+        dtype = config["dtype"] if config["dtype"] == "auto" else getattr(torch, config["dtype"])
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa")
         model = get_peft_model(
             model,

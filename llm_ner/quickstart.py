@@ -250,8 +250,8 @@ class Run:
 
             self.system, self.base_model = f"{Path(plan.model).name}-lora", plan.model
             self.device = "GPU" if torch.cuda.is_available() else "CPU"
-            if self.device == "CPU":  # bf16 autocast is slow or missing on CPUs
-                device_args = ["--use_cpu", "true", "--bf16", "false", "--dtype", "float32"]
+            if self.device == "CPU":  # bf16 where the CPU computes it, else float32 (resolve_training_dtype)
+                device_args = ["--use_cpu", "true", "--dtype", "auto"]
             self.steps.start(3, f"model {plan.model} with LoRA, {plan.config}, on the {self.device}")
             print(plan.model)
         else:
