@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from .data.files import check_output_path
 from .errors import UsageError
 from .extraction.settings import check_model_name
 from .options import CliOptions, option, positive_int
@@ -187,6 +188,17 @@ def prepare_output(plan: Plan, data: str, restart: bool) -> None:
 
     record = plan.out / ".settings.json"
     settings = plan.settings(data)
+    # Checked before anything is cleared: `--out` naming the data, the model, the config or the checkout
+    # itself would otherwise be deleted by --restart or filled with a run.
+    model = plan.model if plan.model and Path(plan.model).exists() else None
+    config = ROOT / plan.config if plan.config else None
+    inputs = {"data": data, "--model": model, "--config": config, "llm-ner checkout": ROOT / "llm_ner"}
+    check_output_path(plan.out, inputs, option="--out", writes_folder=True)
+    if restart and plan.out.is_dir() and not record.is_file() and any(plan.out.iterdir()):
+        raise UsageError(
+            f"--out {plan.out} holds files that are not a quickstart run; --restart clears only a quickstart's own "
+            "folder: choose another --out"
+        )
     if restart:
         shutil.rmtree(plan.out, ignore_errors=True)
     elif plan.out.exists():

@@ -5,6 +5,7 @@ The end-to-end run starts seven Python processes (about 34 s on 2 quiet cores, m
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -97,8 +98,8 @@ def test_quickstart_refuses_a_model_it_cannot_run(tmp_path, model, message):
     assert done.returncode == 2 and message in done.stderr, done.stderr
 
 
-def _quickstart(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def _quickstart(*args: str, timeout: int = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **(env or {})}
     command = ["bash", str(ROOT / "scripts" / "quickstart.sh"), *args]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -160,3 +161,24 @@ def test_a_folder_with_another_run_is_not_deleted(tmp_path):
     done = _quickstart("--quick", "--out", str(out))
     assert done.returncode == 2 and "holds a run with other settings" in done.stderr, done.stderr
     assert (out / "report" / "report.md").read_text() == "an earlier report\n"
+
+
+def test_restart_never_clears_an_input_or_a_foreign_folder(tmp_path):
+    """`--out` naming the data folder (or a folder inside it), or a folder of other files, is refused even with
+    --restart, before anything is cleared: --restart deletes only a quickstart's own folder."""
+    data = tmp_path / "cluener"
+    data.mkdir()
+    for name in ("train.json", "dev.json"):
+        shutil.copy(Path(os.environ.get("LLM_NER_DATA", ROOT / "llm_ner" / "sample_data")) / name, data / name)
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    env_data = {"LLM_NER_DATA": str(data)}
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("years of work\n")
+    for out, message in ((data, "is the data folder"), (data / "run", "is inside the data folder"),
+                         (foreign, "not a quickstart run")):  # fmt: skip
+        done = _quickstart("--quick", "--restart", "--out", str(out), env=env_data)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert (foreign / "chapter1.tex").read_text() == "years of work\n"
