@@ -274,6 +274,34 @@ def test_odd_bodies_over_http_get_400_not_500():
         server.close()
 
 
+def raw_post(port: int, body: bytes, declared: int | None = None) -> socket.socket:
+    """A connection that sent a POST /extract with ``body``, its Content-Length ``declared`` (default: the truth)."""
+    head = f"POST /extract HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    length = len(body) if declared is None else declared
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head.encode() + f"Content-Length: {length}\r\n\r\n".encode() + body)
+    return sock
+
+
+def test_a_partial_body_times_out_and_others_are_served():
+    """A client that sends half its body gets 408 and its connection closed after --body-timeout;
+    the server answers other requests meanwhile and after."""
+    server = AppServer(FakeEngine(0), body_timeout=0.5)
+    half = raw_post(server.port, b'{"texts": ["ab', declared=100)
+    try:
+        assert extract(server.url, ["abc"])[0] == 200
+        half.settimeout(20)  # generous: without the timeout, recv waits here and raises
+        answer = b""
+        while chunk := half.recv(4096):  # until the server closes the connection
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"serve --body-timeout" in answer, answer
+        assert b"\r\nconnection: close\r\n" in answer.lower()  # closed at once, not after the keep-alive
+        assert extract(server.url, ["after"])[0] == 200
+    finally:
+        half.close()
+        server.close()
+
+
 def test_clients_that_disconnect_free_the_queue_at_once():
     """60 clients send 4 texts each and close their connections: the waiting texts are dropped
     within 1 s (/health) and are not generated; only the batch already running is."""

@@ -11,6 +11,7 @@ access policy.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at runtime.
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -112,10 +113,13 @@ class _Routes:
         from fastapi.responses import JSONResponse
 
         headers = {"Retry-After": str(self.limits.retry_after_s)} if status == 503 else None
+        if status == 408:  # the rest of that body may still come: the connection cannot carry another request
+            headers = {"Connection": "close"}
         return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     async def read_body(self, request) -> bytes:
-        """A POST body: JSON only (415), at most ``max_body_bytes`` (413), as `RequestError`."""
+        """A POST body: JSON only (415), at most ``max_body_bytes`` (413), all of it within ``body_timeout``
+        seconds (408), as `RequestError`."""
         limit = self.limits.max_body_bytes
         # Only JSON: a cross-site page may send text/plain without asking (a "simple" request).
         if not is_json_content_type(request.headers.get("content-type")):
@@ -124,10 +128,20 @@ class _Routes:
         if declared and declared.isdigit() and int(declared) > limit:
             raise RequestError(413, f"body larger than {limit} bytes")
         body = bytearray()
-        async for chunk in request.stream():  # read no more than the limit, whatever the header said
-            body += chunk
-            if len(body) > limit:
-                raise RequestError(413, f"body larger than {limit} bytes")
+
+        async def read() -> None:
+            async for chunk in request.stream():  # read no more than the limit, whatever the header said
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise RequestError(413, f"body larger than {limit} bytes")
+
+        # One deadline for the whole body, not per chunk: a byte every few seconds would pass a per-chunk one.
+        try:
+            await asyncio.wait_for(read(), self.limits.body_timeout)
+        except asyncio.TimeoutError:
+            raise RequestError(
+                408, f"request body not received within {self.limits.body_timeout:g} s (serve --body-timeout)"
+            ) from None
         return bytes(body)
 
 

@@ -31,6 +31,12 @@ class ServeLimits(CliOptions):
         5000, type=positive_int, help="characters per text (default: %(default)s)"
     )
     max_body_bytes: int = option(1_000_000, type=positive_int, help="request body size (default: %(default)s)")
+    body_timeout: float = option(  # a client that sends half a body must not hold its connection
+        30.0,
+        type=positive_float,
+        help="seconds a client may take to send its request body; slower -> 408 and the connection is closed "
+        "(default: %(default)s)",
+    )
     max_chars: int = ModelOptions.max_chars  # pieces of at most this many characters: `--max-chars`, a model option
     retry_after_s: int = 1
 
