@@ -233,8 +233,38 @@ def test_api_key_is_needed_on_extract_and_health(monkeypatch):
     monkeypatch.setenv("LLM_NER_SERVE_API_KEY", "from-env")
     assert access_policy(ServeOptions()).api_key == "from-env"
     assert access_policy(ServeOptions(api_key="flag")).api_key == "flag"
-    monkeypatch.setenv("LLM_NER_SERVE_API_KEY", "")
-    assert access_policy(ServeOptions()).api_key is None
+    monkeypatch.delenv("LLM_NER_SERVE_API_KEY")
+    assert access_policy(ServeOptions()).api_key is None  # no key given at all: served without one
+
+
+@pytest.mark.parametrize(
+    "flags, env, named",
+    [
+        (["--api-key", ""], None, "--api-key is empty"),  # --api-key "$KEY" with KEY unset
+        (["--api-key", " \t"], "good-key", "--api-key is blank"),  # the flag wins over the variable
+        ([], "", "LLM_NER_SERVE_API_KEY is empty"),
+        ([], "  ", "LLM_NER_SERVE_API_KEY is blank"),
+    ],
+)
+def test_an_empty_api_key_is_refused_before_anything_starts(flags, env, named, monkeypatch, capsys):
+    """An empty key would serve /extract to anyone: one line, exit 2, before the model loads or a port opens."""
+    from llm_ner.cli import main as cli
+    from llm_ner.serving import AccessPolicy
+
+    def started(*args, **kwargs):
+        raise AssertionError("the service went on to load the model and serve")
+
+    monkeypatch.setattr("llm_ner.serving.app.check_model_folder", started)
+    monkeypatch.setattr("uvicorn.run", started)
+    if env is None:
+        monkeypatch.delenv("LLM_NER_SERVE_API_KEY", raising=False)
+    else:
+        monkeypatch.setenv("LLM_NER_SERVE_API_KEY", env)
+    assert cli(["serve", "--model", "m", *flags]) == 2
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(ValueError, match="API key is empty"):  # the library refuses it too: "Bearer " matched it
+        AccessPolicy(api_key=" ")
 
 
 @pytest.mark.parametrize(

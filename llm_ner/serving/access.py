@@ -55,6 +55,10 @@ class AccessPolicy:
     any_host: bool = False  # '*': no Host or Origin check
     api_key: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():  # "Bearer " would match it
+            raise ValueError("the API key is empty: give a key, or None for no key")
+
     @classmethod
     def from_options(cls, allowed: str, bound_host: str = "127.0.0.1", api_key: str | None = None) -> AccessPolicy:
         """The policy of ``--allowed-origins`` (comma-separated names or origins, '*'), the bound
@@ -75,7 +79,7 @@ class AccessPolicy:
                 if not name:
                     raise ValueError(f"--allowed-origins: not a host name: {entry!r}")
                 hosts.add(name)
-        return cls(frozenset(hosts), frozenset(origins), any_host, api_key or None)
+        return cls(frozenset(hosts), frozenset(origins), any_host, api_key)
 
     def refusal(self, path: str, headers) -> tuple[int, str] | None:
         """(status, reason) when the request with these headers may not have ``path``; None if it may."""
@@ -146,8 +150,21 @@ class Guard:
         await self.app(scope, receive, send)
 
 
+def api_key(options: ServeOptions) -> str | None:
+    """The key of ``--api-key``, else of LLM_NER_SERVE_API_KEY; None when neither is given. ValueError for an
+    empty or blank one: given on purpose but empty (an unset ``$KEY``), it would serve with no key at all."""
+    for source, key in (("--api-key", options.api_key), (API_KEY_ENV, os.environ.get(API_KEY_ENV))):
+        if key is None:
+            continue
+        if not key.strip():
+            raise ValueError(
+                f"{source} is {'empty' if not key else 'blank'}: give the key, or leave it out entirely to serve "
+                "without one"
+            )
+        return key
+    return None
+
+
 def access_policy(options: ServeOptions) -> AccessPolicy:
-    """The `AccessPolicy` of ``options``; the key from ``--api-key`` or LLM_NER_SERVE_API_KEY."""
-    return AccessPolicy.from_options(
-        options.allowed_origins, options.host, options.api_key or os.environ.get(API_KEY_ENV) or None
-    )
+    """The `AccessPolicy` of ``options``, with `api_key`."""
+    return AccessPolicy.from_options(options.allowed_origins, options.host, api_key(options))

@@ -66,7 +66,7 @@ class ServeOptions(CliOptions):
         metavar="KEY",
         help=f"require 'Authorization: Bearer KEY' on /extract and /health (401 otherwise; the page at / asks "
         f"for it; Label Studio sends it as Basic auth, any user name, the key as password). Better: set "
-        f"{API_KEY_ENV}, which the process list does not show",
+        f"{API_KEY_ENV}, which the process list does not show. An empty or blank key (flag or variable) is refused",
     )
     openapi: bool = option(False, help="serve the OpenAPI schema at /openapi.json (default: off)")
     label_studio: bool = option(
