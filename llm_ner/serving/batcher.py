@@ -1,6 +1,7 @@
 """Dynamic batching of the service's requests: texts of requests that arrive together share one annotator call,
 within the limits of `ServeLimits`; a failed batch is rerun request by request, and a request whose client went
-away before its batch started is dropped, not generated."""
+away before its batch started is dropped, not generated (``texts_dropped`` counts the texts of every client that
+went away before its answer, at once, whether its batch had started or not)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class RequestBatcher:
     pending: int = 0  # texts waiting or running for clients still there
     batches: int = 0
     texts_done: int = 0
-    texts_dropped: int = 0  # texts of clients that went away before their batch started
+    texts_dropped: int = 0  # texts of clients that went away before their answer was ready
     largest_batch: int = 0
     poll_s: float = 0.1  # how often a waiting request checks that its client is still there
     _queue: asyncio.Queue | None = None
@@ -68,6 +69,11 @@ class RequestBatcher:
                 if await gone():
                     raise ClientGone
             return await future
+        except (ClientGone, asyncio.CancelledError):  # nobody will read these results
+            # Counted now, not when the batcher reaches the job: that may be after a long batch, or the job may
+            # be in the batch that is running.
+            self.texts_dropped += len(texts)
+            raise
         finally:
             future.cancel()  # no-op once answered; else the batcher skips it
             self.pending -= len(texts)
@@ -88,8 +94,7 @@ class RequestBatcher:
                 except asyncio.TimeoutError:
                     return None
             if not job.future.done():
-                return job
-            self.texts_dropped += len(job.texts)  # its client went away: never generated
+                return job  # else its client went away (counted by `submit`): never generated
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,7 +112,6 @@ class RequestBatcher:
                 jobs.append(job)
                 count += len(job.texts)
             live = [job for job in jobs if not job.future.done()]  # clients that went away while it gathered
-            self.texts_dropped += count - sum(len(job.texts) for job in live)
             if not live:
                 continue
             outcomes = await loop.run_in_executor(self._executor, self._run_jobs, live)

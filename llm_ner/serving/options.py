@@ -34,6 +34,7 @@ class ServeLimits(CliOptions):
     body_timeout: float = option(  # a client that sends half a body must not hold its connection
         30.0,
         type=positive_float,
+        metavar="SECONDS",
         help="seconds a client may take to send its request body; slower -> 408 and the connection is closed "
         "(default: %(default)s)",
     )
