@@ -202,6 +202,7 @@ def test_a_config_with_fewer_labels_gets_only_those(served):
     "config, status, reason",
     [
         (CONFIG.replace('value="book"', 'value="Book title"'), 400, "'Book title' not among the model's labels"),
+        (CONFIG.replace("address, scene", "address, sceen"), 400, "'sceen' (predicted_values of 'Place') not among"),
         ("<View><Labels name='ner' toName='content'><Label value='name'/></Labels>", 400, "not well-formed XML"),
         ("<View><Text name='content' value='$sentence'/></View>", 400, "no <Labels"),
         ('<!DOCTYPE x [<!ENTITY a "aaaa">]><View/>', 400, "DOCTYPE is not accepted"),
@@ -239,6 +240,13 @@ def test_label_config_mapping_without_a_server():
     aliased = "<View><Text name='t' value='$text'/><Labels name='l' toName='t'><Label value='姓名' alias='PER'/>"
     aliased += "</Labels></View>"
     assert parse_label_config(aliased, SCHEMA).labels == {"name": "PER"}  # results carry the alias
+    # A typo among predicted values is refused too, though its neighbour is known: naming it and the known labels.
+    typo = CONFIG.replace('predicted_values="address, scene"', 'predicted_values="address,sceen, Adress"')
+    with pytest.raises(LabelStudioError) as caught:
+        parse_label_config(typo, SCHEMA)
+    message = str(caught.value)
+    assert "'sceen' (predicted_values of 'Place'), 'Adress' (predicted_values of 'Place') not among" in message
+    assert "address (地址)" in message and "scene (景点)" in message and "\n" not in message
     for config, reason in [
         (CONFIG.replace('value="government"', 'value="姓名"'), "both mean the model's 'name'"),
         (CONFIG.replace('value="$sentence"', 'value="$sentence" valueType="url"'), "only text in the task"),

@@ -29,8 +29,9 @@ The labeling config is parsed with expat, refusing any DOCTYPE (so no entity dec
 expansion). It must have a ``<Labels name=.. toName=..>`` over a ``<Text name=.. value="$FIELD">``;
 each ``<Label value=..>`` must be one of the prompt schema's labels (its key, its Chinese name or an
 alias, `LabelSchema.lookup`) or say which with ``predicted_values="key,.."`` (the attribute
-label-studio-ml-backend's ``build_label_map`` reads). A label the model does not know is an error
-that names it: otherwise its entities would silently never be pre-annotated. Model labels the
+label-studio-ml-backend's ``build_label_map`` reads). A label the model does not know, or any one of
+its predicted values, is an error that names it: otherwise its entities would silently never be
+pre-annotated. Model labels the
 config lacks are left out of the predictions (a project may annotate fewer types).
 
 This module only speaks the protocol; `app.build_app` routes the requests here and runs the
@@ -137,9 +138,14 @@ def parse_label_config(config: object, schema: LabelSchema) -> LabelingTarget:
     for label in labels:
         shown = label.get("alias") or label.get("value", "")  # what Label Studio stores in a result
         given = [v.strip() for v in label.get("predicted_values", "").split(",") if v.strip()]
-        keys = {lookup.get(spelling.casefold()) for spelling in given or [label.get("value", "")]} - {None}
-        if not keys:
-            unknown.append(shown)
+        spellings = given or [label.get("value", "")]
+        keys = {lookup.get(spelling.casefold()) for spelling in spellings} - {None}
+        # Every predicted value must be known, not just one: a typo beside a good value would drop its label.
+        missing = [spelling for spelling in spellings if lookup.get(spelling.casefold()) is None]
+        if given:
+            unknown += [f"{spelling!r} (predicted_values of {shown!r})" for spelling in missing]
+        elif missing:
+            unknown.append(repr(shown))
         for key in keys:
             if key in mapping and mapping[key] != shown:
                 raise LabelStudioError(400, f"labels {mapping[key]!r} and {shown!r} both mean the model's {key!r}")
@@ -147,7 +153,7 @@ def parse_label_config(config: object, schema: LabelSchema) -> LabelingTarget:
     if unknown:
         raise LabelStudioError(
             400,
-            f"label config: {', '.join(map(repr, unknown))} not among the model's labels ({_describe(schema)}): "
+            f"label config: {', '.join(unknown)} not among the model's labels ({_describe(schema)}): "
             'rename them, or name the model label with predicted_values, e.g. <Label value="Person" '
             'predicted_values="name"/>',
         )
