@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import read_cluener
+from .data.files import read_input_chunks
 from .errors import DataError
 from .options import CliOptions, option, positive_float
 
@@ -89,9 +90,8 @@ class CheckResult:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in read_input_chunks(path):
+        digest.update(block)
     return digest.hexdigest()
 
 

@@ -361,7 +361,7 @@ def _shape_of(options: TinyModelOptions) -> tuple[str | None, dict, dict | None]
 
 def _tokenizer_texts(options: TinyModelOptions) -> list[str]:
     """The texts the tokenizer is built from: the --texts files (plain lines or CLUENER) and the prompts' words."""
-    from .data import guess_format, load_examples
+    from .data import guess_format, load_examples, read_lines
     from .errors import UsageError
 
     if options.tokenizer:
@@ -375,7 +375,7 @@ def _tokenizer_texts(options: TinyModelOptions) -> list[str]:
         if guess_format(path) == "cluener":
             texts += [ex.text for ex in load_examples(path, "cluener", lenient=True)[0]]
         else:
-            texts += Path(path).read_text(encoding="utf-8").splitlines()
+            texts += [line for _, line in read_lines(Path(path))]  # not UTF-8: FILE:LINE, not a traceback
     return texts + default_texts(limit=0)  # prompts and JSON vocabulary
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from .. import __version__, logs
+from ..data.files import MAX_INPUT_BYTES_ENV, input_scope, parse_byte_count
 from ..errors import user_facing_error
 from . import (
     baseline,
@@ -71,10 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument(
         "-v", "--verbose", dest="verbosity", action="store_const", const=1, help="debugging detail too"
     )  # fmt: skip
+    parser.add_argument(
+        "--max-input-bytes",
+        type=_byte_count,
+        metavar="N",
+        help=f"refuse input files larger than N bytes (512M, 4G; default ${MAX_INPUT_BYTES_ENV} or 4G); "
+        "pipes and FIFOs are read once, character devices such as /dev/zero refused",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers).set_defaults(run=command.run)
     return parser
+
+
+def _byte_count(text: str) -> int:
+    try:
+        return parse_byte_count(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class Terminated(KeyboardInterrupt):
@@ -106,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbosity)
     try:
-        with _sigterm_raises():
+        with _sigterm_raises(), input_scope(args.max_input_bytes):
             return args.run(args)
     except BrokenPipeError:  # output piped into `head`
         return 1

@@ -21,6 +21,12 @@ def input_files(spec: str | Path) -> list[Path]:
     path = Path(spec).expanduser()
     if path.is_file():
         return [path]
+    if path.exists() and not path.is_dir():
+        # Ray's workers open the files themselves: a pipe would be read by one of them at most, a device never ends
+        raise UsageError(
+            f"--input {spec} is a pipe or device, not a file: --engine ray reads files on its workers; "
+            "save the input to a file first"
+        )
     if path.is_dir():
         files = [p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.parts)]
     elif glob.has_magic(str(spec)):

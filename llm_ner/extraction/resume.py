@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..backends.openai import OpenAIOptions
 from ..data import write_jsonl_atomic, write_text_atomic
+from ..data.files import read_input_chunks
 from ..errors import ResumeMismatch
 from ..prompting import prompt_identity
 from .options import ModelOptions
@@ -44,10 +45,14 @@ RUN_FILE = "run.json"
 
 
 def file_identity(path: Path, max_hash_bytes: int = 64 << 20) -> str:
-    """sha256 of a small file; size and modification time of a large one (weights of a real model)."""
+    """sha256 of a small file or a pipe (read once: its readers read the same spool); size and modification
+    time of a large file (weights of a real model)."""
     stat = path.stat()
-    if stat.st_size <= max_hash_bytes:
-        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    if not path.is_file() or stat.st_size <= max_hash_bytes:
+        digest = hashlib.sha256()
+        for chunk in read_input_chunks(path):
+            digest.update(chunk)
+        return "sha256:" + digest.hexdigest()[:16]
     return f"size:{stat.st_size} mtime_ns:{stat.st_mtime_ns}"
 
 

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..confidence import read_scores
-from ..data import Span
+from ..data import Span, read_lines_or_errors
+from ..data.files import read_input_bytes
 from ..errors import DataError, UsageError
 
 
@@ -28,16 +29,15 @@ def parse_pred_arguments(values: Sequence[str]) -> list[tuple[str, str]]:
 def parse_counters(path: str | Path) -> dict[str, int] | None:
     """The sum of the ``parse`` counters `llm-ner extract` writes per record (None if there are none)."""
     totals: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                counts = json.loads(line).get("parse")
-            except (json.JSONDecodeError, AttributeError):
-                continue  # load_examples has validated the file; nothing to count here
-            if isinstance(counts, dict):
-                for key, value in counts.items():
-                    if isinstance(value, int):
-                        totals[key] = totals.get(key, 0) + value
+    for _, line in read_lines_or_errors(Path(path)):
+        try:
+            counts = json.loads(line).get("parse")
+        except (TypeError, json.JSONDecodeError, AttributeError):
+            continue  # load_examples has validated the file (a line that is not UTF-8 comes as TypeError)
+        if isinstance(counts, dict):
+            for key, value in counts.items():
+                if isinstance(value, int):
+                    totals[key] = totals.get(key, 0) + value
     return totals or None
 
 
@@ -60,7 +60,7 @@ def read_system_scores(predictions: dict[str, str]) -> dict[str, dict[str, dict[
 def load_published(path: str | Path) -> dict:
     """Published figures (see eval/published_cluener.json), checked: `DataError` naming the file otherwise."""
     try:
-        published = json.loads(Path(path).read_text(encoding="utf-8"))
+        published = json.loads(read_input_bytes(path).decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise DataError(path, None, f"not valid UTF-8: {exc}") from None
     except json.JSONDecodeError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..answer_format import ANSWER_FORMATS
 from ..data import INPUT_FORMATS
+from ..data.files import read_input_bytes
 from ..errors import DataError, UsageError
 from ..prompting import DEFAULT_PROMPT
 from ..versions import check_versions
@@ -136,9 +137,7 @@ def check_config(argv: list[str], parser) -> None:
         raise UsageError("--config needs a YAML file")
     path = Path(argv[index + 1])
     try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from None
+        text = read_input_bytes(path).decode("utf-8")  # a pipe read once; /dev/zero refused
     except UnicodeDecodeError as exc:
         raise DataError(path, None, f"not valid UTF-8 (byte {exc.start})") from None
     try:

@@ -8,7 +8,7 @@ import logging
 import random
 from pathlib import Path
 
-from ..data import Example, JsonValueError, decode_json, load_examples
+from ..data import Example, JsonValueError, decode_json, load_examples, read_lines, read_lines_or_errors
 from ..errors import DataError, UsageError
 from ..generation.tokens import chat_prompt_ids
 from ..prompting import (
@@ -27,14 +27,15 @@ log = logging.getLogger(__name__)
 
 
 def _is_conversation_file(path: str) -> bool:
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                try:
-                    first = decode_json(line)
-                except ValueError:  # JsonValueError too: then not a conversation file; its reader says why
-                    return False
-                return isinstance(first, dict) and "prompt" in first and "completion" in first
+    for _, line in read_lines_or_errors(Path(path)):
+        if isinstance(line, DataError):
+            return False  # not UTF-8: not a conversation file; the data reader names the line
+        if line.strip():
+            try:
+                first = decode_json(line)
+            except ValueError:  # JsonValueError too: then not a conversation file; its reader says why
+                return False
+            return isinstance(first, dict) and "prompt" in first and "completion" in first
     return False
 
 
@@ -44,18 +45,17 @@ def load_split(
     """Examples (None for `convert` output) and prompt-completion records of one file."""
     if _is_conversation_file(path):
         records = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = decode_json(line)
-                except JsonValueError as exc:  # nesting, huge numbers, lone surrogates: one line, not a traceback
-                    raise DataError(path, number, exc.reason) from None
-                try:
-                    records.append({"prompt": record["prompt"], "completion": record["completion"]})
-                except (KeyError, TypeError):
-                    raise DataError(path, number, "not a prompt-completion record (run `llm-ner convert`)") from None
+        for number, line in read_lines(Path(path)):
+            if not line.strip():
+                continue
+            try:
+                record = decode_json(line)
+            except JsonValueError as exc:  # nesting, huge numbers, lone surrogates: one line, not a traceback
+                raise DataError(path, number, exc.reason) from None
+            try:
+                records.append({"prompt": record["prompt"], "completion": record["completion"]})
+            except (KeyError, TypeError):
+                raise DataError(path, number, "not a prompt-completion record (run `llm-ner convert`)") from None
         records = records[:limit]
         for record in records:
             record["chat_template_kwargs"] = CHAT_TEMPLATE_KWARGS

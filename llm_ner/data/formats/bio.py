@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import atomic_path, read_lines_or_errors
+from ..files import atomic_path, input_lines, read_lines_or_errors
 from ..types import Example, LoadReport, Span
 from ._base import InputFormat, looks_like_json
 
@@ -260,8 +260,8 @@ _TAG_LINE = re.compile(r"^.+[ \t](O|[BIMES][-_]\S+)[ \t]*$")
 
 def looks_like_tags(path: Path) -> bool:
     """True when the first lines (up to 20, blank ones aside) all look like ``CHAR TAG``."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        lines = [line.rstrip("\r\n") for _, line in zip(range(20), handle) if line.strip()]
+    first = [raw.decode("utf-8", errors="replace").rstrip("\r") for _, raw in zip(range(20), input_lines(path))]
+    lines = [line for line in first if line.strip()]
     return bool(lines) and all(_TAG_LINE.match(line) for line in lines)
 
 

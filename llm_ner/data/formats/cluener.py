@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import read_lines_or_errors, write_jsonl_atomic
+from ..files import input_lines, read_lines_or_errors, write_jsonl_atomic
 from ..json_values import check_text, decode_json, record_id, show
 from ..types import Example, LoadReport, Span, claim_id
 from ._base import InputFormat, looks_like_json
@@ -126,13 +126,9 @@ def write_cluener(examples: Iterable[Example], path: str | Path, with_id: bool =
 def starts_with_json(path: Path) -> bool:
     """True when the first non-blank line opens a JSON object or array, or the file has no such line
     (then the CLUENER reader says it is empty)."""
-    try:
-        with open(path, "rb") as handle:
-            for line in handle:
-                if line.strip():
-                    return looks_like_json(line.decode("utf-8", errors="replace"))
-    except OSError as exc:
-        raise DataError(path, None, f"cannot read file: {exc.strerror or exc}") from exc
+    for line in input_lines(path):
+        if line.strip():
+            return looks_like_json(line.decode("utf-8", errors="replace"))
     return True
 
 
