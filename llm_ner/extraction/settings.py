@@ -114,7 +114,7 @@ def run_settings(options: ModelOptions, served_model: str | None = None) -> RunS
         model, options.adapter, options.prompt, options.answer_format, options.constrained, served
     )
     if options.shots:
-        if not Path(options.shots_from).is_file():
+        if not Path(options.shots_from).exists():  # a pipe is fine: the input opener reads it once
             raise UsageError(f"--shots-from {options.shots_from}: no such file")
         schema = settings.prompt.schema
         pool = ShotPool.load(
