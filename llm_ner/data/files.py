@@ -33,7 +33,7 @@ _CHUNK_BYTES = 1 << 20
 _BYTE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 _bound_override: int | None = None
-# Spooled pipes and FIFOs of this process: (path as given, st_dev, st_ino) -> the spool file. The path is
+# Spooled pipes and FIFOs of this process: (absolute path, st_dev, st_ino) -> the spool file. The path is
 # part of the key because a FIFO removed and made again (tests, a rerun) may get the same inode number.
 _spools: dict[tuple[str, int, int], Path] = {}
 _spool_dir: Path | None = None
@@ -136,7 +136,7 @@ def _chunks_of(path: Path, limit: int) -> Iterator[bytes]:
 def _spool(path: Path, info: os.stat_result, limit: int) -> Path:
     """The spool file holding the whole of the pipe or FIFO ``path``, read from it the first time."""
     global _spool_dir
-    key = (str(path), info.st_dev, info.st_ino)
+    key = (os.path.abspath(path), info.st_dev, info.st_ino)
     with _spool_lock:
         if key in _spools:
             return _spools[key]
@@ -181,12 +181,6 @@ def read_input_chunks(path: str | Path) -> Iterator[bytes]:
 def read_input_bytes(path: str | Path) -> bytes:
     """The whole of an input file (`read_input_chunks`: opened once, bounded, devices refused)."""
     return b"".join(read_input_chunks(path))
-
-
-def read_input_text(path: str | Path) -> str:
-    """The whole of a UTF-8 input file as text (a BOM dropped); bytes that are not UTF-8 are a `DataError`
-    naming the line."""
-    return "\n".join(line for _, line in read_lines(path))
 
 
 def input_lines(path: str | Path) -> Iterator[bytes]:
