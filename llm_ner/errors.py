@@ -8,6 +8,7 @@ raise these without import cycles (and the CLI can classify an error without loa
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -47,6 +48,15 @@ class DependencyVersionError(LlmNerError, ValueError):
     """An installed library is older than llm-ner's floor (or missing)."""
 
 
+# Why a write failed, by errno, and what the user can do about it (`user_facing_error`'s one line).
+WRITE_FAILURES = {
+    errno.ENOSPC: "free some space or choose another output on another disk",
+    errno.EDQUOT: "free some space under your quota or choose another output on another disk",
+    errno.EROFS: "choose another output on a writable disk",
+    errno.EACCES: "check the permissions of the file and its folder, or choose another path",
+    errno.EPERM: "check the permissions of the file and its folder, or choose another path",
+}
+
 # Libraries that raise OSError for a model that is not there (hub id or local directory).
 _MODEL_LOADERS = ("transformers", "huggingface_hub", "peft")
 
@@ -61,6 +71,12 @@ def user_facing_error(exc: BaseException) -> tuple[int, str] | None:
         return exc.exit_code, str(exc)
     if isinstance(exc, (ConnectionError, TimeoutError, urllib.error.URLError, http.client.HTTPException)):
         return 1, f"cannot reach the server: {exc}"
+    if isinstance(exc, OSError) and exc.errno in WRITE_FAILURES:
+        # a full or read-only disk, or permissions: the path (atomic writes name their target), what to do, and
+        # what the writer added (`add_note`: the previous output unchanged, a resumable run's finished part kept)
+        where = f"{exc.filename}: " if exc.filename else ""
+        notes = "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+        return 1, f"{where}{exc.strerror or exc}; {WRITE_FAILURES[exc.errno]}{notes}"
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
         return 1, f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc)
     # transformers/peft raise a plain OSError for a model that is neither a local directory nor on the hub

@@ -270,8 +270,9 @@ class Run:
             self.system, self.base_model = "tiny-qwen3-sft", str(out / "tiny-qwen3")
             self.steps.start(3, "build a tiny random Qwen3 with a locally trained tokenizer")
             if not self.steps.done("tiny"):
-                run_command([*self.llm_ner, "tiny-model", "--arch", "qwen3", "--out", self.base_model, "--texts",
-                             str(self.train), str(self.dev)])  # fmt: skip
+                # --force: a model left there is this step's own, unfinished (the step is not marked done)
+                run_command([*self.llm_ner, "tiny-model", "--arch", "qwen3", "--out", self.base_model, "--force",
+                             "--texts", str(self.train), str(self.dev)])  # fmt: skip
                 self.steps.finish("tiny")
         self.steps.start(4, f"fine-tune it: train_sft.py --config {plan.train_config}")
         if self.steps.done("train"):

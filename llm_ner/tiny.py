@@ -207,6 +207,7 @@ def build_tiny_model(
     seed: int = 0,
     tokenizer_dir: str | Path | None = None,
     vocab_size: int | None = None,
+    replace: bool = False,
     **shape,
 ) -> Path:
     """Save a random-weight Qwen model and its tokenizer to ``out_dir``; returns the path.
@@ -214,7 +215,8 @@ def build_tiny_model(
     With ``tokenizer_dir`` (a hub-format tokenizer such as ``../shared/tokenizers/qwen2.5``) its
     files are copied unchanged and the embedding is sized to its vocabulary (``vocab_size``
     overrides); ``arch=None`` then follows the tokenizer. Otherwise a tokenizer is built from
-    ``texts`` (every character one token). ``shape``: `build_config` arguments.
+    ``texts`` (every character one token). ``shape``: `build_config` arguments. ``replace``: empty ``out_dir``
+    first (`llm_ner.data.clear_output_folder`), after the sizes are checked, so a bad size keeps the old model.
     """
     import shutil
 
@@ -240,6 +242,10 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig(eos_token_id=[ids[1], ids[0]], pad_token_id=ids[0])
+    if replace:
+        from .data import clear_output_folder
+
+        clear_output_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     if tokenizer_dir is None:
@@ -327,6 +333,7 @@ class TinyModelOptions(CliOptions):
     intermediate_size: int | None = option(None, type=positive_int, help="default 3 x hidden (or the shape's)")
     vocab_size: int | None = option(None, type=positive_int, help="embedding rows (default: from the tokenizer/shape)")
     seed: int = option(0, type=non_negative_int)
+    force: bool = option(False, help="replace the model an existing --out folder holds (the folder is emptied first)")
 
     def __post_init__(self) -> None:
         from .errors import UsageError
@@ -381,19 +388,21 @@ def _tokenizer_texts(options: TinyModelOptions) -> list[str]:
 
 def tiny_model(options: TinyModelOptions) -> Path:
     """`llm-ner tiny-model`: build the model of ``options`` (checked first), say what was saved."""
-    from .data import check_output_path
+    from .data import check_output_folder, check_output_path
     from .errors import UsageError
 
     inputs = {"--tokenizer": options.tokenizer, "--shapes-file": options.shapes_file}
     inputs.update({f"--texts {path}": path for path in options.texts or ()})
     check_output_path(options.out, inputs, "--out", writes_folder=True)
+    replace = check_output_folder(options.out, "--out", options.force)
     arch, shape, real = _shape_of(options)
     texts = _tokenizer_texts(options)
     vocab_size = options.vocab_size or (real["vocab_size"] if real else None)
     try:
         out = build_tiny_model(
-            options.out, arch, texts, seed=options.seed, tokenizer_dir=options.tokenizer, vocab_size=vocab_size, **shape
-        )
+            options.out, arch, texts, seed=options.seed, tokenizer_dir=options.tokenizer, vocab_size=vocab_size,
+            replace=replace, **shape,
+        )  # fmt: skip
     except ValueError as error:
         raise UsageError(str(error)) from None
     from transformers import AutoConfig

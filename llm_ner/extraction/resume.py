@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..backends.openai import OpenAIOptions
-from ..data import write_jsonl_atomic, write_text_atomic
+from ..data import naming_write_failures, write_jsonl_atomic, write_text_atomic
 from ..data.files import read_input_chunks
 from ..errors import ResumeMismatch
 from ..prompting import prompt_identity
@@ -223,9 +223,14 @@ class ResumableOutput:
         self.parts.mkdir(parents=True, exist_ok=True)
         _write_json_atomic(self.parts / RUN_FILE, {"settings": fingerprint})
 
+    def _kept_note(self) -> str:
+        """What a write failure leaves (said on the CLI's one line): the finished records, and how to go on."""
+        return f"the sentences finished so far are kept in {self.parts}; rerun the same command to resume"
+
     def append(self, records: Sequence[dict]) -> None:
         self.parts.mkdir(parents=True, exist_ok=True)
-        with open(self.part, "a", encoding="utf-8") as handle:
+        # a torn last line (a full disk mid-write) is cut off when the run resumes, see `done_records`
+        with naming_write_failures(self.part, self._kept_note()), open(self.part, "a", encoding="utf-8") as handle:
             handle.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
             handle.flush()
             os.fsync(handle.fileno())
@@ -247,9 +252,10 @@ class ResumableOutput:
         """Write OUTPUT with every finished record in input order; remove the parts."""
         by_id = self.done_records()
         run = self.parts / RUN_FILE
-        if run.is_file():  # checked equal to the output's run record (if any) before the run
-            _write_json_atomic(self.run_file, json.loads(run.read_text(encoding="utf-8")))
-        count = write_jsonl_atomic((by_id[i] for i in order if i in by_id), self.output)
+        with naming_write_failures(self.output, self._kept_note()):  # the parts go only once the output is written
+            if run.is_file():  # checked equal to the output's run record (if any) before the run
+                _write_json_atomic(self.run_file, json.loads(run.read_text(encoding="utf-8")))
+            count = write_jsonl_atomic((by_id[i] for i in order if i in by_id), self.output)
         self._remove_parts()
         return count
 

@@ -9,7 +9,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..data import check_output_path, load_examples
+from ..data import (
+    check_output_path,
+    load_examples,
+    naming_write_failures,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 from ..errors import DataError, UsageError
 from ..metrics import match_predictions
 from .charts import chart_stems, plot_confusion, plot_f1_per_class, plot_learning_curve, plot_pr_curve
@@ -32,6 +38,7 @@ def _check_outputs(options: ReportOptions, pairs: list[tuple[str, str]], stems: 
     outputs += [f"{kind}_{stem}.png" for stem in stems.values() for kind in ("confusion", "pr")]
     inputs = {"--gold": options.gold, "--published": options.published, "--learning-curve": options.learning_curve}
     inputs.update({f"--pred {n}": p for n, p in pairs})
+    check_output_path(out, inputs, "--out")  # a folder holding an input: refused, as for every command
     for target in (out / name for name in outputs):
         check_output_path(target, inputs, "--out")
     return out
@@ -110,13 +117,17 @@ def run_report(options: ReportOptions) -> Path:
     report = _scored_report(options, gold, systems, pairs, curve_points)
     # Every file is written into a staging folder first and moved into place only when all exist: a
     # failure leaves the previous report as it was, never a mix of old and new files.
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
-    try:
-        _write_files(staging, report, gold, systems, stems, curve_points)
-        for written in sorted(staging.iterdir()):
-            os.replace(written, out / written.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # A full or read-only disk names the folder the user gave, not the staging one; the staging folders of
+    # killed runs (their process gone) are removed first.
+    with naming_write_failures(out, temporary=out / ".report."):
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out / "report")
+        staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out / "report"), dir=out))
+        try:
+            _write_files(staging, report, gold, systems, stems, curve_points)
+            for written in sorted(staging.iterdir()):
+                os.replace(written, out / written.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     log.info(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'report.json'} and the charts")
     return out
