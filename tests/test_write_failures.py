@@ -152,3 +152,21 @@ def test_a_killed_writers_temporary_is_removed_a_live_ones_kept(tmp_path):
         assert live.exists() and live.read_text() == "live"
     assert target.read_text() == "live"
     assert [p.name for p in tmp_path.iterdir()] == ["pred.json"]
+
+
+def test_a_killed_reports_staging_folder_is_removed(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.json", GOLD)
+    out = tmp_path / "report"
+    out.mkdir()
+    script = (
+        "import os, sys, tempfile\nfrom pathlib import Path\nfrom llm_ner.data import temporary_prefix\n"
+        "out = Path(sys.argv[1])\nstaging = tempfile.mkdtemp(prefix=temporary_prefix(out / 'report'), dir=out)\n"
+        "(Path(staging) / 'report.md').write_text('half')\nos._exit(9)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    assert subprocess.run([sys.executable, "-c", script, str(out)], env=env).returncode == 9
+    assert [p.name for p in out.iterdir() if p.name.startswith(".report.")]
+    arguments = ["report", "--gold", str(gold), "--pred", f"x={gold}", "--resamples", "10", "--out", str(out)]
+    status, err = run_cli(arguments, capsys)
+    assert status == 0, err
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

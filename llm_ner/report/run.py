@@ -38,9 +38,9 @@ def _check_outputs(options: ReportOptions, pairs: list[tuple[str, str]], stems: 
     outputs += [f"{kind}_{stem}.png" for stem in stems.values() for kind in ("confusion", "pr")]
     inputs = {"--gold": options.gold, "--published": options.published, "--learning-curve": options.learning_curve}
     inputs.update({f"--pred {n}": p for n, p in pairs})
-    check_output_path(out, inputs, "--out")  # a folder holding an input: refused, as for every command
     for target in (out / name for name in outputs):
         check_output_path(target, inputs, "--out")
+    check_output_path(out, inputs, "--out")  # a folder holding any other input: refused too, as the README says
     return out
 
 
