@@ -94,7 +94,11 @@ def test_a_full_disk_found_by_write_names_the_output(tmp_path, monkeypatch, caps
         def write(self, text):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(files_module, "open", lambda *a, **k: FullDisk(real_open(*a, **k)), raising=False)
+    def open_full(file, mode="r", *args, **kwargs):  # reading the input still works
+        handle = real_open(file, mode, *args, **kwargs)
+        return FullDisk(handle) if "w" in mode else handle
+
+    monkeypatch.setattr(files_module, "open", open_full, raising=False)
     status, err = run_cli(["convert", "--input", str(tmp_path / "gold.json"), "--output", str(previous)], capsys)
     assert status == 1, err
     line = one_error_line(err)
