@@ -11,27 +11,33 @@ sentence asked about (``--shot-selection``):
   resumed, sharded or served run draws the same shots for the same sentence;
 - ``fixed``: the first K sentences of the file (one shared prompt prefix: the cache covers the shots).
 
-A shot whose text equals the sentence asked about is never used: evaluating on the shots file
-does not show the model its answer. Sentences repeated in the file are kept once (the first).
+A shot that would show the model its own answer is never used (`shows_own_gold`): one that equals the
+text asked about, contains it or is contained in it, or is part of the record that text was cut from
+(``--max-chars`` cuts long sentences into pieces: each piece is asked with its source record's text).
+So a run over the shots file itself never sees its answers. Sentences repeated in the file are kept once
+(the first).
 
 `select` returns the shots in conversation order: the lowest ranked first, the best ranked (the
 most similar) last, nearest the question. `few_shot_messages` renders them as user/assistant turns
 (`prompting.PromptTemplate.messages`) and, under a token budget, drops shots from the front (the
-lowest ranked) until the prompt fits. `prompt_token_counter` counts a prompt's tokens with a local
-model's tokenizer, or bounds them from above where there is none (a server's model).
+lowest ranked) until the prompt fits; a prompt over the budget even without shots (a long sentence) is
+sent as it is and counted (`ShotCounts`), and a budget below the zero-shot prompt itself is refused
+before anything runs (`check_prompt_budget`). `prompt_token_counter` counts a prompt's tokens with a
+local model's tokenizer, or bounds them from above where there is none (a server's model).
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .data import Example, load_examples
-from .errors import DataError
+from .errors import DataError, UsageError
 from .prompting import PromptTemplate
 
 SHOT_SELECTIONS = ("similar", "random", "fixed")
@@ -40,6 +46,14 @@ NGRAM_RANGE = (1, 2)  # character unigrams and bigrams: see the module docstring
 TEMPLATE_TOKENS_PER_MESSAGE = 16
 
 TokenCounter = Callable[[list[dict]], int]
+
+
+def shows_own_gold(shot: str, query: str, source: str | None = None) -> bool:
+    """Whether a shot of text ``shot`` would show the model the answer to ``query``, a text or a piece cut
+    from the record ``source`` (default: ``query`` itself): the shot contains ``query`` (equal texts
+    included), or is a part of ``source`` (so of the same record: a piece of it, or ``query`` contains it).
+    Texts, not ids, tell records apart: ids of different files collide (CLUENER numbers its lines)."""
+    return query in shot or shot in (query if source is None else source)
 
 
 @dataclass
@@ -51,17 +65,14 @@ class ShotPool:
     seed: int = 0
     source: str = ""  # the file, for messages
     _index: Any = field(default=None, repr=False)  # (vectorizer, matrix) of `similar`, built on first use
-    _position: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.selection not in SHOT_SELECTIONS:
             raise ValueError(f"shot selection must be one of {', '.join(SHOT_SELECTIONS)}, got {self.selection!r}")
-        unique: list[Example] = []
+        first: dict[str, Example] = {}  # dicts keep insertion order: the file's
         for example in self.examples:
-            if example.text not in self._position:
-                self._position[example.text] = len(unique)
-                unique.append(example)
-        self.examples = unique
+            first.setdefault(example.text, example)
+        self.examples = list(first.values())
 
     @classmethod
     def load(
@@ -82,49 +93,58 @@ class ShotPool:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def select(self, text: str, k: int) -> list[Example]:
-        """The ``k`` shots for ``text`` in conversation order (best ranked last); fewer if the pool is smaller."""
-        return self.select_many([text], k)[0]
+    def select(self, text: str, k: int, source: str | None = None) -> list[Example]:
+        """The ``k`` shots for ``text`` (cut from the record ``source``, default itself) in conversation order
+        (best ranked last); fewer if the pool has fewer that do not show ``text`` its answer (`shows_own_gold`)."""
+        return self.select_many([text], k, None if source is None else [source])[0]
 
-    def select_many(self, texts: Sequence[str], k: int) -> list[list[Example]]:
-        """`select` for each of ``texts`` (one similarity product for all of them)."""
+    def select_many(self, texts: Sequence[str], k: int, sources: Sequence[str] | None = None) -> list[list[Example]]:
+        """`select` for each of ``texts`` (``sources``: the record each was cut from; one similarity product
+        for all of them)."""
         if k <= 0:
             return [[] for _ in texts]
+        sources = texts if sources is None else sources
+        if len(sources) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(sources)} sources")
         if self.selection == "similar":
-            ranked = self._most_similar(texts, k)
+            candidates: Iterable[Iterable[int]] = self._most_similar(texts)
         elif self.selection == "random":
-            ranked = [self._drawn(text, k) for text in texts]
+            candidates = (self._drawn(text, k) for text in texts)
         else:
-            ranked = [self._first(text, k) for text in texts]
+            candidates = (range(len(self.examples)) for _ in texts)
+        ranked = [self._allowed(order, text, source, k) for order, text, source in zip(candidates, texts, sources)]
         return [[self.examples[i] for i in reversed(order)] for order in ranked]
 
-    def _excluded(self, text: str) -> int | None:
-        return self._position.get(text)
+    def _allowed(self, order: Iterable[int], text: str, source: str, k: int) -> list[int]:
+        """The first ``k`` of ``order`` (pool indices, best first) that do not show ``text`` its answer."""
+        chosen: list[int] = []
+        for i in order:
+            if not shows_own_gold(self.examples[i].text, text, source):
+                chosen.append(i)
+                if len(chosen) == k:
+                    break
+        return chosen
 
-    def _first(self, text: str, k: int) -> list[int]:
-        excluded = self._excluded(text)
-        return [i for i in range(min(k + 1, len(self.examples))) if i != excluded][:k]
-
-    def _drawn(self, text: str, k: int) -> list[int]:
+    def _drawn(self, text: str, k: int) -> Iterable[int]:
         # A stable hash (not Python's salted hash()): the same text draws the same shots in every process.
         digest = hashlib.sha256(f"{self.seed}\n{text}".encode("utf-8", "surrogatepass")).digest()
         generator = random.Random(int.from_bytes(digest[:8], "big"))
-        excluded = self._excluded(text)
+        # K + 1 first (one excluded shot, the sentence itself, still leaves K: the draws of earlier runs), and
+        # only when more are excluded, the rest of the pool in an order drawn by the same generator.
         drawn = generator.sample(range(len(self.examples)), min(k + 1, len(self.examples)))
-        return [i for i in drawn if i != excluded][:k]
+        yield from drawn
+        if len(drawn) < len(self.examples):
+            seen = set(drawn)
+            yield from (i for i in generator.sample(range(len(self.examples)), len(self.examples)) if i not in seen)
 
-    def _most_similar(self, texts: Sequence[str], k: int) -> list[list[int]]:
+    def _most_similar(self, texts: Sequence[str]) -> list[Iterable[int]]:
         import numpy as np
 
         vectorizer, matrix = self._similarity_index()
         # Rows are L2-normalised by TfidfVectorizer: the dot product is the cosine.
         scores = (vectorizer.transform(list(texts)) @ matrix.T).toarray()
-        ranked = []
-        for text, row in zip(texts, np.round(scores, 12)):
-            excluded = self._excluded(text)
-            order = np.argsort(-row, kind="stable")  # stable: equal scores keep file order
-            ranked.append([int(i) for i in order[: k + 1] if i != excluded][:k])
-        return ranked
+        # stable: equal scores keep file order
+        return [(int(i) for i in np.argsort(-row, kind="stable")) for row in np.round(scores, 12)]
 
     def _similarity_index(self):
         if self._index is None:
@@ -136,6 +156,34 @@ class ShotPool:
         return self._index
 
 
+@dataclass
+class ShotCounts:
+    """The shots a run's prompts actually got: how many prompts had how many shots, how many lost shots to the
+    budget, and how many were over the budget even with none (a long sentence is sent as it is)."""
+
+    prompts_with: Counter = field(default_factory=Counter)  # shots in a prompt -> prompts
+    trimmed: int = 0  # prompts that lost shots to --max-prompt-tokens
+    over_budget: int = 0  # prompts over --max-prompt-tokens with no shots left
+
+    @property
+    def prompts(self) -> int:
+        return sum(self.prompts_with.values())
+
+    def line(self, asked: int, pool: int, budget: int | None = None) -> str:
+        """One line for a run's end: the shots used against those asked (``asked``, a ``pool`` of sentences)."""
+        used = sum(n * prompts for n, prompts in self.prompts_with.items())
+        spread = f"{min(self.prompts_with)}-{max(self.prompts_with)}" if self.prompts_with else "0"
+        parts = [f"shots used: {used} in {self.prompts} prompts, {spread} a prompt (--shots {asked}, pool {pool})"]
+        if self.trimmed:
+            parts.append(f"{self.trimmed} prompts with fewer shots to fit --max-prompt-tokens {budget}")
+        if self.over_budget:
+            parts.append(
+                f"{self.over_budget} prompts over --max-prompt-tokens {budget} even with no shots, sent as they are "
+                "(a lower --max-chars cuts long sentences shorter)"
+            )
+        return "; ".join(parts)
+
+
 def few_shot_messages(
     prompt: PromptTemplate,
     text: str,
@@ -143,17 +191,42 @@ def few_shot_messages(
     shots: Sequence[Example],
     max_prompt_tokens: int | None = None,
     count_tokens: TokenCounter | None = None,
+    counts: ShotCounts | None = None,
 ) -> list[dict]:
     """The conversation for ``text`` with ``shots`` (conversation order); with ``max_prompt_tokens``
-    the first shots (the lowest ranked) are dropped until ``count_tokens`` says it fits, down to none."""
-    shots = list(shots)
-    messages = prompt.messages(text, answer_format, shots)
-    if max_prompt_tokens is None or count_tokens is None:
-        return messages
-    while shots and count_tokens(messages) > max_prompt_tokens:
-        shots.pop(0)
-        messages = prompt.messages(text, answer_format, shots)
+    the first shots (the lowest ranked) are dropped until ``count_tokens`` says it fits, down to none
+    (then it is sent over the budget). ``counts``, if given, records what this prompt got."""
+    kept = list(shots)
+    messages = prompt.messages(text, answer_format, kept)
+    over = False
+    if max_prompt_tokens is not None and count_tokens is not None:
+        size = count_tokens(messages)
+        while kept and size > max_prompt_tokens:
+            kept.pop(0)
+            messages = prompt.messages(text, answer_format, kept)
+            size = count_tokens(messages)
+        over = size > max_prompt_tokens
+    if counts is not None:
+        counts.prompts_with[len(kept)] += 1
+        counts.trimmed += len(kept) < len(shots)
+        counts.over_budget += over
     return messages
+
+
+def check_prompt_budget(
+    prompt: PromptTemplate, answer_format: str, max_prompt_tokens: int, count_tokens: TokenCounter, exact: bool
+) -> None:
+    """`UsageError` when ``max_prompt_tokens`` is below the zero-shot prompt of an empty sentence: no prompt
+    could fit it, and dropping every shot would send each one over it in silence. ``exact``: counted with the
+    model's tokenizer (else bounded, see `prompt_token_counter`)."""
+    floor = count_tokens(prompt.messages("", answer_format))
+    if max_prompt_tokens < floor:
+        counted = "" if exact else " as bounded without the model's tokenizer (UTF-8 bytes + 16 a message)"
+        raise UsageError(
+            f"--max-prompt-tokens {max_prompt_tokens} is below the zero-shot prompt of prompt {prompt.name}: "
+            f"{floor} tokens{counted} before any sentence or shot; give at least {floor} plus room for sentences "
+            "and shots, or leave it out"
+        )
 
 
 def prompt_token_counter(tokenizer: Any | None) -> TokenCounter:

@@ -12,6 +12,7 @@ call it, and it is the public Python API (`llm_ner.load`):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -22,9 +23,11 @@ from ..confidence import record_scores, scores_field
 from ..data import Example, Span, example_to_cluener, split_long
 from ..parsing import ParseStats
 from ..prompting import PromptTemplate
-from ..shots import prompt_token_counter
+from ..shots import ShotCounts, prompt_token_counter
 from .options import ModelOptions
 from .settings import RunSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,22 +97,47 @@ def make_record(
 class Annotator:
     """Texts in, records out: ``settings`` (prompt, answer format, shots) asked of ``backend``, texts longer than
     ``max_chars`` cut into pieces whose answers are joined back. Call it with texts for their entities, or use
-    its steps (`pieces`, `answer`, `record`) where an engine batches pieces of many texts itself."""
+    its steps (`pieces`, `answer`, `record`) where an engine batches pieces of many texts itself.
 
-    def __init__(self, backend: Backend | None, settings: RunSettings, max_chars: int = ModelOptions.max_chars):
+    With shots, ``shot_counts`` counts what the prompts got (`shots.ShotCounts`); a budget below the zero-shot
+    prompt is a `UsageError` here, before anything is generated, and the first prompt sent over the budget a
+    warning (once: ``warn_over_budget=False`` leaves it to the caller, as `extract` reports at its end)."""
+
+    def __init__(
+        self,
+        backend: Backend | None,
+        settings: RunSettings,
+        max_chars: int = ModelOptions.max_chars,
+        warn_over_budget: bool = True,
+    ):
         self.backend, self.settings, self.max_chars = backend, settings, max_chars
+        self.shot_counts = ShotCounts()
+        self._warn_over_budget = warn_over_budget
+        self._count_tokens = None
+        if backend is not None and settings.max_prompt_tokens is not None:
+            tokenizer = getattr(backend, "tokenizer", None)
+            settings.check_prompt_budget(tokenizer)
+            self._count_tokens = prompt_token_counter(tokenizer)
 
     def pieces(self, text: str) -> list[tuple[int, str]]:
         """(offset, piece) of a text: itself, or its cuts at punctuation when longer than ``max_chars``."""
         return split_long(text, self.max_chars)
 
-    def answer(self, texts: Sequence[str]) -> list[Answer]:
-        """The backend's answer to each text (a sentence or a piece), asked in the run's prompt and answer format
-        with its shots; a prompt budget is counted with the backend's tokenizer if it has one, else bounded."""
-        count_tokens = None
-        if self.settings.max_prompt_tokens is not None:
-            count_tokens = prompt_token_counter(getattr(self.backend, "tokenizer", None))
-        return self.backend.answer(self.settings.conversations(texts, count_tokens), list(texts))
+    def answer(self, texts: Sequence[str], sources: Sequence[str] | None = None) -> list[Answer]:
+        """The backend's answer to each text (a sentence or a piece cut from the record ``sources[i]``: no shot
+        shows it its answer), asked in the run's prompt and answer format with its shots; a prompt budget is
+        counted with the backend's tokenizer if it has one, else bounded."""
+        over_before = self.shot_counts.over_budget
+        conversations = self.settings.conversations(texts, self._count_tokens, sources, self.shot_counts)
+        if self._warn_over_budget and not over_before and self.shot_counts.over_budget:
+            log.warning(
+                "%d of %d prompts over --max-prompt-tokens %d even with no shots: sent as they are (a lower "
+                "--max-chars cuts long sentences shorter); warned once, `shot_counts` counts the rest",
+                self.shot_counts.over_budget,
+                len(texts),
+                self.settings.max_prompt_tokens,
+            )
+        return self.backend.answer(conversations, list(texts))
 
     def record(self, example: Example, answers: Sequence[Answer]) -> tuple[dict, ParseStats]:
         """The record of ``example`` from the answers of its `pieces`, in order."""
@@ -119,7 +147,8 @@ class Annotator:
         """Records of ``examples``: every piece of every text in one backend call (a `LocalBackend` generates in
         batches of its ``batch_size`` rows, so a batch of long texts keeps memory bounded)."""
         pieces = [self.pieces(example.text) for example in examples]
-        answers = self.answer([piece for parts in pieces for _, piece in parts])
+        sources = [example.text for example, parts in zip(examples, pieces) for _ in parts]
+        answers = self.answer([piece for parts in pieces for _, piece in parts], sources)
         results, cursor = [], 0
         for example, parts in zip(examples, pieces):
             results.append(make_record(example, parts, answers[cursor : cursor + len(parts)], self.settings.prompt))

@@ -83,7 +83,7 @@ def extract(
     with progress_bar(len(mine), "extract" if world == 1 else f"extract[{rank}]", progress) as bar:
         for start in range(0, len(work), batch_size):
             batch = work[start : start + batch_size]
-            answered = annotator.answer([pieces_of[ex.id][k][1] for ex, k in batch])
+            answered = annotator.answer([pieces_of[ex.id][k][1] for ex, k in batch], [ex.text for ex, _ in batch])
             records = []
             for (ex, k), answer in zip(batch, answered):
                 answers_of[ex.id][k] = answer
@@ -197,6 +197,7 @@ def run_extraction(
     device = run.device()
     # The openai backend loads no model: the served model's name stands in for --model.
     settings = run_settings(model_options, openai_options.served_model if remote else None)
+    settings.check_prompt_budget_early(served=remote)  # before --restart can discard anything
     backend: Backend | None = None
     if remote:  # the server and its model checked before --restart can discard anything
         backend = make_backend(model_options, settings, openai_options=openai_options)
@@ -204,8 +205,11 @@ def run_extraction(
     all_examples = read_inputs(extract_options.input, extract_options.input_format, lenient=extract_options.lenient)
     examples = all_examples[: extract_options.limit] if extract_options.limit else all_examples
     run.prepare(settings, examples, all_examples)
-    annotator = Annotator(
-        backend or make_backend(model_options, settings, device=device), settings, model_options.max_chars
+    annotator = Annotator(  # prompts over the budget: counted, reported at the end
+        backend or make_backend(model_options, settings, device=device),
+        settings,
+        model_options.max_chars,
+        warn_over_budget=False,
     )
     batch_size = extract_options.batch_size
     if remote:
@@ -218,6 +222,11 @@ def run_extraction(
         return 130
     finally:
         annotator.close()
+    if settings.shot_pool is not None and run.state.is_main_process:
+        counts = annotator.shot_counts
+        line = counts.line(settings.shots, len(settings.shot_pool), settings.max_prompt_tokens)
+        shared = " (process 0 only)" if run.state.num_processes > 1 else ""
+        log.log(logging.WARNING if counts.over_budget else logging.INFO, "%s%s", line, shared)
     run.finish(stats, [ex.id for ex in all_examples])
     return 0
 

@@ -100,7 +100,7 @@ class BatchAnswerer:
         for rows_json in packed["rows"]:
             rows = json.loads(str(rows_json))
             pieces = [self.annotator.pieces(r["text"])[r["k"]][1] for r in rows]
-            for r, answer in zip(rows, self.annotator.answer(pieces)):
+            for r, answer in zip(rows, self.annotator.answer(pieces, [r["text"] for r in rows])):
                 if r["n"] == 1:
                     record, _ = self.annotator.record(Example(r["id"], r["text"]), [answer])
                     payload = json.dumps(record, ensure_ascii=False)
@@ -380,6 +380,8 @@ def run_ray_extraction(
     check_output_not_read(extract_options.input, output)
     remote = openai_options is not None
     settings = run_settings(model_options, openai_options.served_model if remote else None)
+    if backend_factory is None:  # on the driver: an actor's UsageError would come back as Ray's traceback
+        settings.check_prompt_budget_early(served=remote)
     fingerprint = extraction_fingerprint(settings, model_options, openai_options)
     files = input_files(extract_options.input)
     store = ShardStore(output)

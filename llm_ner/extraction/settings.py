@@ -10,7 +10,7 @@ from pathlib import Path
 from ..answer_format import ANSWER_FORMATS, get_format
 from ..errors import UsageError
 from ..prompting import DEFAULT_PROMPT, PromptTemplate, load_prompt
-from ..shots import ShotPool, TokenCounter, few_shot_messages
+from ..shots import ShotCounts, ShotPool, TokenCounter, check_prompt_budget, few_shot_messages, prompt_token_counter
 from ..training.run_dir import ADAPTER_CONFIG, RUN_RECORD, RunRecord, adapter_base_model
 from .options import ModelOptions
 
@@ -29,16 +29,43 @@ class RunSettings:
     shots: int = 0
     max_prompt_tokens: int | None = None
 
-    def conversations(self, texts: Sequence[str], count_tokens: TokenCounter | None = None) -> list[list[dict]]:
+    def conversations(
+        self,
+        texts: Sequence[str],
+        count_tokens: TokenCounter | None = None,
+        sources: Sequence[str] | None = None,
+        counts: ShotCounts | None = None,
+    ) -> list[list[dict]]:
         """The conversation of each text: the prompt, and the text's shots (within ``max_prompt_tokens``
-        as ``count_tokens`` counts) when the run has them."""
+        as ``count_tokens`` counts) when the run has them. ``sources``: the record each text was cut from
+        (no shot shows it its answer: `shots.shows_own_gold`); ``counts`` records the shots each prompt got."""
         if self.shot_pool is None or not self.shots:
             return [self.prompt.messages(text, self.answer_format) for text in texts]
-        chosen = self.shot_pool.select_many(texts, self.shots)
+        chosen = self.shot_pool.select_many(texts, self.shots, sources)
         return [
-            few_shot_messages(self.prompt, text, self.answer_format, shots, self.max_prompt_tokens, count_tokens)
+            few_shot_messages(
+                self.prompt, text, self.answer_format, shots, self.max_prompt_tokens, count_tokens, counts
+            )
             for text, shots in zip(texts, chosen)
         ]
+
+    def check_prompt_budget(self, tokenizer=None) -> None:
+        """`UsageError` for a ``max_prompt_tokens`` below the zero-shot prompt, counted with ``tokenizer``
+        (a local model's) or, without one (a server's model), bounded from above."""
+        if self.shot_pool is not None and self.max_prompt_tokens is not None:
+            count_tokens = prompt_token_counter(tokenizer)
+            check_prompt_budget(
+                self.prompt, self.answer_format, self.max_prompt_tokens, count_tokens, tokenizer is not None
+            )
+
+    def check_prompt_budget_early(self, served: bool) -> None:
+        """`check_prompt_budget` before a model loads or earlier results are discarded: a local model's
+        tokenizer loaded alone (``served``: a server's model, bounded)."""
+        if self.shot_pool is None or self.max_prompt_tokens is None:
+            return
+        from ..generation import load_tokenizer
+
+        self.check_prompt_budget(None if served else load_tokenizer(self.model, self.adapter))
 
 
 def check_model_folder(model: str | None, option: str = "--model") -> None:
@@ -121,8 +148,14 @@ def run_settings(options: ModelOptions, served_model: str | None = None) -> RunS
             options.shots_from, schema.keys if schema else None, options.shot_selection, options.shot_seed
         )
         settings.shot_pool, settings.shots, settings.max_prompt_tokens = pool, options.shots, options.max_prompt_tokens
-        settings.notes.append(
-            f"{options.shots} {options.shot_selection} shots per sentence from {options.shots_from} "
-            f"({len(pool)} labelled sentences)"
-        )
+        if len(pool) >= options.shots:
+            settings.notes.append(
+                f"{options.shots} {options.shot_selection} shots per sentence from {options.shots_from} "
+                f"({len(pool)} labelled sentences)"
+            )
+        else:  # the run's end says how many each prompt got
+            settings.notes.append(
+                f"at most {len(pool)} {options.shot_selection} shots per sentence from {options.shots_from}: "
+                f"it holds {len(pool)} labelled sentences (--shots {options.shots})"
+            )
     return settings

@@ -39,6 +39,7 @@ _HOMES = {
     "chat_prompt_ids": "tokens",
     "default_max_new_tokens": "tokens",
     "disable_thinking_by_default": "tokens",
+    "load_tokenizer": "tokens",
     "stop_token_ids": "tokens",
     "token_char_ranges": "tokens",
     "unicode_to_bytes": "tokens",

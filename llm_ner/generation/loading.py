@@ -4,11 +4,10 @@ a LoRA adapter merged into the weights, and a merged low-precision copy of a mod
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import torch
 
-from .tokens import disable_thinking_by_default
+from .tokens import load_tokenizer
 
 
 def cpu_computes_bf16() -> bool:
@@ -68,7 +67,7 @@ def load_model(
     SDPA attention; ``dtype="auto"``: bf16 on GPU and on a CPU that computes it (`cpu_computes_bf16`),
     float32 on other CPUs.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from ..versions import check_versions
 
@@ -85,7 +84,6 @@ def load_model(
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch_dtype,
         )
-    tokenizer_source = adapter or model_name_or_path
     model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     if adapter:
         from peft import PeftModel
@@ -101,10 +99,5 @@ def load_model(
             model = model.merge_and_unload()
     if not load_in_4bit:
         model.to(device)
-    tokenizer_dir = (
-        tokenizer_source if (Path(tokenizer_source) / "tokenizer_config.json").is_file() else model_name_or_path
-    )
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    disable_thinking_by_default(tokenizer)
     model.eval()
-    return model, tokenizer
+    return model, load_tokenizer(model_name_or_path, adapter)

@@ -17,6 +17,19 @@ def disable_thinking_by_default(tokenizer) -> None:
         tokenizer.chat_template = THINKING_OFF_PREFIX + template
 
 
+def load_tokenizer(model: str, adapter: str | None = None):
+    """The tokenizer a model is loaded with (`loading.load_model`): the adapter's own if it saved one, else the
+    model's; thinking off by default."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    source = adapter if adapter and (Path(adapter) / "tokenizer_config.json").is_file() else model
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    disable_thinking_by_default(tokenizer)
+    return tokenizer
+
+
 def chat_prompt_ids(tokenizer, messages: Sequence[dict]) -> list[int]:
     """Token ids the model sees before its answer (thinking disabled)."""
     ids = tokenizer.apply_chat_template(
