@@ -53,8 +53,8 @@ class ModelOptions(CliOptions):
         None,
         metavar="FILE",
         help="the labelled sentences shots come from (CLUENER JSON lines or BIO/BIOES/BMES; labels must be the "
-        "prompt's). A shot whose text equals the sentence asked about is never used, so a run over the shots "
-        "file itself does not see its answers",
+        "prompt's). A shot that contains the text asked about, or is part of the sentence a --max-chars piece was "
+        "cut from, is never used, so a run over the shots file itself does not see its answers",
     )
     shot_selection: str = option(
         "similar",
@@ -72,7 +72,9 @@ class ModelOptions(CliOptions):
         metavar="N",
         help="drop shots, the least similar (lowest ranked) first, until a prompt has at most N tokens: counted "
         "with the model's tokenizer; with --backend openai, bounded as UTF-8 bytes + 16 per message (never fewer "
-        "than a byte-level BPE tokenizer such as Qwen's counts; a Chinese character counts 3)",
+        "than a byte-level BPE tokenizer such as Qwen's counts; a Chinese character counts 3). N below the "
+        "zero-shot prompt is refused before the model loads; a sentence too long to fit even without shots is "
+        "sent over N, counted and warned about once",
     )
 
     def __post_init__(self) -> None:
