@@ -82,7 +82,12 @@ def test_a_piece_is_not_shown_another_piece_of_its_own_record(tmp_path):
     through_api, through_extract = Recorder(), Recorder()
     Annotator(through_api, settings, options.max_chars).annotate([record])
     extract(Annotator(through_extract, settings, options.max_chars), [record], tmp_path / "o.json", progress=False)
-    for asked in (through_api.asked, through_extract.asked):
+    from llm_ner.extraction.ray_run import BatchAnswerer  # a Ray actor's work, called here without Ray
+
+    actor = BatchAnswerer(options, settings, None, None, 0, Recorder)
+    rows = [{"file": 0, "pos": 0, "k": k, "n": 2, "id": "r", "text": record.text} for k in (0, 1)]
+    actor({"rows": [json.dumps(rows, ensure_ascii=False)]})
+    for asked in (through_api.asked, through_extract.asked, actor.annotator.backend.asked):
         assert [piece for piece, _ in asked] == ["张三去北京，", "李四去上海。"]
         for _, conversation in asked:  # neither the record, nor its other piece: only the unrelated sentence
             assert shot_turns(conversation) == [settings.prompt.messages("今天天气很好。")[-1]["content"]]
@@ -101,10 +106,10 @@ def test_a_budget_below_the_zero_shot_prompt_is_one_line_before_anything_runs(
 ):
     import llm_ner.extraction.local as local
 
-    def no_model(*args, **kwargs):
-        raise AssertionError("the model was loaded")
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("got past the budget check")
 
-    monkeypatch.setattr(local, "make_backend", no_model)
+    monkeypatch.setattr(local, "make_backend", must_not_run)
     labelled = write_cluener(tmp_path / "dev.json", cluener_dev[:5])
     output = tmp_path / "out.json"
     output.write_text("earlier results\n", encoding="utf-8")
@@ -119,6 +124,11 @@ def test_a_budget_below_the_zero_shot_prompt_is_one_line_before_anything_runs(
     floor = len(chat_prompt_ids(load_tokenizer(str(tiny_model)), load_prompt("cluener_zh_short").messages("")))
     assert f"--max-prompt-tokens 20 is below the zero-shot prompt of prompt cluener_zh_short: {floor} tokens" in err
     assert output.read_text(encoding="utf-8") == "earlier results\n"  # --restart discarded nothing
+    import ray
+
+    monkeypatch.setattr(ray, "init", must_not_run)  # --engine ray: refused on the driver, before Ray starts
+    assert cli([*argv, "--max-prompt-tokens", "20", "--engine", "ray"]) == 2
+    assert "--max-prompt-tokens 20 is below the zero-shot prompt" in capsys.readouterr().err
 
 
 def test_prompts_over_the_budget_are_warned_once_and_counted(qwen_tokenizer_dir, caplog):
