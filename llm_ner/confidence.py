@@ -245,7 +245,7 @@ def select_for_annotation(
     from .data import example_to_cluener, load_examples
     from .errors import DataError
 
-    first, _ = load_examples(paths[0], input_format, lenient=lenient, allow_empty=True)
+    first, _ = load_examples(paths[0], input_format, lenient=lenient)
     excluded = set(exclude)
     candidates = [ex for ex in first if ex.id not in excluded]
     scores = read_scores(paths[0], input_format)
@@ -257,13 +257,22 @@ def select_for_annotation(
         ranked.sort(key=lambda item: -item[0])
         reasons = [{"uncertainty": round(value, 6)} for value, _ in ranked[:n]]
     elif by == "disagreement":
-        second, _ = load_examples(paths[1], input_format, lenient=lenient, allow_empty=True)
+        second, _ = load_examples(paths[1], input_format, lenient=lenient)
         other = {ex.id: ex for ex in second}
         missing = [ex.id for ex in first if ex.id not in other]
         if missing:
             raise DataError(
                 paths[1], None, f"no prediction for id {missing[0]!r} of {paths[0]} ({len(missing)} missing)"
             )
+        # Spans of two different sentences under one id would count as disagreement: refuse, as evaluate does.
+        for ex in first:
+            if other[ex.id].text != ex.text:
+                raise DataError(
+                    paths[1],
+                    None,
+                    f"id {ex.id!r}: text {other[ex.id].text[:30]!r} differs from {paths[0]}'s {ex.text[:30]!r} "
+                    "(both --pred files must hold predictions of the same sentences)",
+                )
         ranked = [(disagreement(ex, other[ex.id]), ex) for ex in candidates]
         ranked.sort(key=lambda item: (-item[0][0], -item[0][1]))
         reasons = [{"disagreement": d, "jaccard_distance": round(j, 6)} for (d, j), _ in ranked[:n]]

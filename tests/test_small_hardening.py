@@ -80,3 +80,50 @@ def test_the_bootstrap_draws_in_chunks_what_it_drew_at_once():
         numbers._INDEX_CELLS = chunked
     with pytest.raises(ValueError, match="resamples"):
         numbers.bootstrap_interval(counts, numbers.MAX_RESAMPLES + 1)
+
+
+def curve_args(files: dict[str, Path], out: Path, pred: str = "pred", labelled: str = "gold") -> list[str]:
+    return [
+        *("curve", "--gold", str(files["gold"]), "--pred", str(files[pred]), "--labelled", str(files[labelled])),
+        *("--arm", "a", "--round", "0", "--resamples", "10", "--output", str(out)),
+    ]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "report", "select", "curve"])
+def test_an_empty_predictions_file_is_refused(files, tmp_path, capsys, command):
+    """The README: "Empty files are errors". An empty --pred scored as predicting nothing, silently."""
+    out, empty = tmp_path / "out", str(files["empty"])
+    argv = {
+        "evaluate": ["evaluate", "--gold", str(files["gold"]), "--pred", empty, "--json", str(out)],
+        "report": ["report", "--gold", str(files["gold"]), "--pred", f"x={empty}", "--out", str(out)],
+        "select": ["select", "--pred", empty, "--by", "random", "--output", str(out)],
+        "curve": curve_args(files, out, pred="empty"),
+    }[command]
+    refused(argv, capsys, 1, f"{empty}: empty file", out=out)
+
+
+def test_curve_refuses_predictions_of_part_of_the_dev_set(files, tmp_path, capsys):
+    """Half the predictions missing scored the point on the other half, silently."""
+    out = tmp_path / "curve.jsonl"
+    line = refused(curve_args(files, out, pred="half"), capsys, 1, str(files["half"]), out=out)
+    assert "3 of the 6 sentences" in line and "id '1'" in line
+    assert main(curve_args(files, out)) == 0  # every sentence predicted: the point is written
+    assert json.loads(out.read_text(encoding="utf-8"))["f1"] == 1.0
+
+
+def test_curve_refuses_an_empty_labelled_file(files, tmp_path, capsys):
+    out = tmp_path / "curve.jsonl"
+    refused(curve_args(files, out, labelled="empty"), capsys, 1, f"{files['empty']}: empty file", out=out)
+
+
+def test_select_disagreement_refuses_two_files_of_different_texts(files, tmp_path, capsys):
+    """Two --pred files with one id on two different sentences: their spans were compared as disagreement."""
+    other = tmp_path / "other.json"
+    changed = [Example(ex.id, ex.text + "。" if ex.id == "4" else ex.text, ex.spans[:1]) for ex in GOLD]
+    write_cluener(changed, other)
+    out = tmp_path / "selected.json"
+    argv = ["select", "--pred", str(files["pred"]), "--pred", str(other), "--by", "disagreement", "-n", "2"]
+    line = refused([*argv, "--output", str(out)], capsys, 1, "id '4'", str(files["pred"]), str(other), out=out)
+    assert "张三在北京4" in line
+    write_cluener([Example(ex.id, ex.text, ex.spans) for ex in changed if ex.id != "4"] + GOLD[4:5], other)
+    assert main([*argv, "--output", str(out)]) == 0  # the same texts: selected

@@ -34,7 +34,7 @@ def run_evaluate(options: EvaluateOptions) -> dict:
     if options.json:
         check_output_path(options.json, {"--gold": options.gold, "--pred": options.pred}, "--json")
     gold, gold_report = load_examples(options.gold, options.gold_format, lenient=options.lenient)
-    pred, pred_report = load_examples(options.pred, options.pred_format, lenient=options.lenient, allow_empty=True)
+    pred, pred_report = load_examples(options.pred, options.pred_format, lenient=options.lenient)
     if options.min_score is not None:
         pred = _filter_min_score(options.pred, options.pred_format, pred, options.min_score)
     for report in (gold_report, pred_report):

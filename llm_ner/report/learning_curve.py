@@ -39,7 +39,14 @@ def curve_point(
     """One point: the span micro-F1 of ``pred`` on ``gold`` with its bootstrap interval (``options.resamples``,
     ``options.seed``), against the sentences (and their characters and entities) the model was trained on; with
     ``options.train_seconds``, the time its training took."""
-    aligned, _ = match_predictions(gold, pred, options.pred)
+    aligned, missing = match_predictions(gold, pred, options.pred)
+    if missing:  # a point scored on part of the dev set would not be comparable with the others
+        raise DataError(
+            options.pred,
+            None,
+            f"{len(missing)} of the {len(gold)} sentences of --gold {options.gold} have no prediction (first: id "
+            f"{missing[0]!r}); a learning-curve point scores every dev sentence: predict all of --gold",
+        )
     counts = per_sentence_counts(gold, aligned)
     interval = bootstrap_interval(counts, options.resamples, options.seed)
     correct, predicted, total = (int(c) for c in counts.sum(0))
@@ -122,8 +129,8 @@ def add_point(options: CurveOptions) -> dict:
     """`llm-ner curve`: score ``options.pred`` on ``options.gold`` and write the point into ``options.output``."""
     check_output_path(options.output, {"--gold": options.gold, "--pred": options.pred, "--labelled": options.labelled})
     gold, _ = load_examples(options.gold, options.gold_format)
-    pred, _ = load_examples(options.pred, "cluener", allow_empty=True)
-    labelled, _ = load_examples(options.labelled, allow_empty=True)
+    pred, _ = load_examples(options.pred, "cluener")
+    labelled, _ = load_examples(options.labelled)
     point = curve_point(gold, pred, labelled, options)
     add_curve_point(options.output, point)
     log.info(f"wrote the point of {options.arm} round {options.round} into {options.output}")

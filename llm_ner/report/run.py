@@ -108,7 +108,7 @@ def run_report(options: ReportOptions) -> Path:
     stems = chart_stems(name for name, _ in pairs)
     out = _check_outputs(options, pairs, stems)
     gold, _ = load_examples(options.gold)
-    systems = {name: load_examples(path, "cluener", allow_empty=True)[0] for name, path in pairs}
+    systems = {name: load_examples(path, "cluener")[0] for name, path in pairs}
     curve_points = None
     if options.learning_curve:
         curve_points = read_learning_curve(options.learning_curve)
