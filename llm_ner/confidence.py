@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from .data import Example, Span, decode_json, is_offset, read_annotations, read_lines_or_errors, record_id, score_value
+from .errors import DataError
 from .metrics import span_scores
 
 
@@ -28,7 +29,8 @@ def scores_field(example: Example, scores: dict[Span, float]) -> dict:
 
 
 def record_scores(record: dict) -> dict[Span, float]:
-    """Span -> score of one CLUENER prediction record with a ``scores`` field (CLUENER offsets)."""
+    """Span -> score of one CLUENER prediction record with a ``scores`` field (CLUENER offsets); ValueError for a
+    score outside [0, 1]."""
     label, scores = record.get("label"), record.get("scores")
     if not isinstance(label, dict) or not isinstance(scores, dict):
         return {}
@@ -39,7 +41,10 @@ def record_scores(record: dict) -> dict[Span, float]:
             if not isinstance(values, list) or not isinstance(offsets, list):
                 continue
             for pair, value in zip(offsets, values):
-                score = score_value(value)
+                try:
+                    score = score_value(value)
+                except ValueError as exc:
+                    raise ValueError(f"scores[{type_!r}][{entity!r}]: {exc}") from None
                 if score is not None and isinstance(pair, list) and len(pair) == 2 and all(map(is_offset, pair)):
                     found[Span(pair[0], pair[1] + 1, type_)] = score
     return found
@@ -57,18 +62,21 @@ def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[
     if input_format in ("labelstudio", "doccano"):
         read_annotations(path, input_format, lenient=True, allow_empty=True, scores=by_id)
     elif input_format == "cluener":
-        for record_id, record in _prediction_records(path):
-            found = record_scores(record)
+        for number, sentence_id, record in _prediction_records(path):
+            try:
+                found = record_scores(record)
+            except ValueError as exc:
+                raise DataError(path, number, str(exc)) from None
             if found:
-                by_id[record_id] = found
+                by_id[sentence_id] = found
     return by_id
 
 
 def _prediction_records(path: str | Path):
-    """(id, record) of each JSON object line; a record without ``id`` gets its index among the
+    """(line number, id, record) of each JSON object line; a record without ``id`` gets its index among the
     non-blank lines, as `data.read_cluener` numbers them. Bad lines are skipped: the readers report them."""
     index = 0
-    for _, line in read_lines_or_errors(Path(path)):
+    for number, line in read_lines_or_errors(Path(path)):
         if isinstance(line, str) and not line.strip():
             continue
         index += 1
@@ -80,7 +88,7 @@ def _prediction_records(path: str | Path):
         except ValueError:
             continue
         if isinstance(record, dict):
-            yield given if given is not None else str(index - 1), record
+            yield number, given if given is not None else str(index - 1), record
 
 
 def filter_by_score(
@@ -217,12 +225,17 @@ def disagreement(a: Example, b: Example) -> tuple[int, float]:
 
 
 def read_answer_scores(path: str | Path) -> dict[str, float]:
-    """Sentence id -> ``answer_score`` of a prediction file written by `llm-ner extract`."""
-    return {
-        record_id: float(record["answer_score"])
-        for record_id, record in _prediction_records(path)
-        if isinstance(record.get("answer_score"), (int, float))
-    }
+    """Sentence id -> ``answer_score`` of a prediction file written by `llm-ner extract`; `DataError` with
+    FILE:LINE for one outside [0, 1]."""
+    found = {}
+    for number, sentence_id, record in _prediction_records(path):
+        try:
+            score = score_value(record.get("answer_score"))
+        except ValueError as exc:
+            raise DataError(path, number, f"answer_score: {exc}") from None
+        if score is not None:
+            found[sentence_id] = score
+    return found
 
 
 SELECTIONS = ("uncertainty", "disagreement", "random")
@@ -243,7 +256,6 @@ def select_for_annotation(
     an annotation loop; scores not needed). Sentences whose id is in ``exclude`` (already labelled) are
     never chosen. Ties keep file order."""
     from .data import example_to_cluener, load_examples
-    from .errors import DataError
 
     first, _ = load_examples(paths[0], input_format, lenient=lenient)
     excluded = set(exclude)

@@ -127,3 +127,63 @@ def test_select_disagreement_refuses_two_files_of_different_texts(files, tmp_pat
     assert "张三在北京4" in line
     write_cluener([Example(ex.id, ex.text, ex.spans) for ex in changed if ex.id != "4"] + GOLD[4:5], other)
     assert main([*argv, "--output", str(out)]) == 0  # the same texts: selected
+
+
+def scored(path: Path, line: int, score: object = 0.9, answer_score: object = 0.8) -> Path:
+    """``files['pred']`` with entity scores and answer scores; line ``line`` (1-based) gets ``score`` for its
+    first entity and ``answer_score``."""
+    lines = []
+    for number, ex in enumerate(GOLD, 1):
+        record = {"id": ex.id, "text": ex.text, "label": {"name": {"张三": [[0, 1]]}, "address": {"北京": [[3, 4]]}}}
+        record["scores"] = {"name": {"张三": [score if number == line else 0.9]}, "address": {"北京": [0.7]}}
+        record["answer_score"] = answer_score if number == line else 0.8
+        lines.append(json.dumps(record, ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+ENTITY_SCORES = [{"score": 1.7}, {"score": -0.2}]
+SCORE_CASES = [(c, bad) for c in ("select", "evaluate", "report", "export") for bad in ENTITY_SCORES]
+SCORE_CASES.append(("select", {"answer_score": 3}))  # only --by uncertainty reads answer scores
+
+
+@pytest.mark.parametrize("command, bad", SCORE_CASES, ids=[f"{c}-{b}" for c, b in SCORE_CASES])
+def test_a_score_outside_0_1_is_refused_with_its_line(files, tmp_path, capsys, command, bad):
+    """Scores are probabilities: 1.7 or -0.2 ranked sentences and thresholded entities silently."""
+    pred, out = scored(tmp_path / "scored.json", 4, **bad), tmp_path / "out"
+    argv = {
+        "select": ["select", "--pred", str(pred), "--by", "uncertainty", "--output", str(out)],
+        "evaluate": ["evaluate", "--gold", str(files["gold"]), "--pred", str(pred), "--min-score", "0.5"],
+        "report": ["report", "--gold", str(files["gold"]), "--pred", f"x={pred}", "--out", str(out)],
+        "export": ["export", str(pred), "--to", "labelstudio", "--output", str(out)],
+    }[command]
+    value = str(next(iter(bad.values())))
+    refused(argv, capsys, 1, f"{pred}:4:", value, "not a probability", out=out)
+
+
+def annotation_file(path: Path, kind: str, bad_score: float | None = None) -> Path:
+    """GOLD's name spans as Label Studio predictions or doccano records, scored 0.5; record 3 gets ``bad_score``."""
+    records = []
+    for ex in GOLD:
+        score = bad_score if bad_score is not None and ex.id == "2" else 0.5
+        if kind == "doccano":
+            records.append({"id": ex.id, "text": ex.text, "label": [[0, 2, "name"]], "scores": [score]})
+        else:
+            value = {"start": 0, "end": 2, "text": "张三", "labels": ["name"]}
+            result = [{"type": "labels", "value": value, "score": score}]
+            records.append({"data": {"text": ex.text, "id": ex.id}, "predictions": [{"result": result}]})
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    path.write_text("\n".join(lines) + "\n" if kind == "doccano" else "[\n" + ",\n".join(lines) + "\n]\n", "utf-8")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["labelstudio", "doccano"])
+def test_an_annotation_file_with_a_score_outside_0_1_is_refused(tmp_path, capsys, kind):
+    """Label Studio results' and doccano records' scores are read by the same rule."""
+    bad = annotation_file(tmp_path / f"bad.{kind}", kind, 1.5)
+    out = tmp_path / "selected.json"
+    argv = ["select", "--pred", str(bad), "--input-format", kind, "--by", "uncertainty", "--output", str(out)]
+    line = refused(argv, capsys, 1, str(bad), "1.5", "not a probability", out=out)
+    assert f"{bad}:" in line and ": score 1.5" in line
+    argv[2] = str(annotation_file(tmp_path / f"good.{kind}", kind))
+    assert main(argv) == 0

@@ -268,11 +268,14 @@ def is_offset(value: object) -> TypeGuard[int]:
 
 def score_value(value: object) -> float | None:
     """A record's confidence as a float; None for anything else (a string, a bool, an integer too large
-    for a float): a score is optional, so a bad one is left out, not an error."""
+    for a float): a score is optional, so a bad one is left out, not an error. A number outside [0, 1] is a
+    ValueError: it is no probability, and ranking or thresholding by it would be silently wrong."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
         score = float(value)
     except OverflowError:
         return None
+    if math.isfinite(score) and not 0 <= score <= 1:
+        raise ValueError(f"score {show(value)} is not a probability from 0 to 1")
     return score if math.isfinite(score) else None

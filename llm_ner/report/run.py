@@ -71,9 +71,8 @@ def _scored_report(options: ReportOptions, gold, systems: dict, pairs, curve_poi
     return report
 
 
-def _write_files(staging: Path, report: dict, gold, systems: dict, stems: dict, curve_points) -> None:
+def _write_files(staging: Path, report: dict, gold, systems: dict, scores: dict, stems: dict, curve_points) -> None:
     """report.md, report.json, report.html and the charts, written into ``staging``."""
-    scores = read_system_scores(report["predictions"])
     aligned = {name: match_predictions(gold, predictions)[0] for name, predictions in systems.items()}
     add_confusion_matrices(report, gold, aligned)
     curves = add_pr_curves(report, gold, aligned, scores)
@@ -115,6 +114,7 @@ def run_report(options: ReportOptions) -> Path:
         if not curve_points:
             raise DataError(options.learning_curve, None, "no learning-curve points (write them with `llm-ner curve`)")
     report = _scored_report(options, gold, systems, pairs, curve_points)
+    scores = read_system_scores(dict(pairs))  # before --out is made: a bad score leaves no folder behind
     # Every file is written into a staging folder first and moved into place only when all exist: a
     # failure leaves the previous report as it was, never a mix of old and new files.
     # A full or read-only disk names the folder the user gave, not the staging one; the staging folders of
@@ -124,7 +124,7 @@ def run_report(options: ReportOptions) -> Path:
         remove_stale_temporaries(out / "report")
         staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(out / "report"), dir=out))
         try:
-            _write_files(staging, report, gold, systems, stems, curve_points)
+            _write_files(staging, report, gold, systems, scores, stems, curve_points)
             for written in sorted(staging.iterdir()):
                 os.replace(written, out / written.name)
         finally:
