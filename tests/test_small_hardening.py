@@ -187,3 +187,39 @@ def test_an_annotation_file_with_a_score_outside_0_1_is_refused(tmp_path, capsys
     assert f"{bad}:" in line and ": score 1.5" in line
     argv[2] = str(annotation_file(tmp_path / f"good.{kind}", kind))
     assert main(argv) == 0
+
+
+@pytest.mark.parametrize("when", ["init", "run"])
+def test_a_terminated_ray_driver_shuts_down_the_runtime_it_started(tmp_path, monkeypatch, when):
+    """SIGTERM (`Terminated`, a KeyboardInterrupt) while the local Ray runtime starts or while the job runs: the
+    runtime this driver started is shut down (its agents outlived a killed driver; issue 31)."""
+    from llm_ner.cli.main import Terminated
+    from llm_ner.extraction import ray_run
+
+    calls = []
+
+    class FakeRay:
+        @staticmethod
+        def is_initialized() -> bool:
+            return False
+
+        @staticmethod
+        def init(**kwargs) -> None:
+            calls.append(("init", kwargs.get("include_dashboard")))
+            if when == "init":
+                raise Terminated()
+
+        @staticmethod
+        def shutdown() -> None:
+            calls.append(("shutdown", None))
+
+    def terminated(self, files, fingerprint):
+        raise Terminated()
+
+    monkeypatch.setattr(ray_run, "import_ray", lambda: FakeRay)
+    monkeypatch.setattr(ray_run.RayRun, "run", terminated)
+    source = tmp_path / "in.txt"
+    source.write_text("张三在北京\n", encoding="utf-8")
+    argv = ["extract", "--model", "m", "--input", str(source), "--output", str(tmp_path / "o.json")]
+    assert main([*argv, "--engine", "ray"]) == 143  # as the shell reports SIGTERM
+    assert calls == [("init", False), ("shutdown", None)]

@@ -395,15 +395,16 @@ def run_ray_extraction(
     if not ray_options.output_dir and output.is_dir():
         raise UsageError(f"--output {output} is a folder (add --output-dir to write part files there)")
     started_here = not ray.is_initialized()
-    if started_here:
-        # A runtime of this run alone listens on the loopback interface only.
-        local = {} if ray_options.ray_address else {"_node_ip_address": "127.0.0.1"}
-        ray.init(address=ray_options.ray_address, include_dashboard=False, log_to_driver=True, **local)
-    run = RayRun(ray, model_options, extract_options, ray_options, openai_options, settings, store, backend_factory)
-    try:
+    run = None
+    try:  # ray.init inside: a SIGTERM or Ctrl-C while the runtime starts still shuts down what it started
+        if started_here:
+            # A runtime of this run alone listens on the loopback interface only.
+            local = {} if ray_options.ray_address else {"_node_ip_address": "127.0.0.1"}
+            ray.init(address=ray_options.ray_address, include_dashboard=False, log_to_driver=True, **local)
+        run = RayRun(ray, model_options, extract_options, ray_options, openai_options, settings, store, backend_factory)
         return run.run(files, fingerprint)
     finally:
-        if timings is not None:
+        if timings is not None and run is not None:
             timings.update(run.timings)
         store.close()
         if started_here:
