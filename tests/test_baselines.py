@@ -411,3 +411,21 @@ def test_baseline_prediction_scores_match_brute_force():
             checked += 1
             boundary += span.end < len(example.text)
     assert checked >= 4 and boundary >= 2  # entities were found, some followed by a character
+
+
+def test_a_model_pt_cut_anywhere_is_a_damaged_file_not_a_traceback(tmp_path):
+    """torch's zip reader reports a truncated model.pt as RuntimeError or, depending on where the file was
+    cut, OSError(EINVAL): every cut gives the one-line DataError."""
+    from llm_ner.baselines.training import WEIGHTS_FILE, build_model, save_baseline
+    from llm_ner.errors import DataError
+
+    config = BaselineConfig(arch="bilstm-crf", embedding_dim=8, hidden_size=8, labels=("name",),
+                            tags=("O", "B-name", "I-name"), chars=tuple("浙商银行"))  # fmt: skip
+    model, _ = build_model(config)
+    save_baseline(model, config, tmp_path)
+    whole = (tmp_path / WEIGHTS_FILE).read_bytes()
+    load_baseline(tmp_path)  # the whole file loads
+    for cut in range(1, 32):
+        (tmp_path / WEIGHTS_FILE).write_bytes(whole[: len(whole) * cut // 32])
+        with pytest.raises(DataError, match="cannot load the weights"):
+            load_baseline(tmp_path)

@@ -236,7 +236,11 @@ def load_baseline(model_dir: str | Path):
     weights = model_dir / WEIGHTS_FILE
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated or foreign file
+    except (FileNotFoundError, PermissionError):
+        raise
+    # Truncated or foreign: torch's zip reader says so with RuntimeError or, depending on where the file
+    # was cut, OSError(EINVAL).
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(weights, None, f"cannot load the weights ({reason}): damaged or not from training") from None
     if not isinstance(state, dict):
