@@ -116,19 +116,24 @@ def extraction_fingerprint(
 RESTART_HINT = "use --restart to discard them, or choose another --output"
 
 
-def made_with_other_settings(results: Path, earlier: dict, now: dict) -> ResumeMismatch | None:
-    """The refusal of earlier ``results`` whose fingerprint ``earlier`` differs from this run's (None: equal)."""
+def made_with_other_settings(
+    results: Path, earlier: dict, now: dict, hint: str = RESTART_HINT
+) -> ResumeMismatch | None:
+    """The refusal of earlier ``results`` whose fingerprint ``earlier`` differs from this run's (None: equal);
+    ``hint``: the ways out of the command that refuses (training's differ)."""
     differences = settings_differences(earlier, now)
     if not differences:
         return None
-    return ResumeMismatch(f"{results} was made with other settings ({'; '.join(differences)}); {RESTART_HINT}")
+    return ResumeMismatch(f"{results} was made with other settings ({'; '.join(differences)}); {hint}")
 
 
-def without_run_record(results: Path, run_file: Path) -> ResumeMismatch:
-    """The refusal of earlier ``results`` that no run record describes."""
+def without_run_record(
+    results: Path, run_file: Path, command: str = "llm-ner extract", hint: str = RESTART_HINT
+) -> ResumeMismatch:
+    """The refusal of earlier ``results`` that no run record of ``command`` describes."""
     return ResumeMismatch(
-        f"{results} exists but was not written by `llm-ner extract` with a run record ({run_file} missing or "
-        f"unreadable); {RESTART_HINT}"
+        f"{results} exists but was not written by `{command}` with a run record ({run_file} missing or "
+        f"unreadable); {hint}"
     )
 
 

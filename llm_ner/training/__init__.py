@@ -6,6 +6,7 @@
 - `callbacks`: the generated-answer F1 of every evaluation, the final save before the last evaluation;
 - `run`: `train` and `main`, the dtype and attention rules of a run;
 - `run_dir`: the run directory's record (`llm_ner.json`, `prompt.yaml`, `train_config.yaml`);
+- `resume`: the settings a resume must keep (refused otherwise, as `extract` refuses), the record's segments;
 - `merge`: `merge_adapter` (`llm-ner merge`).
 
 Names are imported on first use: the trainer imports TRL and torch, the command line's parsers need neither.
@@ -41,7 +42,8 @@ _HOMES = {
     "train": "run",
     "merge_adapter": "merge",
     "RunRecord": "run_dir",
+    "training_settings": "resume",
 }
-_MODULES = {"callbacks", "config", "data", "merge", "run", "run_dir", "trainer"}
+_MODULES = {"callbacks", "config", "data", "merge", "resume", "run", "run_dir", "trainer"}
 __all__ = sorted(_HOMES)
 __getattr__, __dir__ = lazy_attributes(__name__, _HOMES, _MODULES)

@@ -4,6 +4,7 @@ argument can come answered by one line (`check_config`) instead of a traceback."
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +96,82 @@ class NERDataArguments:
     )
 
     def __post_init__(self) -> None:
-        for name in ("train_shots", "f1_eval_samples"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"{name} must be 0 or more, got {getattr(self, name)}")
-        for name in ("f1_eval_batch_size",):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be 1 or more, got {getattr(self, name)}")
+        check_bounds(self, DATA_BOUNDS)
+
+
+# Bounds of the numeric options: name -> (lowest, lowest allowed itself, below this or None, whole number).
+# An option set to None (where its type allows) is not checked; nor is one a dataclass does not have.
+Bound = tuple[float, bool, float | None, bool]
+DATA_BOUNDS: dict[str, Bound] = {
+    "train_shots": (0, True, None, True),
+    "f1_eval_samples": (0, True, None, True),
+    "f1_eval_batch_size": (1, True, None, True),
+    "max_train_samples": (1, True, None, True),
+    "max_eval_samples": (1, True, None, True),
+    "f1_max_new_tokens": (1, True, None, True),
+}
+TRAINING_BOUNDS: dict[str, Bound] = {
+    "learning_rate": (0, False, None, False),
+    "per_device_train_batch_size": (1, True, None, True),
+    "per_device_eval_batch_size": (1, True, None, True),
+    "gradient_accumulation_steps": (1, True, None, True),
+    "eval_accumulation_steps": (1, True, None, True),
+    "warmup_steps": (0, True, None, False),  # below 1: a share of the steps
+    "weight_decay": (0, True, None, False),
+    "adam_beta1": (0, True, 1, False),
+    "adam_beta2": (0, True, 1, False),
+    "adam_epsilon": (0, False, None, False),
+    "max_grad_norm": (0, True, None, False),
+    "label_smoothing_factor": (0, True, 1, False),
+    "neftune_noise_alpha": (0, True, None, False),
+    "logging_steps": (0, False, None, False),  # below 1: a share of the steps
+    "eval_steps": (0, False, None, False),
+    "save_steps": (0, False, None, False),
+    "save_total_limit": (0, True, None, True),
+    "seed": (0, True, 2**32, True),  # numpy's seed range
+    "data_seed": (0, True, 2**32, True),
+    "dataloader_num_workers": (0, True, None, True),
+    "max_length": (1, True, None, True),
+    "torch_empty_cache_steps": (1, True, None, True),
+}
+MODEL_BOUNDS: dict[str, Bound] = {
+    "lora_r": (1, True, None, True),
+    "lora_alpha": (0, False, None, False),
+    "lora_dropout": (0, True, 1, False),
+}
+
+
+def check_bounds(arguments: object, bounds: dict[str, Bound]) -> None:
+    """`UsageError` naming the first option of ``arguments`` outside its ``bounds`` (or not a number)."""
+    for name, (lowest, inclusive, below, whole) in bounds.items():
+        value = getattr(arguments, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UsageError(f"{name} must be a number, got {value!r}")
+        if whole and value != int(value):
+            raise UsageError(f"{name} must be a whole number, got {value!r}")
+        shown = int(lowest) if whole or lowest == int(lowest) else lowest
+        if below is not None and not (value < below and (value >= lowest if inclusive else value > lowest)):
+            low = "from" if inclusive else "more than"
+            raise UsageError(f"{name} must be {low} {shown} and below {below}, got {value!r}")
+        if inclusive and not value >= lowest:
+            raise UsageError(f"{name} must be {shown} or more, got {value!r}")
+        if not inclusive and not value > lowest:
+            raise UsageError(f"{name} must be more than {shown}, got {value!r}")
+
+
+def check_training_bounds(training_args, model_args) -> None:
+    """`UsageError` for a numeric option of TRL's SFTConfig or ModelConfig that cannot train (`check_bounds`;
+    ``max_steps`` is -1, epochs decide, or 1 or more)."""
+    check_bounds(training_args, TRAINING_BOUNDS)
+    check_bounds(model_args, MODEL_BOUNDS)
+    max_steps = training_args.max_steps
+    if max_steps != -1 and not max_steps >= 1:
+        raise UsageError(f"max_steps must be 1 or more (or -1: num_train_epochs decides), got {max_steps!r}")
+    epochs = training_args.num_train_epochs
+    if max_steps == -1 and not (math.isfinite(epochs) and epochs > 0):
+        raise UsageError(f"num_train_epochs must be more than 0 (or set max_steps), got {epochs!r}")
 
 
 def make_parser():
@@ -111,7 +182,11 @@ def make_parser():
 
 
 def parse_arguments(argv: list[str] | None = None):
-    """(data, training, model) arguments: a YAML ``--config`` plus command-line overrides."""
+    """(data, training, model) arguments: a YAML ``--config`` plus command-line overrides.
+
+    Every way the arguments can be wrong ends as one `UsageError`/`DataError` line, not argparse's usage
+    text or a traceback: an unreadable or unknown YAML (`check_config`), an unknown command-line option, a
+    value argparse cannot convert, a setting the dataclasses refuse, a number out of bounds."""
     import warnings
 
     with warnings.catch_warnings():
@@ -119,9 +194,27 @@ def parse_arguments(argv: list[str] | None = None):
         # transformers need); transformers 5.2x renamed it activation_checkpointing and warns on every run.
         warnings.filterwarnings("ignore", message="`gradient_checkpointing", category=FutureWarning)
         parser = make_parser()
+        parser.error = _raise_usage_error  # argparse would print its whole usage and exit
         argv = list(argv) if argv is not None else sys.argv[1:]
         check_config(argv, parser)
-        return parser.parse_args_and_config(args=argv)
+        try:
+            *arguments, _, unknown = parser.parse_args_and_config(
+                args=argv, return_remaining_strings=True, separate_remaining_strings=True
+            )
+        except (UsageError, DataError):
+            raise
+        except ValueError as exc:  # a dataclass's own check of its settings (e.g. bf16 without a GPU)
+            raise UsageError(" ".join(str(exc).split())) from None
+    options = [arg for arg in unknown if arg.startswith("-")] or unknown
+    if options:
+        raise UsageError(f"unknown option {', '.join(options)} (`llm-ner train --help` lists them)")
+    data_args, training_args, model_args = arguments
+    check_training_bounds(training_args, model_args)
+    return data_args, training_args, model_args
+
+
+def _raise_usage_error(message: str):
+    raise UsageError(message)
 
 
 def check_config(argv: list[str], parser) -> None:

@@ -21,23 +21,33 @@ from ..generation.loading import cpu_computes_bf16
 from ..generation.tokens import disable_thinking_by_default
 from ..prompting import PromptTemplate
 from ..versions import PEFT_CHECKPOINTING_WARNING, check_versions
-from .config import NERDataArguments, parse_arguments
+from .config import NERDataArguments, check_training_bounds, parse_arguments
 from .data import add_retrieved_shots, check_lengths, f1_subset, load_split, resolve_prompt
+from .resume import checkpoint_to_resume, earlier_segments, end_segment, new_segment, training_settings
 from .run_dir import RunRecord
 
 log = logging.getLogger(__name__)
 
 
 def save_run_metadata(
-    output_dir: str, prompt: PromptTemplate, data_args: NERDataArguments, model_args, training_args
+    output_dir: str,
+    prompt: PromptTemplate,
+    data_args: NERDataArguments,
+    model_args,
+    training_args,
+    settings: dict | None = None,
+    segments: list[dict] | None = None,
 ) -> None:
-    """Write the prompt, answer format and resolved config beside the model (`run_dir`)."""
+    """Write the prompt, answer format and resolved config beside the model (`run_dir`), with the settings
+    a resume compares and the run's segments (`resume`)."""
     record = RunRecord(
         prompt_name=prompt.name,
         answer_format=data_args.answer_format,
         base_model=model_args.model_name_or_path,
         peft=bool(model_args.use_peft),
         load_in_4bit=bool(model_args.load_in_4bit),
+        training_settings=settings,
+        training_segments=list(segments or []),
     )
     config = {
         "data": dataclasses.asdict(data_args),
@@ -235,6 +245,7 @@ def finish(trainer, training_args) -> None:
     if trainer.final_save.saved_at != trainer.state.global_step or training_args.load_best_model_at_end:
         trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
+        end_segment(training_args.output_dir, trainer.state.global_step)
         log.info(f"model saved to {training_args.output_dir}")
     if trainer.eval_dataset is not None:
         metrics = final_metrics(trainer)
@@ -258,10 +269,15 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
         raise UsageError("train_file is required (CLUENER/BIO file or `llm-ner convert` output)")
     if not model_args.model_name_or_path:
         raise UsageError("model_name_or_path is required (hub id or local directory)")
+    check_training_bounds(training_args, model_args)  # parse_arguments did; a library caller's too
     # The prompt before any model is built or loaded: a mismatch with a converted file stops here.
     quiet = training_args.process_index != 0  # one warning, not one per process
     prompt, answer_format = resolve_prompt(data_args, warn=(lambda _: None) if quiet else None)
     data_args = dataclasses.replace(data_args, prompt=data_args.prompt or prompt.name, answer_format=answer_format)
+    # A resume with other settings stops here, before any model loads or the run record is rewritten.
+    settings = training_settings(data_args, training_args, model_args, prompt)
+    checkpoint = checkpoint_to_resume(training_args)
+    segments = [*earlier_segments(checkpoint, settings), new_segment(checkpoint)]
     if data_args.tiny_model_arch and not Path(model_args.model_name_or_path).exists():
         # main_process_first is per machine: machines without a shared disk each need their own copy.
         with training_args.main_process_first(desc="building the tiny model"):
@@ -271,8 +287,10 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     trainer = build_trainer(data, data_args, training_args, model_args, callbacks)
     check_lengths(trainer, {"train": data.train_records, "eval": data.eval_records}, training_args.max_length)
     if trainer.accelerator.is_main_process:
-        save_run_metadata(training_args.output_dir, data.prompt, data_args, model_args, training_args)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        save_run_metadata(
+            training_args.output_dir, data.prompt, data_args, model_args, training_args, settings, segments
+        )
+    trainer.train(resume_from_checkpoint=checkpoint)
     finish(trainer, training_args)
     return trainer
 

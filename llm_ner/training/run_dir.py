@@ -1,7 +1,8 @@
 """The training run directory: what training writes beside the model, so that extraction, serving
 and merging use the prompt and answer format the model was trained with.
 
-Files: ``llm_ner.json`` (`RunRecord`: prompt, answer format, base model, how it was trained),
+Files: ``llm_ner.json`` (`RunRecord`: prompt, answer format, base model, how it was trained: the settings
+compared on a resume and each stretch of training),
 ``prompt.yaml`` (a self-contained copy of the prompt, labels inline) and ``train_config.yaml``
 (the resolved training configuration, for people). `RunRecord.save` writes them and
 `RunRecord.load` reads the record back (as spaCy's ``to_disk``/``from_disk``); a checkpoint
@@ -64,14 +65,19 @@ class RunRecord:
     peft: bool = False
     load_in_4bit: bool = False
     merged_from: str | None = None  # the adapter directory a merged model was made from
+    # What a training run learns from, as it started (`training.resume.training_settings`: compared on a
+    # resume), and each stretch of training: started, from_step, checkpoint, then to_step and ended.
+    training_settings: dict | None = None
+    training_segments: list[dict] = field(default_factory=list)
     extra: dict[str, object] = field(default_factory=dict)
     directory: Path | None = field(default=None, compare=False)  # where it was loaded from or saved; not a key
 
     def to_dict(self) -> dict:
         """The JSON object of ``llm_ner.json``, keys in the order training has always written them."""
         keys = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("extra", "directory")}
-        if keys["merged_from"] is None:
-            del keys["merged_from"]
+        for optional in ("merged_from", "training_settings", "training_segments"):  # older files' layout
+            if not keys[optional]:
+                del keys[optional]
         return {**keys, **self.extra}
 
     @classmethod
