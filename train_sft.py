@@ -10,9 +10,7 @@ and TRL's `ModelConfig` (model, LoRA, 4-bit). `python train_sft.py --help` lists
 
 import sys
 
-from llm_ner import logs
-from llm_ner.errors import user_facing_error
-from llm_ner.training import NERDataArguments, parse_arguments, train
+from llm_ner.training import NERDataArguments, train
 
 
 def main(data_args: NERDataArguments, training_args, model_args):
@@ -20,12 +18,10 @@ def main(data_args: NERDataArguments, training_args, model_args):
 
 
 if __name__ == "__main__":
-    logs.configure()
-    try:
-        main(*parse_arguments())  # parsing checks the library versions too
-    except Exception as exc:  # expected failures (bad data, missing model, ...) in one line; bugs keep the traceback
-        expected = user_facing_error(exc)
-        if expected is None:
-            raise
-        print(f"error: {expected[1]}", file=sys.stderr)
-        sys.exit(expected[0])
+    from llm_ner.cli.main import main as cli_main
+
+    # `llm-ner train`'s dispatch: an expected failure (a bad argument, bad data, a refused resume, a missing
+    # model) is one line and its exit status, Ctrl-C and SIGTERM end cleanly, a bug keeps its traceback.
+    status = cli_main(["train", *sys.argv[1:]])
+    if status:  # success returns, so a runpy caller can run the script again
+        sys.exit(status)
