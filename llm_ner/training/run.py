@@ -274,16 +274,16 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
     quiet = training_args.process_index != 0  # one warning, not one per process
     prompt, answer_format = resolve_prompt(data_args, warn=(lambda _: None) if quiet else None)
     data_args = dataclasses.replace(data_args, prompt=data_args.prompt or prompt.name, answer_format=answer_format)
-    # A resume with other settings stops here, before any model loads or the run record is rewritten.
-    settings = training_settings(data_args, training_args, model_args, prompt)
     checkpoint = checkpoint_to_resume(training_args)
+    data = training_data(data_args, prompt, training_args.eval_strategy != "no")  # its readers say what is wrong
+    # A resume with other settings stops here, before any model is built or loaded or the record rewritten.
+    settings = training_settings(data_args, training_args, model_args, prompt)
     segments = [*earlier_segments(checkpoint, settings), new_segment(checkpoint)]
     if data_args.tiny_model_arch and not Path(model_args.model_name_or_path).exists():
         # main_process_first is per machine: machines without a shared disk each need their own copy.
         with training_args.main_process_first(desc="building the tiny model"):
             if not Path(model_args.model_name_or_path).exists():
                 build_tiny_model_in_place(model_args.model_name_or_path, data_args, training_args.seed)
-    data = training_data(data_args, prompt, training_args.eval_strategy != "no")
     trainer = build_trainer(data, data_args, training_args, model_args, callbacks)
     check_lengths(trainer, {"train": data.train_records, "eval": data.eval_records}, training_args.max_length)
     if trainer.accelerator.is_main_process:
