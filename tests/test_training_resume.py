@@ -96,12 +96,31 @@ def test_a_checkpoint_without_recorded_settings_is_refused(stopped_run, tmp_path
     args, out = stopped_run
     copy = tmp_path / "run"
     shutil.copytree(out / "checkpoint-2", copy / "checkpoint-2")
+    (copy / "checkpoint-2" / "llm_ner.json").unlink()  # as an older llm-ner left its checkpoints
     record = json.loads((out / "llm_ner.json").read_text(encoding="utf-8"))
-    del record["training_settings"]  # as an older llm-ner wrote it
+    del record["training_settings"]  # and its run record
     (copy / "llm_ner.json").write_text(json.dumps(record), encoding="utf-8")
     code = cli_main(["train", *_with(_with(args, "--output_dir", str(copy)), "--resume_from_checkpoint", "true")])
     err = capsys.readouterr().err
     assert code == 1 and "was not written by `llm-ner train` with a run record" in err, err
+
+
+def test_a_checkpoint_is_compared_with_its_own_record_not_a_later_runs(stopped_run, tmp_path, capsys):
+    """A later run into the same output_dir (here: learning rate 5e-3) rewrites the record there; resuming an
+    old checkpoint with the later run's settings is still refused: each checkpoint keeps its run's record."""
+    args, out = stopped_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    own = json.loads((copy / "checkpoint-2" / "llm_ner.json").read_text(encoding="utf-8"))
+    assert own["training_settings"]["learning_rate"] == 0.001
+    assert [(s["from_step"], s["to_step"]) for s in own["training_segments"]] == [(0, 2)]
+    assert (copy / "checkpoint-2" / "prompt.yaml").is_file()  # a run directory of its own
+    later = json.loads((copy / "llm_ner.json").read_text(encoding="utf-8"))
+    later["training_settings"]["learning_rate"] = 0.005
+    (copy / "llm_ner.json").write_text(json.dumps(later), encoding="utf-8")
+    resume = _with(_with(args, "--output_dir", str(copy)), "--resume_from_checkpoint", "true")
+    assert cli_main(["train", *_with(resume, "--learning_rate", "5e-3")]) == 1
+    assert "learning_rate: 0.001 then, 0.005 now" in capsys.readouterr().err
 
 
 def _train_sft(*args: str) -> subprocess.CompletedProcess:

@@ -1,14 +1,17 @@
-"""What a training run does around its steps: the generated-answer F1 of every evaluation (`F1Evaluation`), and
-the final model saved before the last evaluation (`SaveBeforeLastEvaluation`)."""
+"""What a training run does around its steps: the generated-answer F1 of every evaluation (`F1Evaluation`),
+the final model saved before the last evaluation (`SaveBeforeLastEvaluation`), the run record copied into each
+checkpoint (`RecordInCheckpoints`)."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..answer_format import answer_to_spans
 from ..data import Example
@@ -35,6 +38,18 @@ class SaveBeforeLastEvaluation(TrainerCallback):
         return control
 
     on_epoch_end = on_step_end
+
+
+class RecordInCheckpoints(TrainerCallback):
+    """After each checkpoint is saved, the run record copied into it (`resume.record_checkpoint`)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            from .resume import record_checkpoint
+
+            checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            record_checkpoint(args.output_dir, checkpoint, state.global_step)
+        return control
 
 
 def f1_metrics(gold: list[Example], answers: list[str], prompt: PromptTemplate, prefix: str = "eval") -> dict:

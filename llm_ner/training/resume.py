@@ -1,6 +1,7 @@
 """Resuming a training run honestly: the settings that decide what a run learns, compared with those the
 checkpoint's run record holds before anything is loaded or written (a mismatch is refused in the words
-`llm-ner extract` uses), and the record's segments (each stretch of training: when, from which step).
+`llm-ner extract` uses), and the record's segments (each stretch of training: when, from which step). Every
+checkpoint holds a copy of the record as it was saved (`record_checkpoint`), which a resume compares with.
 
 A resume is ``--resume_from_checkpoint DIR`` (a ``checkpoint-N`` folder) or ``--resume_from_checkpoint true``,
 the last checkpoint of ``--output_dir`` (as `transformers.Trainer` takes ``True``).
@@ -148,6 +149,19 @@ def end_segment(output_dir: str | Path, step: int) -> None:
     if record.training_segments:
         record.training_segments[-1].update(to_step=step, ended=_now())
         record.save(output_dir)
+
+
+def record_checkpoint(output_dir: str | Path, checkpoint: str | Path, step: int) -> None:
+    """Copy ``output_dir``'s record into a checkpoint just saved at ``step``, its last segment ending there:
+    a resume compares with the run that made the checkpoint, even after a later run into the same
+    ``output_dir`` rewrote the record there; the prompt copy makes the checkpoint a run directory too."""
+    if not (Path(output_dir) / RUN_RECORD).is_file() or not Path(checkpoint).is_dir():
+        return
+    record = RunRecord.load(output_dir)
+    segments = [dict(segment) for segment in record.training_segments]
+    if segments:
+        segments[-1].update(to_step=step, ended=_now())
+    record.copy_to(checkpoint, training_segments=segments)
 
 
 def _now() -> str:

@@ -290,6 +290,9 @@ def train(data_args: NERDataArguments, training_args, model_args, callbacks=None
         save_run_metadata(
             training_args.output_dir, data.prompt, data_args, model_args, training_args, settings, segments
         )
+    from .callbacks import RecordInCheckpoints
+
+    trainer.add_callback(RecordInCheckpoints())
     trainer.train(resume_from_checkpoint=checkpoint)
     finish(trainer, training_args)
     return trainer
