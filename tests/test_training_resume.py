@@ -151,6 +151,7 @@ def test_train_sft_refuses_lora_r_0_in_one_line_before_any_model_loads(stopped_r
         ("--learning_rate", "0", "learning_rate must be more than 0, got 0.0"),
         ("--learning_rate", "nan", "learning_rate must be a number, got nan"),
         ("--max_steps", "0", "max_steps must be 1 or more (or -1: num_train_epochs decides), got 0"),
+        ("--max_steps", "-2", "max_steps must be 1 or more (or -1: num_train_epochs decides), got -2"),
         ("--num_train_epochs", "0", "num_train_epochs must be more than 0 (or set max_steps), got 0.0"),
         ("--per_device_train_batch_size", "0", "per_device_train_batch_size must be 1 or more, got 0"),
         ("--gradient_accumulation_steps", "0", "gradient_accumulation_steps must be 1 or more, got 0"),
@@ -172,3 +173,21 @@ def test_llm_ner_train_answers_an_unknown_option_in_one_line(capsys):
     assert cli_main(["train", "--use_cpu", "true", "--lora_rank", "8"]) == 2
     err = capsys.readouterr().err
     assert "error: unknown option --lora_rank (`llm-ner train --help` lists them)" in err.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("lora_r: [1]", "lora_r must be a number, got [1]"),
+        ("max_steps: 1.5", "max_steps must be 1 or more (or -1: num_train_epochs decides), got 1.5"),
+        ("per_device_train_batch_size: 2.5", "per_device_train_batch_size must be a whole number, got 2.5"),
+    ],
+)
+def test_yaml_values_argparse_does_not_convert_are_checked_too(tmp_path, line, message):
+    from llm_ner.training import parse_arguments
+
+    config = tmp_path / "config.yaml"
+    config.write_text(f"{line}\nuse_cpu: true\noutput_dir: unused\n", encoding="utf-8")
+    with pytest.raises(UsageError) as refused:
+        parse_arguments(["--config", str(config)])
+    assert str(refused.value) == message

@@ -167,7 +167,7 @@ def check_training_bounds(training_args, model_args) -> None:
     check_bounds(training_args, TRAINING_BOUNDS)
     check_bounds(model_args, MODEL_BOUNDS)
     max_steps = training_args.max_steps
-    if max_steps != -1 and not max_steps >= 1:
+    if max_steps != -1 and not (isinstance(max_steps, int) and max_steps >= 1):  # a YAML 1.5 stays a float
         raise UsageError(f"max_steps must be 1 or more (or -1: num_train_epochs decides), got {max_steps!r}")
     epochs = training_args.num_train_epochs
     if max_steps == -1 and not (math.isfinite(epochs) and epochs > 0):
