@@ -191,3 +191,11 @@ def test_yaml_values_argparse_does_not_convert_are_checked_too(tmp_path, line, m
     with pytest.raises(UsageError) as refused:
         parse_arguments(["--config", str(config)])
     assert str(refused.value) == message
+
+
+def test_a_setting_trainingarguments_refuses_is_one_usage_error():
+    """TrainingArguments checks some combinations itself (a ValueError while parsing): one line, exit 2."""
+    from llm_ner.training import parse_arguments
+
+    with pytest.raises(UsageError, match="--logging_steps"):
+        parse_arguments(["--use_cpu", "true", "--output_dir", "unused", "--logging_steps", "0"])
