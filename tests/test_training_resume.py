@@ -199,3 +199,16 @@ def test_a_setting_trainingarguments_refuses_is_one_usage_error():
 
     with pytest.raises(UsageError, match="--logging_steps"):
         parse_arguments(["--use_cpu", "true", "--output_dir", "unused", "--logging_steps", "0"])
+
+
+@pytest.mark.parametrize("named", ["missing", "true"])
+def test_no_checkpoint_to_resume_is_one_line(stopped_run, tmp_path, capsys, named):
+    """A folder that is not a checkpoint, or true with none in --output_dir: one line, not transformers'
+    ValueError once the model is loaded."""
+    args, _ = stopped_run
+    resume = str(tmp_path / named) if named == "missing" else named
+    args = _with(_with(args, "--output_dir", str(tmp_path / "out")), "--resume_from_checkpoint", resume)
+    assert cli_main(["train", *args]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --resume_from_checkpoint {resume}: " in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
