@@ -25,6 +25,10 @@ from .http import JsonClient
 
 log = logging.getLogger(__name__)
 
+# How a server takes the request's extras. llama-cpp-python's server reads a JSON schema only as
+# {"type": "json_object", "schema": ...} and defaults to repeat_penalty 1.1, which changes greedy answers.
+API_DIALECTS = ("openai", "llama-cpp-python")
+
 
 @dataclass
 class OpenAIOptions(CliOptions):
@@ -38,6 +42,13 @@ class OpenAIOptions(CliOptions):
         5,
         type=non_negative_int,
         help="retries with backoff on connection errors, timeouts, 429 and 5xx (default: %(default)s)",
+    )
+    api_dialect: str = option(
+        "openai",
+        choices=API_DIALECTS,
+        help="openai (vLLM, SGLang, transformers serve, llama.cpp's llama-server); llama-cpp-python (its server: "
+        "the --constrained schema as a json_object response_format, and repeat_penalty 1 for greedy answers) "
+        "(default: %(default)s)",
     )
 
 
@@ -53,6 +64,7 @@ class OpenAIBackend:
     max_new_tokens: int | None = None
     response_format: dict | None = None
     backoff: float = 0.5
+    api_dialect: str = OpenAIOptions.api_dialect
 
     def __post_init__(self):
         self.client = JsonClient(self.base_url, self.timeout, self.retries, self.backoff)
@@ -77,6 +89,7 @@ class OpenAIBackend:
             retries=options.retries,
             max_new_tokens=max_new_tokens,
             response_format=response_format,
+            api_dialect=options.api_dialect,
         )
 
     def served_models(self) -> list[str]:
@@ -110,6 +123,11 @@ class OpenAIBackend:
         }
         if self.response_format is not None:
             body["response_format"] = self.response_format
+        if self.api_dialect == "llama-cpp-python":
+            body["repeat_penalty"] = 1.0
+            if self.response_format is not None:  # llama-cpp-python turns this form into a grammar
+                schema = self.response_format["json_schema"]["schema"]
+                body["response_format"] = {"type": "json_object", "schema": schema}
         data = self.client.request("POST", "/chat/completions", body, stop)
         self.requests += 1
         try:

@@ -93,6 +93,8 @@ def extraction_fingerprint(
     extra: dict = {}
     if openai_options is not None:  # a server's answers depend on which server and model answered
         extra = {"backend": "openai", "base_url": openai_options.base_url, "served_model": openai_options.served_model}
+        if openai_options.api_dialect != "openai":  # only then: earlier openai outputs still resume
+            extra["api_dialect"] = openai_options.api_dialect
     if model_options.shots:  # only then: a zero-shot fingerprint stays as before, so its outputs still resume
         extra.update(
             shots=model_options.shots,
