@@ -425,6 +425,12 @@ def test_merge_gives_the_same_outputs_and_keeps_thinking_off(tiny_models, cluene
     )
     merged_dir = tmp_path / "merged"
     assert cli(["merge", "--adapter", str(out), "--out", str(merged_dir)]) == 0
+    from llm_ner.training.model_card import read_card_header
+
+    # the Hub card in place of peft's template, in the run and the merged folder
+    assert read_card_header(out / "README.md")["library_name"] == "peft"
+    assert read_card_header(merged_dir / "README.md")["library_name"] == "transformers"
+    assert read_card_header(merged_dir / "README.md")["base_model"] == str(tiny_models["qwen3"])
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         expected = AutoPeftModelForCausalLM.from_pretrained(out).eval()(ids).logits

@@ -22,6 +22,7 @@ from . import (
     export,
     extract,
     merge,
+    model_card,
     quickstart,
     report,
     select,
@@ -48,6 +49,7 @@ COMMANDS = (
     select,
     curve,
     merge,
+    model_card,
 )
 
 

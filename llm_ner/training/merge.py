@@ -9,6 +9,7 @@ from pathlib import Path
 from ..data import check_output_folder, check_output_path, clear_output_folder
 from ..generation.tokens import disable_thinking_by_default
 from ..options import CliOptions, option
+from .model_card import write_model_card
 from .run_dir import RUN_RECORD, RunRecord, adapter_base_model
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def merge_adapter(adapter_dir: str, out_dir: str, dtype: str = "float32", replac
     tokenizer.save_pretrained(out)
     if (Path(adapter_dir) / RUN_RECORD).is_file():
         RunRecord.load(adapter_dir).copy_to(out, merged_from=str(adapter_dir), peft=False, load_in_4bit=False)
+        write_model_card(out)
     return out
 
 

@@ -23,6 +23,7 @@ from ..prompting import PromptTemplate
 from ..versions import PEFT_CHECKPOINTING_WARNING, check_versions
 from .config import NERDataArguments, check_training_bounds, parse_arguments
 from .data import add_retrieved_shots, check_lengths, f1_subset, load_split, resolve_prompt
+from .model_card import write_model_card
 from .resume import checkpoint_to_resume, earlier_segments, end_segment, new_segment, training_settings
 from .run_dir import RunRecord
 
@@ -247,6 +248,7 @@ def finish(trainer, training_args) -> None:
     if trainer.accelerator.is_main_process:
         end_segment(training_args.output_dir, trainer.state.global_step)
         log.info(f"model saved to {training_args.output_dir}")
+        write_model_card(training_args.output_dir)  # the Hub's README.md, in place of peft's empty template
     if trainer.eval_dataset is not None:
         metrics = final_metrics(trainer)
         trainer.save_metrics("eval", metrics)
