@@ -20,6 +20,7 @@ from . import (
     data,
     evaluate,
     export,
+    export_model,
     extract,
     merge,
     model_card,
@@ -49,6 +50,7 @@ COMMANDS = (
     select,
     curve,
     merge,
+    export_model,
     model_card,
 )
 
