@@ -136,6 +136,8 @@ def test_gguf_metadata_and_tensors_round_trip(exported, tiny_run):
     for kind, path in files.items():
         reader = gguf.GGUFReader(path)
         names = {t.name for t in reader.tensors}
+        # the type asked for, in every matrix (llama.cpp keeps norms and biases in f32)
+        assert {t.tensor_type.name for t in reader.tensors if len(t.shape) > 1} == {kind.upper()}, kind
         tied = "output.weight" not in names  # tied embeddings: llama.cpp reuses token_embd as the output layer
         assert {hf_name(n) for n in names} == set(state) - ({"lm_head.weight"} if tied else set()), kind
         for tensor in reader.tensors:

@@ -7,7 +7,8 @@
 - `run`: `train` and `main`, the dtype and attention rules of a run;
 - `run_dir`: the run directory's record (`llm_ner.json`, `prompt.yaml`, `train_config.yaml`);
 - `resume`: the settings a resume must keep (refused otherwise, as `extract` refuses), the record's segments;
-- `merge`: `merge_adapter` (`llm-ner merge`).
+- `merge`: `merge_adapter` (`llm-ner merge`);
+- `model_card`: the Hub ``README.md`` of run, merged and GGUF folders (`write_model_card`, `llm-ner model-card`).
 
 Names are imported on first use: the trainer imports TRL and torch, the command line's parsers need neither.
 """
