@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .data.files import check_output_path
+from .data import check_output_path
 from .errors import UsageError
 from .extraction.settings import check_model_name
 from .options import CliOptions, option, positive_int

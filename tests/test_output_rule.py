@@ -1,7 +1,7 @@
 """One output rule over every path a command reads (issue 31: a careless user's outputs that destroyed inputs).
 
 - a file output inside a model, adapter or baseline folder never replaces a file the model is loaded from
-  (`llm_ner.data.files.is_model_file`); a new file or an earlier prediction file there is fine;
+  (`llm_ner.data.outputs.is_model_file`); a new file or an earlier prediction file there is fine;
 - `extract --shots-from F` is an input like the others;
 - `merge --out` / `tiny-model --out`: an existing file is one line before anything loads, a folder holding
   another model is refused without --force and emptied whole with it, a folder of other files is never emptied;

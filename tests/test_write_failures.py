@@ -16,7 +16,7 @@ import pytest
 from conftest import one_layer_qwen3
 from test_outputs import GOLD, run_cli, write_jsonl
 
-import llm_ner.data.files as files_module
+import llm_ner.data.outputs as files_module
 from llm_ner.data import atomic_path, write_text_atomic
 from llm_ner.errors import WRITE_FAILURES
 

@@ -7,27 +7,15 @@ Every reader validates what it loads. A bad record raises `DataError` naming the
 and the problem; with ``lenient=True`` the record is skipped instead and listed in the returned
 `LoadReport`, so nothing is ever dropped without being counted.
 
-Modules: `types` (Span, Example, LoadReport), `files` (UTF-8 lines, atomic writes), `json_values`
-(`decode_json`: the JSON a record can be, for every JSON format and for request bodies), `text`
-(`split_long`), `formats` (the registry: `load_examples`, `read_inputs`, one module per format),
-`annotations` (Label Studio and doccano with their scores). This package imports nothing of llm-ner
-but `llm_ner.errors`.
+Modules: `types` (Span, Example, LoadReport), `files` (the input opener, UTF-8 lines), `outputs` (the output
+rule, atomic writes), `json_values` (`decode_json`: the JSON a record can be, for every JSON format and for
+request bodies), `text` (`split_long`), `formats` (the registry: `load_examples`, `read_inputs`, one module
+per format), `annotations` (Label Studio and doccano with their scores). This package imports nothing of
+llm-ner but `llm_ner.errors`.
 """
 
 from .annotations import ANNOTATION_FORMATS, read_annotations, write_annotations
-from .files import (
-    atomic_path,
-    check_output_folder,
-    check_output_path,
-    clear_output_folder,
-    naming_write_failures,
-    read_lines,
-    read_lines_or_errors,
-    remove_stale_temporaries,
-    temporary_prefix,
-    write_jsonl_atomic,
-    write_text_atomic,
-)
+from .files import read_lines, read_lines_or_errors
 from .formats import (
     FORMATS,
     INPUT_FORMATS,
@@ -52,6 +40,17 @@ from .json_values import (
     record_id,
     score_value,
     show,
+)
+from .outputs import (
+    atomic_path,
+    check_output_folder,
+    check_output_path,
+    clear_output_folder,
+    naming_write_failures,
+    remove_stale_temporaries,
+    temporary_prefix,
+    write_jsonl_atomic,
+    write_text_atomic,
 )
 from .text import split_long
 from .types import Example, LoadReport, Span, claim_id, find_overlaps

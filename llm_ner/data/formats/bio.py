@@ -8,7 +8,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import atomic_path, input_lines, read_lines_or_errors
+from ..files import input_lines, read_lines_or_errors
+from ..outputs import atomic_path
 from ..types import Example, LoadReport, Span
 from ._base import InputFormat, looks_like_json
 

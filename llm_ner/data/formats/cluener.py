@@ -9,8 +9,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ...errors import DataError
-from ..files import input_lines, read_lines_or_errors, write_jsonl_atomic
+from ..files import input_lines, read_lines_or_errors
 from ..json_values import check_text, decode_json, record_id, show
+from ..outputs import write_jsonl_atomic
 from ..types import Example, LoadReport, Span, claim_id
 from ._base import InputFormat, looks_like_json
 

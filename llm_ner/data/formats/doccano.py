@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..files import write_jsonl_atomic
 from ..json_values import check_text, record_id, score_value, show
+from ..outputs import write_jsonl_atomic
 from ..types import Example, LoadReport, Span
 from ._annotation import checked_span, read_records
 from ._base import InputFormat

@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..files import write_text_atomic
 from ..json_values import check_text, record_id, score_value, show
+from ..outputs import write_text_atomic
 from ..types import Example, LoadReport, Span
 from ._annotation import checked_span, read_records
 from ._base import InputFormat
