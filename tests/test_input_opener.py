@@ -25,7 +25,7 @@ from llm_ner.data import read_inputs
 from llm_ner.data.files import input_scope
 from llm_ner.errors import DataError, UsageError
 from llm_ner.extraction.ray_inputs import input_files
-from llm_ner.extraction.resume import file_identity
+from llm_ner.fingerprints import file_identity
 
 RECORDS = [
     {"id": "a", "text": "浙商银行的叶老桂说", "label": {"company": {"浙商银行": [[0, 3]]}}},

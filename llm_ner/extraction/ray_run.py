@@ -41,6 +41,7 @@ from .options import ExtractOptions, ModelOptions, RayOptions
 from .ray_inputs import check_output_not_read, file_pieces, id_prefixes, input_files, pack_batch, plan_file
 from .ray_store import ShardStore
 from .resume import (
+    RESTART_HINT,
     extraction_fingerprint,
     finished_with_other_inputs,
     interrupted_line,
@@ -387,7 +388,7 @@ def run_ray_extraction(
     store = ShardStore(output)
     if not extract_options.restart:
         earlier = store.earlier_settings()
-        refusal = made_with_other_settings(*earlier, fingerprint) if earlier is not None else None
+        refusal = made_with_other_settings(*earlier, fingerprint, RESTART_HINT) if earlier is not None else None
         if refusal is not None:
             raise refusal
     if ray_options.output_dir and output.is_file():

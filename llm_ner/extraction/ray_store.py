@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..data import write_jsonl_atomic, write_text_atomic
-from .resume import RUN_FILE, read_json_lines, without_run_record
+from ..fingerprints import without_run_record
+from .resume import RESTART_HINT, RUN_FILE, read_json_lines
 
 MANIFEST = "manifest.json"
 
@@ -61,7 +62,7 @@ class ShardStore:
             try:
                 return results, json.loads(record.read_text(encoding="utf-8"))["settings"]
             except (OSError, ValueError, KeyError, TypeError):
-                raise without_run_record(results, record) from None
+                raise without_run_record(results, record, "llm-ner extract", RESTART_HINT) from None
         return None
 
     def done(self) -> dict[str, bytes]:

@@ -3,7 +3,6 @@ leaves, and the messages of a refused resume (one wording for every engine)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -11,8 +10,8 @@ from pathlib import Path
 
 from ..backends.openai import OpenAIOptions
 from ..data import naming_write_failures, write_jsonl_atomic, write_text_atomic
-from ..data.files import read_input_chunks
 from ..errors import ResumeMismatch
+from ..fingerprints import directory_identity, file_identity, made_with_other_settings, without_run_record
 from ..prompting import prompt_identity
 from .options import ModelOptions
 from .settings import RunSettings
@@ -42,30 +41,6 @@ def _read_records(path: Path, repair: bool = False) -> list[dict]:
 
 
 RUN_FILE = "run.json"
-
-
-def file_identity(path: Path, max_hash_bytes: int = 64 << 20) -> str:
-    """sha256 of a small file or a pipe (read once: its readers read the same spool); size and modification
-    time of a large file (weights of a real model)."""
-    stat = path.stat()
-    if not path.is_file() or stat.st_size <= max_hash_bytes:
-        digest = hashlib.sha256()
-        for chunk in read_input_chunks(path):
-            digest.update(chunk)
-        return "sha256:" + digest.hexdigest()[:16]
-    return f"size:{stat.st_size} mtime_ns:{stat.st_mtime_ns}"
-
-
-def directory_identity(path: str | None) -> str | None:
-    """A content identity of a local model or adapter directory (None for a hub id)."""
-    if not path or not Path(path).is_dir():
-        return None
-    names = ("*.json", "*.safetensors", "*.bin", "*.pt")
-    files = sorted({f for pattern in names for f in Path(path).glob(pattern) if f.is_file()})
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.name}={file_identity(f)}\n".encode())
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 def run_fingerprint(settings: RunSettings, **options) -> dict:
@@ -118,27 +93,6 @@ def extraction_fingerprint(
 RESTART_HINT = "use --restart to discard them, or choose another --output"
 
 
-def made_with_other_settings(
-    results: Path, earlier: dict, now: dict, hint: str = RESTART_HINT
-) -> ResumeMismatch | None:
-    """The refusal of earlier ``results`` whose fingerprint ``earlier`` differs from this run's (None: equal);
-    ``hint``: the ways out of the command that refuses (training's differ)."""
-    differences = settings_differences(earlier, now)
-    if not differences:
-        return None
-    return ResumeMismatch(f"{results} was made with other settings ({'; '.join(differences)}); {hint}")
-
-
-def without_run_record(
-    results: Path, run_file: Path, command: str = "llm-ner extract", hint: str = RESTART_HINT
-) -> ResumeMismatch:
-    """The refusal of earlier ``results`` that no run record of ``command`` describes."""
-    return ResumeMismatch(
-        f"{results} exists but was not written by `{command}` with a run record ({run_file} missing or "
-        f"unreadable); {hint}"
-    )
-
-
 def other_texts(output: Path, count: int, first: str) -> ResumeMismatch:
     """The refusal of an ``output`` whose earlier records hold other texts than the input for ``count`` ids."""
     return ResumeMismatch(
@@ -161,15 +115,6 @@ def finished_with_other_inputs(output: Path, missing: int) -> ResumeMismatch:
     return ResumeMismatch(
         f"{output} is a finished run of other inputs ({missing} sentences are not in it); {RESTART_HINT}"
     )
-
-
-def settings_differences(earlier: dict, now: dict) -> list[str]:
-    """Key by key, how two run fingerprints differ: what a refused resume names."""
-    return [
-        f"{key}: {earlier.get(key)!r} then, {now.get(key)!r} now"
-        for key in sorted(set(earlier) | set(now))
-        if earlier.get(key) != now.get(key)
-    ]
 
 
 class ResumableOutput:
@@ -210,8 +155,8 @@ class ResumableOutput:
             try:
                 earlier = json.loads(run_file.read_text(encoding="utf-8"))["settings"]
             except (OSError, ValueError, KeyError, TypeError):
-                raise without_run_record(results, run_file) from None
-            refusal = made_with_other_settings(results, earlier, fingerprint)
+                raise without_run_record(results, run_file, "llm-ner extract", RESTART_HINT) from None
+            refusal = made_with_other_settings(results, earlier, fingerprint, RESTART_HINT)
             if refusal is not None:
                 raise refusal
         stray, changed = [], []

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError, UsageError
-from ..extraction.resume import file_identity, made_with_other_settings, without_run_record
+from ..fingerprints import file_identity, made_with_other_settings, without_run_record
 from ..prompting import PromptTemplate, prompt_identity
 from .config import NERDataArguments
 from .run_dir import RUN_RECORD, RunRecord
