@@ -33,6 +33,17 @@ def run_evaluate(options: EvaluateOptions) -> dict:
     ``options.json``), the parse counters `llm-ner extract` wrote included."""
     if options.json:
         check_output_path(options.json, {"--gold": options.gold, "--pred": options.pred}, "--json")
+    result = score_files(options)
+    print(format_evaluation(result))
+    if options.json:
+        write_text_atomic(json.dumps(result, ensure_ascii=False, indent=2) + "\n", options.json)
+        log.info(f"\nwrote {options.json}")
+    return result
+
+
+def score_files(options: EvaluateOptions) -> dict:
+    """The scores `llm-ner evaluate` prints and writes (its JSON), computed without printing: the one scorer
+    of a prediction file, which the model card calls too."""
     gold, gold_report = load_examples(options.gold, options.gold_format, lenient=options.lenient)
     pred, pred_report = load_examples(options.pred, options.pred_format, lenient=options.lenient)
     if options.min_score is not None:
@@ -49,8 +60,4 @@ def run_evaluate(options: EvaluateOptions) -> dict:
     unparsed = parse_failure_line(parsing)
     if unparsed:
         result["warnings"] = [*result.get("warnings", []), unparsed]
-    print(format_evaluation(result))
-    if options.json:
-        write_text_atomic(json.dumps(result, ensure_ascii=False, indent=2) + "\n", options.json)
-        log.info(f"\nwrote {options.json}")
     return result

@@ -79,14 +79,11 @@ class CardOptions(CliOptions):
 
 
 def evaluation(gold: str | Path, pred: str | Path) -> dict:
-    """The scores of ``pred`` against ``gold`` exactly as ``llm-ner evaluate`` computes them (its JSON)."""
-    from ..data import load_examples
-    from ..metrics import evaluate
+    """The scores of ``pred`` against ``gold``: `llm-ner evaluate`'s own (its JSON)."""
+    from ..report.evaluate import score_files
+    from ..report.options import EvaluateOptions
 
-    gold_examples, gold_report = load_examples(str(gold), "auto")
-    pred_examples, _ = load_examples(str(pred), "cluener", allow_empty=True)
-    labels = sorted({s.label for ex in gold_examples for s in ex.spans})
-    return evaluate(gold_examples, pred_examples, labels, pred_path=str(pred), skipped_gold=gold_report.skipped)
+    return score_files(EvaluateOptions(gold=str(gold), pred=str(pred)))
 
 
 def _base_model_id(record: RunRecord, explicit: str | None) -> str | None:
