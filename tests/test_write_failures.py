@@ -8,6 +8,7 @@ And the temporary files of killed writers: removed by the next write of the same
 
 import errno
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,38 @@ def test_a_killed_reports_staging_folder_is_removed(tmp_path, capsys):
     status, err = run_cli(arguments, capsys)
     assert status == 0, err
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs (root only; elsewhere the injected errors above stand in for it), unmounted after."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a tmpfs needs root and mount(8): the injected ENOSPC/EROFS tests cover this")
+    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)]
+    done = subprocess.run(mount, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}): the injected ENOSPC/EROFS tests cover this")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_really_full_then_read_only_disk_is_one_line_and_keeps_the_output(small_disk, tmp_path, capsys):
+    """No injection: `convert` of ~400 KB of instructions onto a 64 KiB tmpfs (ENOSPC), then onto the same
+    tmpfs remounted read-only (EROFS): one line each, the previous output intact, no temporary left."""
+    source = write_jsonl(tmp_path / "big.json", [{**GOLD[i % 3], "id": str(i)} for i in range(600)])
+    previous = small_disk / "train.jsonl"
+    previous.write_bytes(PREVIOUS)
+    arguments = ["convert", "--input", str(source), "--output", str(previous)]
+    for code in (errno.ENOSPC, errno.EROFS):
+        if code == errno.EROFS:
+            subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+        status, err = run_cli(arguments, capsys)
+        assert status == 1, err
+        line = one_error_line(err)
+        assert line.startswith(f"error: {previous}: {os.strerror(code)}; {WRITE_FAILURES[code]}"), line
+        assert previous.read_bytes() == PREVIOUS
+        assert [p.name for p in small_disk.iterdir()] == ["train.jsonl"]  # no temporary, no sidecar
