@@ -101,7 +101,8 @@ def export(options: ExportOptions) -> int:
         if options.gold:
             gold_examples, _ = load_examples(options.gold, options.gold_format, lenient=options.lenient)
             gold = {ex.id: ex for ex in gold_examples}
-        scores = read_scores(options.pred, options.input_format)
+        skipped = frozenset(error.line for error in report.skipped if error.line is not None)
+        scores = read_scores(options.pred, options.input_format, skipped)
         count = write_annotations(
             examples, options.output, options.to, scores, gold, as_annotation=options.as_annotation
         )

@@ -50,10 +50,13 @@ def record_scores(record: dict) -> dict[Span, float]:
     return found
 
 
-def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[Span, float]]:
+def read_scores(
+    path: str | Path, input_format: str = "auto", skipped_lines: frozenset[int] = frozenset()
+) -> dict[str, dict[Span, float]]:
     """Sentence id -> span -> score from a prediction file (CLUENER with ``scores``, or Label Studio /
     doccano with per-region scores); empty when the file carries none. Ids as the format's reader
-    assigns them; ``auto`` takes a JSON array for Label Studio."""
+    assigns them; ``auto`` takes a JSON array for Label Studio. ``skipped_lines``: CLUENER lines the
+    record reader skipped as bad (``--lenient``), whose scores are not read either."""
     by_id: dict[str, dict[Span, float]] = {}
     if input_format == "auto":
         lines = read_lines_or_errors(Path(path))
@@ -63,6 +66,8 @@ def read_scores(path: str | Path, input_format: str = "auto") -> dict[str, dict[
         read_annotations(path, input_format, lenient=True, allow_empty=True, scores=by_id)
     elif input_format == "cluener":
         for number, sentence_id, record in _prediction_records(path):
+            if number in skipped_lines:
+                continue
             try:
                 found = record_scores(record)
             except ValueError as exc:

@@ -206,7 +206,7 @@ def build_tiny_model_in_train(monkeypatch, cluener_dir, tmp_path, other_machine_
 
     monkeypatch.setattr(llm_ner.tiny, "build_tiny_model", build)
     monkeypatch.setattr(llm_ner.tiny, "default_texts", lambda limit=None: ["北京大学"])
-    monkeypatch.setattr(training.run, "load_split", stop)
+    monkeypatch.setattr(training.run, "build_trainer", stop)  # the data is read before the model is built
     data_args = training.NERDataArguments(
         train_file=str(cluener_dir / "dev.json"),
         tiny_model_arch="qwen3",
