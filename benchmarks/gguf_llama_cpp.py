@@ -18,6 +18,9 @@ Stages, each a child process whose peak RSS is measured (``os.wait4``; a server'
    client's seconds include its own start (Python, llm_ner, the tokenizer: a few seconds), so llama.cpp's
    sentences/s is a slight underestimate on 300 sentences.
 
+4. **llama-server, per type** (with ``--llama-server PATH``): llama.cpp's own server with ``--parallel`` slots
+   decoded together (llama-cpp-python's server has one lock, no slots), the client sending that many requests.
+
 Every prediction file is scored with `llm_ner.metrics.evaluate` against the first ``--limit`` gold sentences
 (span micro-F1, per-class F1), and its raw answers compared with ours (identical in N of M). Results:
 OUT/results.json. A stage whose output exists is reused (delete OUT to start over).
@@ -91,15 +94,28 @@ def peak_rss_gib(pid: int) -> float:
     return float("nan")
 
 
-def serve_and_extract(args, gguf: Path, name: str, dev: Path, output: Path, log: Path) -> dict:
-    """llama-cpp-python's server with ``gguf``; `llm-ner extract --backend openai` against it."""
-    port = free_port()
+def python_server_command(args, gguf: Path, name: str, port: int) -> list[str]:
+    """llama-cpp-python's OpenAI-compatible server: one request at a time (its `Llama` sits behind a lock)."""
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", name]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(args.n_ctx)]
     command += ["--n_threads", str(args.threads), "--n_batch", str(args.n_batch), "--verbose", "false"]
     # The server's default logits_all=True projects every prompt token onto the 151 936-word vocabulary; only
     # logprobs need that, so off: it is the faster setting for extraction.
-    command += ["--logits_all", str(args.logits_all).lower()]
+    return command + ["--logits_all", str(args.logits_all).lower()]
+
+
+def native_server_command(args, gguf: Path, name: str, port: int) -> list[str]:
+    """llama.cpp's own ``llama-server``: ``--parallel`` slots decoded together (continuous batching); the context
+    is shared by the slots, so it is ``--n-ctx`` per slot."""
+    command = [args.llama_server, "-m", str(gguf), "--alias", name, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["-t", str(args.threads), "-b", str(args.n_batch), "-np", str(args.parallel)]
+    return command + ["-c", str(args.n_ctx * args.parallel), "--no-webui", "--log-disable"]
+
+
+def serve_and_extract(command: list[str], port: int, ready_path: str, concurrency: int, gguf: Path, name: str,
+                      dev: Path, output: Path, log: Path) -> dict:  # fmt: skip
+    """Start the server ``command`` on ``port``, wait until ``ready_path`` answers 200 (the model loaded), then
+    `llm-ner extract --backend openai` against it with ``concurrency`` requests in flight."""
     start = time.perf_counter()
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed in finally, after the server stops)
     server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
@@ -111,7 +127,7 @@ def serve_and_extract(args, gguf: Path, name: str, dev: Path, output: Path, log:
             if server.poll() is not None:
                 raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
@@ -120,7 +136,7 @@ def serve_and_extract(args, gguf: Path, name: str, dev: Path, output: Path, log:
         extract = [sys.executable, "-m", "llm_ner", "extract", "--backend", "openai", "--api-dialect"]
         extract += ["llama-cpp-python", "--base-url", f"http://127.0.0.1:{port}/v1", "--served-model", name]
         extract += ["--model", str(gguf.parent), "--input", str(dev), "--output", str(output), "--quiet"]
-        extract += ["--restart", "--concurrency", str(args.concurrency)]
+        extract += ["--restart", "--concurrency", str(concurrency)]
         client = run_child(extract, log.with_suffix(".extract.log"))
         return {
             "server_ready_seconds": round(ready, 1),
@@ -170,6 +186,11 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=2048)
     parser.add_argument("--logits-all", action="store_true", help="llama.cpp logits for every prompt token")
     parser.add_argument("--concurrency", type=int, default=2, help="requests in flight to the llama.cpp server")
+    parser.add_argument(
+        "--llama-server",
+        help="also llama.cpp's own llama-server binary (from the vendored llama.cpp: cmake --target llama-server)",
+    )
+    parser.add_argument("--parallel", type=int, default=4, help="llama-server's slots (-np), and requests in flight")
     parser.add_argument("--base-model-id", default=None, help="the card's base_model")
     parser.add_argument("--name", default="cluener-ner")
     parser.add_argument("--stage-ours", action="store_true", help=argparse.SUPPRESS)  # the in-process child
@@ -197,6 +218,7 @@ def main() -> None:
             "n_ctx": args.n_ctx,
             "logits_all": args.logits_all,
             "concurrency": args.concurrency,
+            "llama_server_parallel": args.parallel if args.llama_server else None,
         },  # fmt: skip
     }
 
@@ -236,9 +258,27 @@ def main() -> None:
             continue
         print(f"== {key}", file=sys.stderr, flush=True)
         pred = out / f"llama-{kind}.pred.json"
-        figures = serve_and_extract(
-            args, gguf_dir / f"{args.name}-{kind}.gguf", args.name, dev, pred, out / f"llama-{kind}.log"
-        )
+        gguf, port = gguf_dir / f"{args.name}-{kind}.gguf", free_port()
+        command = python_server_command(args, gguf, args.name, port)
+        log = out / f"llama-{kind}.log"
+        figures = serve_and_extract(command, port, "/v1/models", args.concurrency, gguf, args.name, dev, pred, log)
+        figures["sentences_per_second_loaded"] = round(len(lines) / figures["extract_seconds"], 2)
+        results[key] = figures
+        results_path.write_text(json.dumps(results, indent=2))
+
+    # llama.cpp's own server, whose slots decode together: the batching llama-cpp-python's server lacks.
+    native = [kind for kind in types if args.llama_server]
+    for kind in native:
+        key = f"llama-server {kind} np{args.parallel}"
+        if key in results:
+            continue
+        print(f"== {key}", file=sys.stderr, flush=True)
+        pred = out / f"llama-server-{kind}-np{args.parallel}.pred.json"
+        gguf, port = gguf_dir / f"{args.name}-{kind}.gguf", free_port()
+        command = native_server_command(args, gguf, args.name, port)
+        log = out / f"llama-server-{kind}-np{args.parallel}.log"
+        # /health answers 200 only once the model is loaded (503 before)
+        figures = serve_and_extract(command, port, "/health", args.parallel, gguf, args.name, dev, pred, log)
         figures["sentences_per_second_loaded"] = round(len(lines) / figures["extract_seconds"], 2)
         results[key] = figures
         results_path.write_text(json.dumps(results, indent=2))
@@ -246,6 +286,9 @@ def main() -> None:
     results["scores"] = {"ours": score(dev, ours_pred, None)}
     for kind in types:
         results["scores"][f"llama.cpp {kind}"] = score(dev, out / f"llama-{kind}.pred.json", ours_pred)
+    for key in [k for k in results if k.startswith("llama-server ")]:  # every --parallel measured so far
+        _, kind, slots = key.split()
+        results["scores"][key] = score(dev, out / f"llama-server-{kind}-{slots}.pred.json", ours_pred)
     results_path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
