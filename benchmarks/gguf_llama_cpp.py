@@ -34,10 +34,9 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from harness import free_port, stop
+from harness import free_port, stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,18 +119,8 @@ def serve_and_extract(command: list[str], port: int, ready_path: str, concurrenc
     handle = open(log, "w", encoding="utf-8")  # noqa: SIM115 (closed in finally, after the server stops)
     server = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 600  # a real model loads in seconds; a hung start must not hang the run
-        while True:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server did not answer in 600 s: {log.read_text()[-2000:]}")
-            if server.poll() is not None:
-                raise SystemExit(f"server exited: {log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.2)
+        # a real model loads in seconds; a hung start must not hang the run
+        wait_for(f"http://127.0.0.1:{port}{ready_path}", server, 600, log=log)
         ready = time.perf_counter() - start
         extract = [sys.executable, "-m", "llm_ner", "extract", "--backend", "openai", "--api-dialect"]
         extract += ["llama-cpp-python", "--base-url", f"http://127.0.0.1:{port}/v1", "--served-model", name]
@@ -252,33 +241,22 @@ def main() -> None:
         }
         results_path.write_text(json.dumps(results, indent=2))
 
-    for kind in types:
-        key = f"llama.cpp {kind}"
+    # (results key, GGUF type, file stem, server command, readiness path, requests in flight) of each server stage:
+    # llama-cpp-python's server, then llama.cpp's own, whose slots decode together (the batching the first lacks).
+    stages = [(f"llama.cpp {kind}", kind, f"llama-{kind}", python_server_command, "/v1/models", args.concurrency)
+              for kind in types]  # fmt: skip
+    if args.llama_server:  # /health answers 200 only once the model is loaded (503 before)
+        slots = f"np{args.parallel}"
+        stages += [(f"llama-server {kind} {slots}", kind, f"llama-server-{kind}-{slots}", native_server_command,
+                    "/health", args.parallel) for kind in types]  # fmt: skip
+    for key, kind, stem, server_command, ready_path, concurrency in stages:
         if key in results:
             continue
         print(f"== {key}", file=sys.stderr, flush=True)
-        pred = out / f"llama-{kind}.pred.json"
         gguf, port = gguf_dir / f"{args.name}-{kind}.gguf", free_port()
-        command = python_server_command(args, gguf, args.name, port)
-        log = out / f"llama-{kind}.log"
-        figures = serve_and_extract(command, port, "/v1/models", args.concurrency, gguf, args.name, dev, pred, log)
-        figures["sentences_per_second_loaded"] = round(len(lines) / figures["extract_seconds"], 2)
-        results[key] = figures
-        results_path.write_text(json.dumps(results, indent=2))
-
-    # llama.cpp's own server, whose slots decode together: the batching llama-cpp-python's server lacks.
-    native = [kind for kind in types if args.llama_server]
-    for kind in native:
-        key = f"llama-server {kind} np{args.parallel}"
-        if key in results:
-            continue
-        print(f"== {key}", file=sys.stderr, flush=True)
-        pred = out / f"llama-server-{kind}-np{args.parallel}.pred.json"
-        gguf, port = gguf_dir / f"{args.name}-{kind}.gguf", free_port()
-        command = native_server_command(args, gguf, args.name, port)
-        log = out / f"llama-server-{kind}-np{args.parallel}.log"
-        # /health answers 200 only once the model is loaded (503 before)
-        figures = serve_and_extract(command, port, "/health", args.parallel, gguf, args.name, dev, pred, log)
+        command = server_command(args, gguf, args.name, port)
+        pred, log = out / f"{stem}.pred.json", out / f"{stem}.log"
+        figures = serve_and_extract(command, port, ready_path, concurrency, gguf, args.name, dev, pred, log)
         figures["sentences_per_second_loaded"] = round(len(lines) / figures["extract_seconds"], 2)
         results[key] = figures
         results_path.write_text(json.dumps(results, indent=2))

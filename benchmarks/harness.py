@@ -200,12 +200,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
-    """Poll ``url`` until it answers 200; fail with the server's output if it dies or times out."""
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 120, log: Path | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail with the server's output (its stdout pipe, or ``log`` where it
+    writes into a file) if it dies or times out."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}: {process.stdout.read()[-3000:]}")
+            output = log.read_text(errors="replace") if log else process.stdout.read()
+            raise RuntimeError(f"server exited with {process.returncode}: {output[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:

@@ -195,6 +195,13 @@ def sft_trainer(model_dir, records: list[dict], output_dir, tokenizer=None, **co
     )
 
 
+def dev_file(path: Path, examples, n: int) -> Path:
+    """The texts of the first ``n`` examples as an input file (ids d0, d1, ...)."""
+    lines = [json.dumps({"id": f"d{i}", "text": ex.text}, ensure_ascii=False) for i, ex in enumerate(examples[:n])]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def records(path: Path) -> list[dict]:
     """The JSON lines of an output file, empty lines skipped. Lines end at "\\n" only: a U+2028 inside a sentence is
     text (as in llm_ner.data.read_lines)."""

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import records, redraw_weights
-from harness import free_port, perturbed, stop
+from conftest import dev_file, records, redraw_weights
+from harness import free_port, perturbed, stop, wait_for
 
 from llm_ner.backends.openai import OpenAIBackend
 from llm_ner.cli import main as cli
@@ -199,8 +199,6 @@ def test_llama_cpp_tokens_and_logits_equal_transformers(exported, tiny_run, clue
 def llama_cpp_server(exported, tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server on 127.0.0.1 with the f32 GGUF as model "tiny-ner" (its log in
     a file: a pipe nobody reads would fill up and stop the server)."""
-    import time
-    import urllib.request
 
     needs("llama_cpp", "pip install 'llm-ner[gguf]' builds llama-cpp-python")
     needs("llama_cpp.server.app", "pip install 'llama-cpp-python[server]'")
@@ -213,31 +211,16 @@ def llama_cpp_server(exported, tmp_path_factory):
     with open(log, "w", encoding="utf-8") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"the server exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"the server did not start in 120 s: {log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
+        wait_for(f"http://127.0.0.1:{port}/v1/models", process, 120, log=log)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(process)
 
 
-def dev_lines(path: Path, examples, n: int) -> Path:
-    lines = [json.dumps({"id": f"d{i}", "text": ex.text}, ensure_ascii=False) for i, ex in enumerate(examples[:n])]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 def test_llama_cpp_server_answers_as_the_local_engine(exported, tiny_run, llama_cpp_server, cluener_dev, tmp_path):
     """`extract --backend openai --api-dialect llama-cpp-python` against the served f32 GGUF writes the records
     the local engine writes from the Hugging Face model (float32), prompt and format read from the GGUF folder."""
-    source = dev_lines(tmp_path / "dev.json", cluener_dev, 16)
+    source = dev_file(tmp_path / "dev.json", cluener_dev, 16)
     common = ["--input", str(source), "--quiet", "--max-new-tokens", "12", "--max-parse-failures", "1"]
     local = ["--model", str(tiny_run), "--dtype", "float32", "--output", str(tmp_path / "local.json")]
     assert cli(["extract", *local, *common]) == 0
@@ -259,7 +242,7 @@ def test_llama_cpp_server_answers_as_the_local_engine(exported, tiny_run, llama_
 def test_llama_cpp_server_constrained_answers_follow_the_schema(exported, llama_cpp_server, cluener_dev, tmp_path):
     """--constrained sends the answer format's JSON schema, which llama.cpp turns into a grammar: a random model's
     answers become JSON lists of {text, label} whose labels are the schema's (free, they are not JSON)."""
-    source = dev_lines(tmp_path / "dev.json", cluener_dev, 16)
+    source = dev_file(tmp_path / "dev.json", cluener_dev, 16)
     common = ["--backend", "openai", "--api-dialect", "llama-cpp-python", "--base-url", llama_cpp_server]
     common += ["--served-model", "tiny-ner", "--model", str(exported), "--input", str(source), "--quiet"]
     common += ["--max-new-tokens", "48", "--max-parse-failures", "1"]

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import noisy_model, records
+from conftest import dev_file, noisy_model, records
 from harness import free_port, stop, wait_for
 
 from llm_ner.answer_format import MENTIONS
@@ -49,12 +49,6 @@ def transformers_serve(noisy_qwen):
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop(process)
-
-
-def dev_file(path: Path, examples, n: int) -> Path:
-    lines = [json.dumps({"id": f"d{i}", "text": ex.text}, ensure_ascii=False) for i, ex in enumerate(examples[:n])]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def test_openai_backend_equals_local_backend(noisy_qwen, transformers_serve, cluener_dev, tmp_path):
